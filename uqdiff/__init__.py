@@ -1,0 +1,40 @@
+"""uqdiff: uncertainty quantification of diffusion-model outputs with designed noise.
+
+Estimate E[S(G(z))], z ~ N(0, I), with an honest confidence interval, using
+noise designs (antithetic pairs, K-antithetic groups, couplings, scrambled
+Sobol' RQMC) in which every single noise stays exactly N(0, I).
+"""
+
+from uqdiff.designs import (
+    IID,
+    Antithetic,
+    Equicorrelated,
+    GaussianCoupling,
+    KAntithetic,
+    NoiseDesign,
+    SobolRQMC,
+    SubspaceCoupling,
+    get_design,
+)
+from uqdiff.estimate import compare, estimate
+from uqdiff.results import ComparisonResult, ConfidenceInterval, EstimateResult, StatisticResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IID",
+    "Antithetic",
+    "ComparisonResult",
+    "ConfidenceInterval",
+    "Equicorrelated",
+    "EstimateResult",
+    "GaussianCoupling",
+    "KAntithetic",
+    "NoiseDesign",
+    "SobolRQMC",
+    "StatisticResult",
+    "SubspaceCoupling",
+    "compare",
+    "estimate",
+    "get_design",
+]

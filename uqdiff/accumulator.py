@@ -1,0 +1,142 @@
+"""Streaming, mergeable moments of group means, identical however a run is split.
+
+An accumulator never holds the samples: it keeps count, mean and the sum of
+squared deviations (float64, Chan et al. updates) of the group means, plus the
+summed within-group squares needed for the marginal variance. To make results
+bit-identical for any batching, sharding or merge order, moments are always
+combined along one canonical binary tree over group indices: leaves are
+aligned blocks of BLOCK groups, a node covers an aligned run of 2**level
+blocks, and the final answer folds the maximal nodes from left to right.
+Memory is O(BLOCK + log(groups)) values per statistic, independent of budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BLOCK = 64
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Moments of a run of group means: count, mean, M2 = sum (x - mean)^2, within-group squares."""
+
+    count: int
+    mean: np.ndarray
+    m2: np.ndarray
+    within: np.ndarray
+
+    @classmethod
+    def of(cls, means: np.ndarray, within: np.ndarray) -> Moments:
+        """Moments of a stack of group means (n, ...) computed in one fixed order."""
+        mean = means.mean(axis=0)
+        return cls(len(means), mean, ((means - mean) ** 2).sum(axis=0), within.sum(axis=0))
+
+    def merge(self, other: Moments) -> Moments:
+        """Chan's exact pairwise update; ``self`` covers the lower group indices."""
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        return Moments(
+            n,
+            self.mean + delta * (other.count / n),
+            self.m2 + other.m2 + delta**2 * (self.count * other.count / n),
+            self.within + other.within,
+        )
+
+
+class GroupAccumulator:
+    """Accumulates per-group means (and within-group sums of squares) by group index."""
+
+    def __init__(self) -> None:
+        self.shape: tuple[int, ...] | None = None
+        self._nodes: dict[tuple[int, int], Moments] = {}  # (level, position) -> moments
+        self._pending: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}  # block -> group -> rows
+        self.count = 0
+
+    def add(self, start: int, means: np.ndarray, within: np.ndarray) -> None:
+        """Add groups ``start, start+1, ...`` with their means and within-group sums of squares."""
+        means = np.asarray(means, dtype=np.float64)
+        within = np.asarray(within, dtype=np.float64)
+        if means.shape != within.shape:
+            raise ValueError(f"means shape {means.shape} and within shape {within.shape} differ")
+        self._check_shape(means.shape[1:])
+        g, end = start, start + len(means)
+        while g < end:
+            block = g // BLOCK
+            stop = min(end, (block + 1) * BLOCK)
+            lo, hi = g - start, stop - start
+            if g == block * BLOCK and stop == (block + 1) * BLOCK:
+                self._insert(0, block, Moments.of(means[lo:hi], within[lo:hi]))
+            else:
+                rows = self._pending.setdefault(block, {})
+                for i in range(lo, hi):
+                    if start + i in rows or self._covered(block):
+                        raise ValueError(f"group {start + i} was already counted")
+                    rows[start + i] = (means[i], within[i])
+                self._complete(block)
+            self.count += hi - lo
+            g = stop
+
+    def merge(self, other: GroupAccumulator) -> GroupAccumulator:
+        """Fold another accumulator over disjoint groups into this one (in place) and return it."""
+        if other.shape is not None:
+            self._check_shape(other.shape)
+        for (level, pos), moments in sorted(other._nodes.items()):
+            self._insert(level, pos, moments)
+        for block, rows in other._pending.items():
+            mine = self._pending.setdefault(block, {})
+            for g, row in rows.items():
+                if g in mine:
+                    raise ValueError(f"group {g} is in both accumulators")
+                mine[g] = row
+            self._complete(block)
+        self.count += other.count
+        return self
+
+    def moments(self) -> Moments:
+        """The moments of every group added so far, folded in canonical order."""
+        if self.count == 0:
+            raise ValueError("no group has been added")
+        pieces = [((pos << level) * BLOCK, m) for (level, pos), m in self._nodes.items()]
+        for block, rows in self._pending.items():
+            keys = sorted(rows)
+            pieces.append((keys[0], Moments.of(np.stack([rows[k][0] for k in keys]), np.stack([rows[k][1] for k in keys]))))
+        pieces.sort(key=lambda item: item[0])
+        total = pieces[0][1]
+        for _, m in pieces[1:]:
+            total = total.merge(m)
+        return total
+
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        if self.shape is None:
+            self.shape = tuple(shape)
+        elif tuple(shape) != self.shape:
+            raise ValueError(f"statistic shape changed from {self.shape} to {tuple(shape)} between batches")
+
+    def _complete(self, block: int) -> None:
+        rows = self._pending[block]
+        if len(rows) == BLOCK:
+            keys = sorted(rows)
+            del self._pending[block]
+            moments = Moments.of(np.stack([rows[k][0] for k in keys]), np.stack([rows[k][1] for k in keys]))
+            self._insert(0, block, moments)
+
+    def _covered(self, block: int, stop: int | None = None) -> bool:
+        """Whether a finished node already holds any block in [block, stop)."""
+        stop = block + 1 if stop is None else stop
+        return any((pos << level) < stop and block < ((pos + 1) << level) for level, pos in self._nodes)
+
+    def _insert(self, level: int, pos: int, moments: Moments) -> None:
+        lo, hi = pos << level, (pos + 1) << level
+        if self._covered(lo, hi) or any(lo <= b < hi for b in self._pending):
+            raise ValueError(f"groups {(pos << level) * BLOCK}..{((pos + 1) << level) * BLOCK - 1} were already counted")
+        while True:
+            sibling = (level, pos ^ 1)
+            if sibling not in self._nodes:
+                self._nodes[(level, pos)] = moments
+                return
+            other = self._nodes.pop(sibling)
+            moments = other.merge(moments) if pos & 1 else moments.merge(other)
+            level, pos = level + 1, pos >> 1

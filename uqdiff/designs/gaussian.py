@@ -1,0 +1,118 @@
+"""Gaussian couplings z = A u: iid, antithetic, K-antithetic, equicorrelated, any A.
+
+Theorem 3.3 of the coupling paper: with u_1..u_r iid N(0, I) and A a k x r
+matrix with unit-norm rows, every z_i = sum_l A_il u_l is N(0, I) and
+Cov(z_i, z_j) = (A A^T)_ij I. Every Gaussian design here is one such A.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from uqdiff._rng import SeedLike, group_rng
+from uqdiff.designs.base import NoiseDesign
+
+ROW_NORM_TOL = 1e-6
+
+
+class GaussianCoupling(NoiseDesign):
+    """Groups z = A u for a k x r matrix A with unit-norm rows.
+
+    >>> d = GaussianCoupling([[1.0, 0.0], [0.6, 0.8]])
+    >>> d.correlation().round(2).tolist()
+    [[1.0, 0.6], [0.6, 1.0]]
+    """
+
+    def __init__(self, matrix, *, name: str = "coupling") -> None:
+        a = np.array(matrix, dtype=np.float64)
+        if a.ndim == 1:
+            a = a[:, None]
+        if a.ndim != 2 or a.size == 0:
+            raise ValueError(f"coupling matrix must be 2-D (k x r), got shape {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError("coupling matrix has NaN or Inf entries")
+        norms = np.sqrt((a**2).sum(axis=1))
+        for i, n in enumerate(norms):
+            if abs(n - 1.0) > ROW_NORM_TOL:
+                raise ValueError(
+                    f"row {i} of the coupling matrix has norm {n:.6g}; every row must have unit norm "
+                    "so that each noise stays N(0, I) (divide the row by its norm)"
+                )
+        self.matrix = a
+        self.group_size = a.shape[0]
+        self.name = name
+
+    def correlation(self) -> np.ndarray:
+        """The implied correlation A A^T between the noises of a group."""
+        return self.matrix @ self.matrix.T
+
+    def _groups(self, indices, dim, seed: SeedLike, device, dtype) -> torch.Tensor:
+        k, r = self.matrix.shape
+        u = np.stack([group_rng(seed, g).standard_normal((r, dim)) for g in indices]) if len(indices) else np.empty((0, r, dim))
+        z = self.matrix[None, :, 0, None] * u[:, None, 0, :]
+        for ell in range(1, r):  # a fixed elementwise order keeps each group's bits batch-independent
+            z = z + self.matrix[None, :, ell, None] * u[:, None, ell, :]
+        return torch.from_numpy(z).to(device=device, dtype=dtype)
+
+
+class IID(GaussianCoupling):
+    """Plain Monte Carlo: groups of one independent N(0, I) noise."""
+
+    def __init__(self) -> None:
+        super().__init__([[1.0]], name="mc")
+
+    def __repr__(self) -> str:
+        return "IID()"
+
+
+class Antithetic(GaussianCoupling):
+    """Antithetic pairs (z, -z): correlation -1 inside each pair."""
+
+    def __init__(self) -> None:
+        super().__init__([[1.0], [-1.0]], name="antithetic")
+
+    def __repr__(self) -> str:
+        return "Antithetic()"
+
+
+class Equicorrelated(GaussianCoupling):
+    """k noises with pairwise correlation c, valid for -1/(k-1) <= c <= 1 (prop. 3.1).
+
+    A = a I + b 11^T with a = sqrt(1 - c), b = (sqrt(1 - c + k c) - a) / k,
+    so that A A^T = (1 - c) I + c 11^T.
+    """
+
+    def __init__(self, k: int, c: float) -> None:
+        k = _check_k(k)
+        lo = -1.0 / (k - 1)
+        if not (lo - 1e-12 <= c <= 1.0) or not math.isfinite(c):
+            raise ValueError(f"an equicorrelated coupling of k={k} noises needs c in [{lo:.6g}, 1], got {c}")
+        c = max(float(c), lo)
+        a = math.sqrt(1.0 - c)
+        b = (math.sqrt(max(1.0 - c + k * c, 0.0)) - a) / k
+        super().__init__(a * np.eye(k) + b * np.ones((k, k)), name=f"equicorrelated(k={k}, c={c:.6g})")
+        self.k, self.c = k, c
+
+    def __repr__(self) -> str:
+        return f"Equicorrelated(k={self.k}, c={self.c!r})"
+
+
+class KAntithetic(Equicorrelated):
+    """K-antithetic groups z_i = sqrt(k/(k-1)) (w_i - mean(w)): correlation -1/(k-1)."""
+
+    def __init__(self, k: int = 8) -> None:
+        k = _check_k(k)
+        super().__init__(k, -1.0 / (k - 1))
+        self.name = f"k-antithetic(k={k})"
+
+    def __repr__(self) -> str:
+        return f"KAntithetic(k={self.k})"
+
+
+def _check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise ValueError(f"group size k must be an integer >= 2, got {k!r}")
+    return int(k)
