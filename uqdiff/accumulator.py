@@ -70,12 +70,7 @@ class GroupAccumulator:
             if g == block * BLOCK and stop == (block + 1) * BLOCK:
                 self._insert(0, block, Moments.of(means[lo:hi], within[lo:hi]))
             else:
-                rows = self._pending.setdefault(block, {})
-                for i in range(lo, hi):
-                    if start + i in rows or self._covered(block):
-                        raise ValueError(f"group {start + i} was already counted")
-                    rows[start + i] = (means[i], within[i])
-                self._complete(block)
+                self._add_rows(block, {start + i: (means[i], within[i]) for i in range(lo, hi)})
             self.count += hi - lo
             g = stop
 
@@ -86,12 +81,7 @@ class GroupAccumulator:
         for (level, pos), moments in sorted(other._nodes.items()):
             self._insert(level, pos, moments)
         for block, rows in other._pending.items():
-            mine = self._pending.setdefault(block, {})
-            for g, row in rows.items():
-                if g in mine:
-                    raise ValueError(f"group {g} is in both accumulators")
-                mine[g] = row
-            self._complete(block)
+            self._add_rows(block, rows)
         self.count += other.count
         return self
 
@@ -100,9 +90,7 @@ class GroupAccumulator:
         if self.count == 0:
             raise ValueError("no group has been added")
         pieces = [((pos << level) * BLOCK, m) for (level, pos), m in self._nodes.items()]
-        for block, rows in self._pending.items():
-            keys = sorted(rows)
-            pieces.append((keys[0], Moments.of(np.stack([rows[k][0] for k in keys]), np.stack([rows[k][1] for k in keys]))))
+        pieces += [(min(rows), _rows_moments(rows)) for rows in self._pending.values()]
         pieces.sort(key=lambda item: item[0])
         total = pieces[0][1]
         for _, m in pieces[1:]:
@@ -115,13 +103,20 @@ class GroupAccumulator:
         elif tuple(shape) != self.shape:
             raise ValueError(f"statistic shape changed from {self.shape} to {tuple(shape)} between batches")
 
+    def _add_rows(self, block: int, new: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Park single groups of an unfinished block until the block is whole."""
+        rows = self._pending.setdefault(block, {})
+        for g, row in new.items():
+            if g in rows or self._covered(block):
+                raise ValueError(f"group {g} was already counted")
+            rows[g] = row
+        self._complete(block)
+
     def _complete(self, block: int) -> None:
         rows = self._pending[block]
         if len(rows) == BLOCK:
-            keys = sorted(rows)
             del self._pending[block]
-            moments = Moments.of(np.stack([rows[k][0] for k in keys]), np.stack([rows[k][1] for k in keys]))
-            self._insert(0, block, moments)
+            self._insert(0, block, _rows_moments(rows))
 
     def _covered(self, block: int, stop: int | None = None) -> bool:
         """Whether a finished node already holds any block in [block, stop)."""
@@ -140,3 +135,9 @@ class GroupAccumulator:
             other = self._nodes.pop(sibling)
             moments = other.merge(moments) if pos & 1 else moments.merge(other)
             level, pos = level + 1, pos >> 1
+
+
+def _rows_moments(rows: dict[int, tuple[np.ndarray, np.ndarray]]) -> Moments:
+    """Moments of single parked groups, stacked in group order."""
+    keys = sorted(rows)
+    return Moments.of(np.stack([rows[g][0] for g in keys]), np.stack([rows[g][1] for g in keys]))
