@@ -67,8 +67,8 @@ def generating_columns(m: int, dim: int, *, bits: int = DEFAULT_BITS) -> np.ndar
 def _check(m: int, dim: int, bits: int) -> None:
     if not 0 <= m <= bits:
         raise ValueError(f"2**m points with m={m} need 0 <= m <= bits={bits}")
-    if not 1 <= bits <= 62:
-        raise ValueError(f"bits must be in 1..62, got {bits}")
+    if not 1 <= bits <= DEFAULT_BITS:
+        raise ValueError(f"bits must be in 1..{DEFAULT_BITS} (a float64 must hold x + 1/2 exactly), got {bits}")
     if not 1 <= dim <= MAX_DIM:
         raise ValueError(
             f"Sobol' points exist for 1..{MAX_DIM} dimensions (Joe-Kuo direction numbers), got {dim}; "
@@ -78,7 +78,7 @@ def _check(m: int, dim: int, bits: int) -> None:
 
 def _expand(columns: torch.Tensor) -> torch.Tensor:
     """All 2**m XOR combinations of the columns, in natural order: (..., m, d) -> (..., 2**m, d)."""
-    points = torch.zeros_like(columns[..., :1, :])
+    points = torch.zeros((*columns.shape[:-2], 1, columns.shape[-1]), dtype=columns.dtype, device=columns.device)
     for k in range(columns.shape[-2]):
         points = torch.cat([points, points ^ columns[..., k : k + 1, :]], dim=-2)
     return points
@@ -185,6 +185,8 @@ def _scramble(columns: torch.Tensor, rng: np.random.Generator, scramble: str, bi
 
 def to_uniform(points: torch.Tensor, *, bits: int = DEFAULT_BITS) -> torch.Tensor:
     """Cell midpoints (x + 1/2) / 2**bits in float64: strictly inside (0, 1)."""
+    if not 1 <= bits <= DEFAULT_BITS:
+        raise ValueError(f"bits must be in 1..{DEFAULT_BITS} (a float64 must hold x + 1/2 exactly), got {bits}")
     return (points.to(torch.float64) + 0.5) * (2.0**-bits)
 
 
