@@ -92,3 +92,18 @@ class SubspaceCoupling(NoiseDesign):
 
     def __repr__(self) -> str:
         return f"SubspaceCoupling({self.inner!r}, outer={self.outer!r}, sub_dim={self.sub_dim})"
+
+
+def on_leading_coordinates(inner: NoiseDesign, dim: int, lead: int, *, outer: NoiseDesign | None = None) -> NoiseDesign:
+    """``inner`` on the first ``lead`` flat coordinates (e.g. the initial latent of a noise stream), ``outer`` after.
+
+    Returns ``inner`` itself when it covers the whole noise. This is how RQMC
+    covers the leading part of a stochastic sampler's stream.
+    """
+    if not 1 <= lead <= dim:
+        raise ValueError(f"lead must be in 1..{dim}, got {lead}")
+    if lead == dim:
+        return inner
+    mask = np.zeros(dim, dtype=bool)
+    mask[:lead] = True
+    return SubspaceCoupling(inner, mask=mask, outer=outer)

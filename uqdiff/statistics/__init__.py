@@ -24,11 +24,12 @@ from .diagnostics import (
 )
 from .pixel import Brightness, Contrast, PixelMap, PixelMean, VerticalCentroid
 from .reconstruction import L1, PSNR, SSIM, ReconstructionStatistic, gaussian_window
+from .terrain import MeanSlope
 
 #: Registry: statistic name -> class.
 STATISTICS: dict[str, type[Statistic]] = {
     cls.name: cls
-    for cls in (PixelMean, Brightness, Contrast, VerticalCentroid, PixelMap, L1, PSNR, SSIM)
+    for cls in (PixelMean, Brightness, Contrast, VerticalCentroid, PixelMap, MeanSlope, L1, PSNR, SSIM)
 }
 
 
@@ -57,6 +58,7 @@ __all__ = [
     "Contrast",
     "VerticalCentroid",
     "PixelMap",
+    "MeanSlope",
     "L1",
     "PSNR",
     "SSIM",

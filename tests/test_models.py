@@ -1,0 +1,76 @@
+"""Real models load offline and give finite outputs of the right shape."""
+
+import gzip
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from uqdiff import Antithetic, estimate
+from uqdiff.data import load_fashion_mnist
+from uqdiff.statistics import MeanSlope, PixelMean, pair_correlation
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def terrain():
+    from uqdiff.models.terrain import TerrainGenerator
+
+    return TerrainGenerator(50)
+
+
+def test_terrain_forward_is_finite_deterministic_and_shaped(terrain):
+    z = torch.randn(2, 1, 128, 128, generator=torch.Generator().manual_seed(0))
+    x = terrain(z)
+    assert x.shape == (2, 1, 128, 128) and torch.isfinite(x).all()
+    assert x.min() >= -1.0001 and x.max() <= 1.0001
+    assert torch.equal(terrain(z), x)
+
+
+def test_terrain_antithetic_pairs_are_negatively_correlated(terrain):
+    z = Antithetic().groups(np.arange(3), 128 * 128, seed=0).reshape(6, 1, 128, 128)
+    x = terrain(z).numpy()
+    r = pair_correlation(x[0::2], x[1::2])
+    assert r.mean() < -0.3, r
+
+
+def test_terrain_multistep_stream_and_errors():
+    from uqdiff.models.terrain import TerrainGenerator
+
+    g = TerrainGenerator(80, sigmas=(2.0,))
+    assert g.noise_shape == (2, 128, 128) and g.initial_noise_size == 128 * 128
+    x = g(torch.randn(1, 2, 128, 128, generator=torch.Generator().manual_seed(1)))
+    assert x.shape == (1, 1, 128, 128) and torch.isfinite(x).all()
+    with pytest.raises(ValueError, match=r"noise must have shape \(B, 2, 128, 128\)"):
+        g(torch.zeros(1, 1, 128, 128))
+    with pytest.raises(ValueError, match="difficulty must be an integer in 1..100"):
+        TerrainGenerator(0)
+    with pytest.raises(ValueError, match="sigmas must decrease"):
+        TerrainGenerator(5, sigmas=(1.0, 2.0))
+
+
+@pytest.mark.slow
+def test_terrain_estimate_antithetic_beats_mc(terrain):
+    stats_ = [PixelMean(), MeanSlope()]
+    amc = estimate(terrain, stats_, budget=64, design="antithetic", seed=1, batch_size=16)
+    assert amc["mean"].efficiency > 2
+
+
+def _write_idx(path, array):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_idx_reader(tmp_path):
+    imgs = np.arange(3 * 28 * 28).reshape(3, 28, 28) % 256
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", imgs)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.array([3, 1, 4]))
+    x, y = load_fashion_mnist("test", root=tmp_path)
+    assert x.shape == (3, 28, 28) and np.array_equal(x, imgs) and y.tolist() == [3, 1, 4]
+    with pytest.raises(FileNotFoundError, match="apt-get install -y dataset-fashion-mnist"):
+        load_fashion_mnist("train", root=tmp_path)
+    with pytest.raises(ValueError, match="split must be"):
+        load_fashion_mnist("valid", root=tmp_path)
