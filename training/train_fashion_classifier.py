@@ -19,7 +19,7 @@ from uqdiff.models.classifier import CLASSIFIER_FILE, FashionClassifier
 
 
 def to_input(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).float().div(127.5).sub(1.0)[:, None]
+    return torch.from_numpy(np.array(images)).float().div(127.5).sub(1.0)[:, None]
 
 
 @torch.no_grad()
