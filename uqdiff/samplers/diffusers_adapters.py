@@ -144,6 +144,11 @@ class DiffusersSampler:
         """Shape of one noise: x_T, or x_T plus one slot per step for stochastic samplers."""
         return (1 + self.num_steps, *self.sample_shape) if self.stochastic else self.sample_shape
 
+    @property
+    def initial_noise_size(self) -> int:
+        """Length of x_T, the leading part of the flattened stream (where RQMC pays off most)."""
+        return math.prod(self.sample_shape)
+
     @torch.no_grad()
     def __call__(self, noise: torch.Tensor) -> torch.Tensor:
         """Run the sampler from each noise of the batch; returns (B, C, H, W) float32 on ``self.device``."""
