@@ -74,3 +74,41 @@ def test_fashion_mnist_idx_reader(tmp_path):
         load_fashion_mnist("train", root=tmp_path)
     with pytest.raises(ValueError, match="split must be"):
         load_fashion_mnist("valid", root=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    from uqdiff.models.classifier import load_fashion_classifier
+
+    return load_fashion_classifier()
+
+
+def test_classifier_loads_offline_and_is_accurate(classifier):
+    from uqdiff.models.classifier import CLASSIFIER_FILE
+
+    assert CLASSIFIER_FILE.stat().st_size < 100_000
+    try:
+        x, y = load_fashion_mnist("test")
+    except FileNotFoundError:
+        pytest.skip("dataset-fashion-mnist is not installed (scripts/test.sh installs it where apt-get works)")
+    inputs = torch.from_numpy(np.array(x)).float().div(127.5).sub(1.0)[:, None]
+    with torch.no_grad():
+        pred = torch.cat([classifier(inputs[i : i + 2500]).argmax(-1) for i in range(0, len(inputs), 2500)])
+    assert float((pred == torch.from_numpy(y)).float().mean()) >= 0.88
+
+
+def test_fashion_ddpm_loads_offline_and_samples(classifier):
+    from uqdiff.models.fashion import FASHION_DDPM_DIR, FashionMNISTGenerator
+
+    if not (FASHION_DDPM_DIR / "unet" / "config.json").is_file():
+        pytest.skip(f"the Fashion-MNIST DDPM is not trained yet ({FASHION_DDPM_DIR} is missing; issue 3)")
+
+    g = FashionMNISTGenerator(class_label=1, num_inference_steps=3, device="cpu")
+    assert g.noise_shape == (1, 32, 32)
+    x = g(torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0)))
+    assert x.shape == (2, 1, 28, 28) and torch.isfinite(x).all()
+    assert classifier.predict_proba(x).shape == (2, 10)
+    stochastic = FashionMNISTGenerator(class_label=None, sampler="ddpm", num_inference_steps=2, device="cpu")
+    assert stochastic.noise_shape == (3, 1, 32, 32) and stochastic.initial_noise_size == 1024
+    with pytest.raises(ValueError, match="class_label must be an int in 0..9"):
+        FashionMNISTGenerator(class_label=12)
