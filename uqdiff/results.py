@@ -234,6 +234,10 @@ class ComparisonResult:
                 )
         return pd.DataFrame(rows)
 
+    def to_markdown(self) -> str:
+        """The table of :meth:`to_frame` as a GitHub markdown table."""
+        return markdown_table(self.to_frame())
+
     def to_json(self, **kwargs) -> str:
         return json.dumps(
             {"baseline": self.baseline, "designs": {k: v.to_dict() for k, v in self.estimates.items()}}, **kwargs
@@ -242,3 +246,16 @@ class ComparisonResult:
     def __str__(self) -> str:
         frame = self.to_frame()
         return frame.to_string(index=False, float_format=lambda x: f"{x:.4g}")
+
+
+def markdown_table(frame) -> str:
+    """A DataFrame as a markdown table, numbers to 4 significant digits (no extra dependency)."""
+
+    def cell(v: Any) -> str:
+        if isinstance(v, (float, np.floating)):
+            return "" if np.isnan(v) else f"{v:.4g}"
+        return str(v)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)

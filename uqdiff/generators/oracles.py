@@ -64,7 +64,7 @@ class GaussianDDIM:
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
     ) -> None:
-        self.mean = np.asarray(mean, dtype=np.float64)
+        self.mean = np.array(mean, dtype=np.float64)  # a writable copy (torch.from_numpy needs one)
         self.std = np.broadcast_to(np.asarray(std, dtype=np.float64), self.mean.shape).copy()
         if (self.std <= 0).any():
             raise ValueError("std must be positive")
