@@ -112,3 +112,16 @@ def test_fashion_ddpm_loads_offline_and_samples(classifier):
     assert stochastic.noise_shape == (3, 1, 32, 32) and stochastic.initial_noise_size == 1024
     with pytest.raises(ValueError, match="class_label must be an int in 0..9"):
         FashionMNISTGenerator(class_label=12)
+
+
+@pytest.mark.slow
+def test_fashion_ddpm_samples_are_recognized_by_the_classifier(classifier):
+    from uqdiff import IID
+    from uqdiff.models.fashion import FashionMNISTGenerator
+
+    agree = []
+    for label in range(10):
+        g = FashionMNISTGenerator(label, num_inference_steps=25, device="cpu")
+        x = g(IID().groups(np.arange(8), 1024, seed=[7, label]).reshape(-1, 1, 32, 32))
+        agree.append((classifier(x).argmax(-1) == label).float().mean().item())
+    assert np.mean(agree) >= 0.7, agree
