@@ -6,7 +6,7 @@ contrast (top vs bottom half), vertical centroid and mean slope, all on the
 [0, 1]-scaled heightmap. ``--model oracle`` runs the same comparison on an
 exact DDIM sampler for Gaussian data whose pixel mean is known in closed form.
 
-    python -m uqdiff.demo                       # terrain, budget 256 per design (~4 min on 2 CPU cores)
+    python -m uqdiff.demo                       # terrain, budget 256 per design (~2.5 min on 2 CPU cores)
     python -m uqdiff.demo --model oracle --budget 3200
 """
 
