@@ -67,13 +67,18 @@ def generating_columns(m: int, dim: int, *, bits: int = DEFAULT_BITS) -> np.ndar
 def _check(m: int, dim: int, bits: int) -> None:
     if not 0 <= m <= bits:
         raise ValueError(f"2**m points with m={m} need 0 <= m <= bits={bits}")
-    if not 1 <= bits <= DEFAULT_BITS:
-        raise ValueError(f"bits must be in 1..{DEFAULT_BITS} (a float64 must hold x + 1/2 exactly), got {bits}")
+    _check_bits(bits)
     if not 1 <= dim <= MAX_DIM:
         raise ValueError(
             f"Sobol' points exist for 1..{MAX_DIM} dimensions (Joe-Kuo direction numbers), got {dim}; "
             "for larger noises apply RQMC to a subspace with SubspaceCoupling"
         )
+
+
+def _check_bits(bits: int) -> None:
+    """Digits per coordinate: at most 52, so the cell midpoint x + 1/2 is exact in float64."""
+    if not 1 <= bits <= DEFAULT_BITS:
+        raise ValueError(f"bits must be in 1..{DEFAULT_BITS} (a float64 must hold x + 1/2 exactly), got {bits}")
 
 
 def _expand(columns: torch.Tensor) -> torch.Tensor:
@@ -185,8 +190,7 @@ def _scramble(columns: torch.Tensor, rng: np.random.Generator, scramble: str, bi
 
 def to_uniform(points: torch.Tensor, *, bits: int = DEFAULT_BITS) -> torch.Tensor:
     """Cell midpoints (x + 1/2) / 2**bits in float64: strictly inside (0, 1)."""
-    if not 1 <= bits <= DEFAULT_BITS:
-        raise ValueError(f"bits must be in 1..{DEFAULT_BITS} (a float64 must hold x + 1/2 exactly), got {bits}")
+    _check_bits(bits)
     return (points.to(torch.float64) + 0.5) * (2.0**-bits)
 
 
