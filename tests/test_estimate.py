@@ -270,3 +270,13 @@ def test_statistic_shape_changing_between_batches():
 
     with pytest.raises(ValueError, match=r"shape changed from \(1,\) to \(2,\)"):
         estimate(_Bad("ok"), {"flaky": flaky}, budget=256, batch_size=64)
+
+
+def test_callback_sees_running_counts_and_final_moments():
+    g = LinearGenerator(np.array([0.5]), np.array([[0.1, 0.2]]))
+    seen = []
+    r = estimate(g, lambda x: x[:, 0], budget=40, design="antithetic", batch_size=8, seed=3,
+                 callback=lambda n, accs: seen.append((n, accs["<lambda>"].count, float(accs["<lambda>"].moments().mean))))
+    assert [n for n, _, _ in seen] == [8, 16, 24, 32, 40]
+    assert [c for _, c, _ in seen] == [4, 8, 12, 16, 20]
+    assert seen[-1][2] == r["<lambda>"].estimate

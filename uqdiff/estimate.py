@@ -117,6 +117,7 @@ def estimate(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
+    callback: Callable[[int, Mapping[str, GroupAccumulator]], None] | None = None,
 ) -> EstimateResult:
     """Estimate E[S(G(z))], z ~ N(0, I), with a confidence interval, for each statistic S.
 
@@ -124,6 +125,8 @@ def estimate(
     the design's group size and give at least 2 groups. The interval is
     Student-t on (groups - 1) degrees of freedom by default; ``interval="normal"``
     uses the normal quantile, the paper's choice for MC and AMC.
+    ``callback(n_evaluations, accumulators)`` runs after every batch (running
+    traces, reports); it must not modify the accumulators.
 
     >>> from uqdiff.generators import LinearGenerator
     >>> g = LinearGenerator(np.array([0.5]), np.array([[0.1, 0.2]]))
@@ -156,6 +159,8 @@ def estimate(
         if bar is not None:
             bar.update(len(indices) * k)
             bar.set_postfix_str(_running(accumulators, confidence_level, interval))
+        if callback is not None:
+            callback(int(indices[-1] + 1) * k, accumulators)
     if bar is not None:
         bar.close()
     results = {
