@@ -31,6 +31,16 @@ def load_fashion_ddpm(path: str | Path = FASHION_DDPM_DIR):
     return unet, scheduler
 
 
+def fashion_prior(num_inference_steps: int = 100, *, class_label: int | None = None, device: torch.device | str | None = None):
+    """The DDPM as a prior for posterior samplers (DPS, DDS) on 28x28 images; unconditional by default."""
+    from uqdiff.inverse.priors import UNetPrior
+
+    unet, scheduler = load_fashion_ddpm()
+    label = NULL_CLASS if class_label is None else class_label
+    return UNetPrior(unet, scheduler, num_inference_steps=num_inference_steps, class_label=label,
+                     crop=(2, 2, 2, 2), device=device)
+
+
 class FashionMNISTGenerator:
     """Noise -> Fashion-MNIST images (B, 1, 28, 28) in [-1, 1], by DDIM (default) or DDPM.
 
