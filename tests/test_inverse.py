@@ -240,6 +240,11 @@ def test_evaluation_returns_intervals_for_every_image_design_and_statistic():
     assert row.estimate.iloc[0] == pytest.approx(direct.estimate, rel=1e-12)
     assert set(ev.summary.columns) >= {"statistic", "design", "estimate", "width", "efficiency"}
     assert ev.efficiency("l1", "mc") == pytest.approx(1.0)
+    mc_summary = ev.summary[ev.summary.design == "mc"]
+    assert np.allclose(mc_summary.implied_efficiency, 1.0)  # for MC the marginal variance is n se^2 exactly
+    anti = ev.per_image[(ev.per_image.design == "antithetic") & (ev.per_image.statistic == "l1")]
+    pooled = anti.marginal_variance.sum() / (anti.n_evaluations * anti.standard_error**2).sum()
+    assert ev.summary.set_index(["statistic", "design"]).implied_efficiency["l1", "antithetic"] == pytest.approx(pooled)
     assert list(ev.correlations.columns[:1]) == ["image"] and (ev.correlations.pairs == 4).all()
     assert (ev.sanity.posterior_mean_psnr > 0).all()
     assert json.loads(ev.to_json())["solver"] == "DDS-tiny"

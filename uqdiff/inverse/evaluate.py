@@ -41,7 +41,8 @@ class SolverEvaluation:
     * ``per_image``: one row per (image, design, statistic): estimate, low,
       high, width, efficiency (CI_MC / CI)^2 against that image's MC run.
     * ``summary``: per (design, statistic), averaged over images: estimate,
-      width, and efficiency = (mean MC width / mean width)^2 as in table 3.
+      width, efficiency = (mean MC width / mean width)^2 as in table 3, and
+      the within-run ``implied_efficiency`` pooled over images.
     * ``correlations``: per image, mean standard and centralized correlations
       of reconstruction errors for PN pairs (antithetic run) and RR pairs
       (consecutive MC samples), as in tables 7 and 8.
@@ -170,7 +171,8 @@ def evaluate_solver(
                 r = run[s]
                 eff = (mc[s].width / r.width) ** 2 if r.width > 0 else math.inf
                 rows.append({"image": j, "design": d, "statistic": s, "estimate": r.estimate, "low": r.low,
-                             "high": r.high, "width": r.width, "efficiency": eff, "n_evaluations": r.n_evaluations})
+                             "high": r.high, "width": r.width, "efficiency": eff, "n_evaluations": r.n_evaluations,
+                             "standard_error": r.standard_error, "marginal_variance": r.marginal_variance})
         mean_image = np.mean([run[_MEAN_IMAGE].estimate for run in runs.values()], axis=0) * 2 - 1
         psnr = PSNR(m.truth)
         sanity_rows.append({"image": j, "naive_psnr": float(psnr(m.naive)[0]),
@@ -198,10 +200,20 @@ def _pn_rr(antithetic: torch.Tensor, mc: torch.Tensor, truth: torch.Tensor) -> d
 
 
 def _summary(per_image: pd.DataFrame) -> pd.DataFrame:
-    agg = per_image.groupby(["statistic", "design"], sort=False).agg(
+    """Table 3's efficiency from mean widths, plus the within-run efficiency pooled over images.
+
+    ``implied_efficiency`` = sum of marginal variances / sum of (n x se^2): the
+    design's variance reduction against MC at the same budget, read from the
+    design's own run (see StatisticResult.efficiency). It does not pay the
+    sampling error of a second, independent MC run, so with few images it is
+    the steadier of the two figures.
+    """
+    df = per_image.assign(_nse2=per_image.n_evaluations * per_image.standard_error**2)
+    agg = df.groupby(["statistic", "design"], sort=False).agg(
         estimate=("estimate", "mean"), width=("width", "mean"), images=("image", "nunique"),
-        n_evaluations=("n_evaluations", "first"),
+        n_evaluations=("n_evaluations", "first"), _marginal=("marginal_variance", "sum"), _nse2=("_nse2", "sum"),
     ).reset_index()
     mc_width = agg[agg.design == "mc"].set_index("statistic").width
     agg["efficiency"] = [(mc_width[s] / w) ** 2 if w > 0 else math.inf for s, w in zip(agg.statistic, agg.width)]
-    return agg
+    agg["implied_efficiency"] = agg._marginal / agg._nse2
+    return agg.drop(columns=["_marginal", "_nse2"])
