@@ -188,6 +188,21 @@ def test_dds_data_consistency_solves_the_measurement():
     assert (residual[-1] < 0.05 * residual[0]).all()
 
 
+def test_dds_auto_weight_follows_the_noise_levels():
+    truth = torch.rand(SHAPE) * 2 - 1
+    prior = tiny_prior(steps=3)
+    z = torch.randn(2, 4, *SHAPE, generator=torch.Generator().manual_seed(0))
+    clean = measure(truth, "inpainting", seed=1, sigma_y=0.0)
+    torch.testing.assert_close(DDS(prior, clean, lam="auto")(z), DDS(prior, clean, lam=0.0)(z))  # sigma_y = 0: exact fit
+    noisy = measure(truth, "inpainting", seed=1, sigma_y=0.2)
+    x0 = torch.randn(2, *SHAPE)
+    dds = DDS(prior, noisy)
+    moved = [float((dds.data_consistency(x0, lam) - x0).norm()) for lam in (0.0, 0.04, 25.0)]
+    assert moved[0] > moved[1] > moved[2] and moved[2] < 0.05 * moved[0]  # heavier weight on x0_hat, smaller move
+    with pytest.raises(ValueError, match="lam must be 'auto'"):
+        DDS(prior, noisy, lam="big")
+
+
 def test_solver_input_errors():
     m = measure(torch.zeros(1, 6, 6), "inpainting")
     with pytest.raises(ValueError, match="measurement is of images"):

@@ -138,37 +138,49 @@ class DDS(PosteriorSampler):
 
     At each step CG runs ``cg_steps`` iterations on (A^T A + lam I) x =
     A^T y + lam x0_hat from x0_hat, with A the operator after the prior's crop.
-    With lam = 0 (default) early-stopped CG is the regularizer: it only moves
-    x0_hat inside the Krylov space of A^T A, leaving the part of the image
-    the measurement does not see to the prior.
+    Early-stopped CG only moves x0_hat inside the Krylov space of A^T A,
+    leaving the part of the image the measurement does not see to the prior.
+
+    ``lam = 0`` (default) is DDS's exact data consistency. ``lam="auto"``
+    weighs the two terms by their noise: the measurement by 1/sigma_y^2 and
+    x0_hat by 1/(1 - alpha_bar_t), the error variance of a Tweedie estimate of
+    unit-variance data, so lam_t = sigma_y^2 / (1 - alpha_bar_t): late steps
+    stop fitting the measurement noise into a nearly clean image.
     """
 
     def __init__(
-        self, prior: DiffusionPrior, measurement: Measurement, *, eta: float = 0.85, cg_steps: int = 5, lam: float = 0.0
+        self,
+        prior: DiffusionPrior,
+        measurement: Measurement,
+        *,
+        eta: float = 0.85,
+        cg_steps: int = 5,
+        lam: float | str = 0.0,
     ) -> None:
         super().__init__(prior, measurement)
         if not (math.isfinite(eta) and 0 <= eta <= 1):
             raise ValueError(f"eta must be in [0, 1], got {eta}")
         if isinstance(cg_steps, bool) or not isinstance(cg_steps, int) or cg_steps < 0:
             raise ValueError(f"cg_steps must be an int >= 0, got {cg_steps!r}")
-        if not (math.isfinite(lam) and lam >= 0):
-            raise ValueError(f"lam must be a finite number >= 0, got {lam}")
-        self.eta, self.cg_steps, self.lam = float(eta), cg_steps, float(lam)
+        if lam != "auto" and not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+            raise ValueError(f"lam must be 'auto' or a finite number >= 0, got {lam!r}")
+        self.eta, self.cg_steps, self.lam = float(eta), cg_steps, lam
 
     @torch.no_grad()
     def _step(self, x: torch.Tensor, i: int, ab: float, ab_prev: float, noise: torch.Tensor | None) -> torch.Tensor:
         x0 = self.prior.x0(x, i)
+        lam = self.measurement.sigma_y**2 / (1 - ab) if self.lam == "auto" else float(self.lam)
         # re-noise the refined x0 along the network's own eps, as DDS does
-        return ddim_step(self.data_consistency(x0), implied_eps(x, x0, ab), ab, ab_prev, self.eta, noise)
+        return ddim_step(self.data_consistency(x0, lam), implied_eps(x, x0, ab), ab, ab_prev, self.eta, noise)
 
-    def data_consistency(self, x0: torch.Tensor) -> torch.Tensor:
+    def data_consistency(self, x0: torch.Tensor, lam: float = 0.0) -> torch.Tensor:
         """``cg_steps`` batched CG iterations on (A^T A + lam I) x = A^T y + lam x0 from x0."""
         def normal(v: torch.Tensor) -> torch.Tensor:
             av = self.operator(self.prior.image(v))
-            return self.prior.image_adjoint(self.operator.transpose(av)) + self.lam * v
+            return self.prior.image_adjoint(self.operator.transpose(av)) + lam * v
 
         x = x0.clone()
-        rhs = self.prior.image_adjoint(self.operator.transpose(self.y.expand(len(x0), *self.y.shape[1:]))) + self.lam * x0
+        rhs = self.prior.image_adjoint(self.operator.transpose(self.y.expand(len(x0), *self.y.shape[1:]))) + lam * x0
         r = rhs - normal(x)
         p = r.clone()
         rs = _dot(r, r)
