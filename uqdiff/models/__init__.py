@@ -109,21 +109,21 @@ def _terrain(options: dict[str, Any], device: str | None) -> LoadedModel:
 def _fashion(options: dict[str, Any], device: str | None) -> LoadedModel:
     from uqdiff.models.fashion import FASHION_DDPM_DIR, FashionMNISTGenerator
 
-    kwargs = dict(options)
-    if "steps" in kwargs:
-        kwargs["num_inference_steps"] = kwargs.pop("steps")
-    g = FashionMNISTGenerator(**kwargs, device=device)
+    g = FashionMNISTGenerator(**_renamed(options, "steps", "num_inference_steps"), device=device)
     metrics = json.loads((FASHION_DDPM_DIR / "metrics.json").read_text())
     quality = json.loads((FASHION_DDPM_DIR / "sample_quality.json").read_text())
     weights = FASHION_DDPM_DIR / "unet" / "diffusion_pytorch_model.safetensors"
     label = "unconditional" if g.class_label is None else f"class {g.class_label}"
+    s = g.sampler
+    sampler = (f"{type(s.scheduler).__name__} {len(s.scheduler.timesteps)} steps, eta {s.eta:g}, "
+               f"guidance {s.guidance_scale:g}")
     return LoadedModel(
         generator=g, spec="fashion", options=options,
-        description=f"Fashion-MNIST DDPM (uqdiff asset, {label}, {g.sampler!r}, 1x28x28 images)",
+        description=f"Fashion-MNIST DDPM (uqdiff asset; {label}; {sampler}; 1x28x28 images)",
         identity={"asset": "uqdiff/assets/fashion_mnist_ddpm", "weights_sha256": _sha256(weights)[:16],
                   "parameters": metrics["parameters"], "training_steps": metrics["steps_done"],
                   "heldout_loss": metrics["heldout_loss"], "classifier_agreement": quality["mean_agreement"],
-                  "class_label": g.class_label, "sampler": repr(g.sampler)},
+                  "class_label": g.class_label, "sampler": sampler},
         default_statistics=DEFAULT_STATISTICS["fashion"],
     )
 
@@ -131,10 +131,7 @@ def _fashion(options: dict[str, Any], device: str | None) -> LoadedModel:
 def _oracle(options: dict[str, Any], device: str | None) -> LoadedModel:
     from uqdiff.generators import landscape_oracle
 
-    kwargs = dict(options)
-    if "steps" in kwargs:
-        kwargs["num_steps"] = kwargs.pop("steps")
-    g = landscape_oracle(**kwargs)
+    g = landscape_oracle(**_renamed(options, "steps", "num_steps"))
     size = g.noise_shape[-1]
     return LoadedModel(
         generator=g, spec="oracle", options=options,
@@ -171,6 +168,11 @@ def _load_entry_point(spec: str, options: dict[str, Any]) -> LoadedModel:
         generator=generator, spec=spec, options=options, description=f"{spec} ({type(generator).__name__})",
         identity={"entry_point": spec, "module_version": version, "repr": repr(generator)[:200]},
     )
+
+
+def _renamed(options: dict[str, Any], name: str, keyword: str) -> dict[str, Any]:
+    """The options with ``name`` passed as the constructor's ``keyword`` (short names on the command line)."""
+    return {keyword if k == name else k: v for k, v in options.items()}
 
 
 def _version(distribution: str) -> str | None:
