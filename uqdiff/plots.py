@@ -50,7 +50,7 @@ def write_plots(output: RunOutput, frame, folder: Path) -> list[Path]:
 
 
 def _grid(n: int, width: float = 4.2, height: float = 3.4):
-    cols = min(n, 3)
+    cols = 2 if n == 4 else min(n, 3)
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows + 0.6), squeeze=False)
     for ax in axes.flat[n:]:
@@ -74,8 +74,8 @@ def _widths(output: RunOutput, frame, colors, path: Path) -> Path:
         average = " (mean over pixels)" if np.ndim(output.estimates[designs[0]][name].estimate) else ""
         ax.set_title(f"{name}{average}")
         ax.set_ylabel(f"{level:.0%} CI width\n({unit_of(output.statistics[name])})")
-    note = "; bar labels: efficiency (CI width of MC / CI width)^2" if "efficiency" in frame else ""
-    fig.suptitle(f"Confidence-interval width per design, {output.config.budget} model calls each{note}")
+    note = "\nbar labels: efficiency = (CI width of MC / CI width)$^2$" if "efficiency" in frame else ""
+    fig.suptitle(f"Confidence-interval width per design ({output.config.budget} model calls each){note}")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
