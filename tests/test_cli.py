@@ -85,6 +85,7 @@ def test_estimate_by_subprocess_matches_library(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "| mean | k-antithetic(k=4) |" in proc.stdout
+    assert "k-antithetic(k=4)" in proc.stderr and "mean=" in proc.stderr  # the progress bar and running estimate
     rows = pd.read_csv(out / "results.csv").set_index("statistic")
     direct = estimate(landscape_oracle(8), [PixelMean(), Contrast(), VerticalCentroid()], budget=32,
                       design="kantithetic:4", seed=0)
@@ -133,11 +134,12 @@ def test_toml_and_yaml_configs_give_the_same_run(tmp_path):
     assert list(results[0].design) == ["mc", "antithetic"] and results[0].n_evaluations.eq(32).all()
 
 
-def test_flags_override_the_file_and_options_merge(tmp_path):
+def test_flags_override_the_file_and_options_merge(tmp_path, capsys):
     path = tmp_path / "run.toml"
     path.write_text(CONFIG_TOML)
     out = tmp_path / "o"
     assert main(["compare", "--config", str(path), "--seed", "2", "-O", "steps=10", "--out", str(out)]) == 0
+    assert capsys.readouterr() == ("", "")  # quiet = true in the file: no progress bar, no table
     data = json.loads((out / "results.json").read_text())
     assert data["config"]["seed"] == 2 and data["config"]["budget"] == 32
     assert data["model"]["identity"]["steps"] == 10 and data["model"]["identity"]["size"] == 8
