@@ -86,7 +86,7 @@ def markdown_report(output: RunOutput, frame, figures: list[str]) -> str:
     lines += [f"- {text}" for column, text in NOTES.items() if column in frame.columns]
     maps = [name for name, s in output.statistics.items() if _is_map(output, name)]
     if maps:
-        lines.append(f"- {', '.join(maps)}: a map per pixel; its row averages estimate, interval and width over "
+        lines.append(f"- {', '.join(maps)}: one value per pixel; its row averages estimate, interval and width over "
                      "the pixels (full maps in `pixel_maps.npz`)")
     if output.correlations is not None:
         summary = output.correlations.summary()
