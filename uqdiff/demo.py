@@ -16,41 +16,11 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from scipy import stats
 
 from uqdiff import KAntithetic, SobolRQMC, compare
-from uqdiff.designs import on_leading_coordinates
-from uqdiff.generators import GaussianDDIM
+from uqdiff.generators import landscape_oracle
+from uqdiff.run import fit_to_generator
 from uqdiff.statistics import Contrast, MeanSlope, PixelMean, VerticalCentroid
-
-
-class ClippedGaussianDDIM(GaussianDDIM):
-    """GaussianDDIM followed by clipping to [-1, 1], like a real image."""
-
-    def __call__(self, noise: torch.Tensor) -> torch.Tensor:
-        return super().__call__(noise).clamp(-1.0, 1.0)
-
-    def true_pixel_mean(self) -> float:
-        """E[(clip(X) + 1) / 2] averaged over pixels, X ~ N(output_mean, output_std^2)."""
-        mu, sd = self.output_mean, self.output_std
-        a, b = (-1 - mu) / sd, (1 - mu) / sd
-        inside = mu * (stats.norm.cdf(b) - stats.norm.cdf(a)) + sd * (stats.norm.pdf(a) - stats.norm.pdf(b))
-        clipped = inside - stats.norm.cdf(a) + stats.norm.sf(b)
-        return float(((clipped + 1) / 2).mean())
-
-
-def _oracle() -> ClippedGaussianDDIM:
-    rows = np.linspace(-0.8, 0.6, 32)[:, None]  # brighter at the bottom, like a landscape
-    mean = np.broadcast_to(rows + 0.2 * np.sin(np.linspace(0, 6, 32))[None, :], (1, 32, 32))
-    return ClippedGaussianDDIM(mean, std=0.5, num_steps=50)
-
-
-def _rqmc(generator, n: int):
-    """Sobol' RQMC on the initial noise; iid on the rest of a longer noise stream."""
-    dim = int(np.prod(generator.noise_shape))
-    return on_leading_coordinates(SobolRQMC(n), dim, getattr(generator, "initial_noise_size", dim))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,11 +43,11 @@ def main(argv: list[str] | None = None) -> None:
         budget = args.budget or 256
         label = f"terrain consistency model (difficulty {args.difficulty}, one step, 1x128x128)"
     else:
-        generator = _oracle()
+        generator = landscape_oracle()
         budget = args.budget or 3200
         label = "oracle DDIM (Gaussian data, 1x32x32, clipped)"
     statistics = [PixelMean(), Contrast(), VerticalCentroid(), MeanSlope()]
-    designs = ["mc", "antithetic", KAntithetic(args.k), _rqmc(generator, args.rqmc_n)]
+    designs = ["mc", "antithetic", KAntithetic(args.k), fit_to_generator(SobolRQMC(args.rqmc_n), generator)]
     print(f"uqdiff demo: {label}; budget {budget} model evaluations per design, seed {args.seed}\n", flush=True)
     start = time.perf_counter()
     result = compare(generator, statistics, budget=budget, designs=designs, seed=args.seed,

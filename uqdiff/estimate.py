@@ -190,18 +190,27 @@ def compare(
     draws from its own stream, seed ``[seed, crc32(design name)]``, so the runs
     are independent. ``options`` are passed to :func:`estimate`.
     """
+    runs = {
+        d.name: estimate(generator, statistics, budget=budget, design=d, seed=design_seed(seed, d), **options)
+        for d in comparison_designs(designs)
+    }
+    return ComparisonResult(estimates=runs, baseline="mc")
+
+
+def comparison_designs(designs: Sequence[NoiseDesign | str]) -> list[NoiseDesign]:
+    """The designs :func:`compare` runs: distinct, with plain MC first when it was not given."""
     chosen = [as_design(d) for d in designs]
     if not any(d.name == "mc" for d in chosen):
         chosen.insert(0, as_design("mc"))
     names = [d.name for d in chosen]
     if len(set(names)) != len(names):
         raise ValueError(f"designs must differ, got {names}")
-    runs = {
-        d.name: estimate(generator, statistics, budget=budget, design=d,
-                         seed=substream(seed, zlib.crc32(d.name.encode())), **options)
-        for d in chosen
-    }
-    return ComparisonResult(estimates=runs, baseline="mc")
+    return chosen
+
+
+def design_seed(seed: SeedLike, design: NoiseDesign) -> list[int]:
+    """The seed :func:`compare` gives a design: ``[seed, crc32(design name)]``, one stream per design."""
+    return substream(seed, zlib.crc32(design.name.encode()))
 
 
 def _groups_for_budget(budget: int, design: NoiseDesign) -> int:

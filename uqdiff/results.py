@@ -208,11 +208,16 @@ class ComparisonResult:
         """Squared ratio of the baseline's mean CI width to the design's."""
         base = np.mean(self.estimates[self.baseline][statistic].width)
         width = np.mean(self.estimates[design][statistic].width)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0/0: both widths zero
             return float((base / width) ** 2)
 
     def to_frame(self):
-        """Rows (statistic, design) with estimate, interval, width and both efficiencies."""
+        """Rows (statistic, design) with estimate, interval, width and both efficiencies.
+
+        Maps are summarized by their mean estimate, interval and width; their
+        implied efficiency is the median over elements, since constant pixels
+        (e.g. always clipped) give ratios near 0/0.
+        """
         import pandas as pd
 
         rows = []
@@ -227,7 +232,7 @@ class ComparisonResult:
                         "high": float(np.mean(r.high)),
                         "width": float(np.mean(r.width)),
                         "efficiency": self.efficiency(name, design),
-                        "implied_efficiency": None if r.efficiency is None else float(np.mean(r.efficiency)),
+                        "implied_efficiency": None if r.efficiency is None else float(np.nanmedian(r.efficiency)),
                         "n_evaluations": r.n_evaluations,
                         "n_groups": r.n_groups,
                     }

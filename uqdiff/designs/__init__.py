@@ -17,6 +17,7 @@ DESIGNS: dict[str, type[NoiseDesign]] = {
     "antithetic": Antithetic,
     "amc": Antithetic,
     "k-antithetic": KAntithetic,
+    "kantithetic": KAntithetic,
     "equicorrelated": Equicorrelated,
     "coupling": GaussianCoupling,
     "rqmc": SobolRQMC,
@@ -33,12 +34,53 @@ def get_design(name: str, **kwargs) -> NoiseDesign:
     return cls(**kwargs)
 
 
+#: Parameters a design spec "name:p1:p2" gives positionally, by class.
+SPEC_PARAMETERS: dict[type[NoiseDesign], tuple[str, ...]] = {
+    KAntithetic: ("k",),
+    Equicorrelated: ("k", "c"),
+    SobolRQMC: ("n", "scramble"),
+}
+
+
+def parse_design(spec: str) -> NoiseDesign:
+    """A design from a text spec ``name[:p1[:p2]]``, as configs and the command line write it.
+
+    >>> parse_design("kantithetic:8").name, parse_design("rqmc:16").group_size
+    ('k-antithetic(k=8)', 16)
+    >>> parse_design("equicorrelated:4:-0.2").name
+    'equicorrelated(k=4, c=-0.2)'
+    """
+    name, *values = str(spec).split(":")
+    cls = DESIGNS.get(name.lower())
+    if cls is None:
+        raise ValueError(f"unknown design {name!r}; allowed names: {', '.join(sorted(DESIGNS))}")
+    params = SPEC_PARAMETERS.get(cls, ())
+    if cls is GaussianCoupling:
+        raise ValueError(f"design {name!r} needs a coupling matrix; build GaussianCoupling(A) in Python")
+    if len(values) > len(params):
+        takes = f"parameters ({', '.join(params)})" if params else "no parameters"
+        raise ValueError(f"design {name!r} takes {takes}, got {spec!r}")
+    try:
+        return cls(**{p: _number(v) for p, v in zip(params, values)})
+    except TypeError:
+        raise ValueError(f"design {name!r} needs parameters ({', '.join(params)}), got {spec!r}") from None
+
+
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def as_design(design: NoiseDesign | str) -> NoiseDesign:
-    """Accept a design object or a registry name with default parameters."""
+    """Accept a design object or a spec: a registry name, with parameters as in :func:`parse_design`."""
     if isinstance(design, NoiseDesign):
         return design
     if isinstance(design, str):
-        return get_design(design)
+        return parse_design(design)
     raise TypeError(f"design must be a NoiseDesign or a name, got {type(design).__name__}")
 
 
@@ -55,4 +97,5 @@ __all__ = [
     "as_design",
     "get_design",
     "on_leading_coordinates",
+    "parse_design",
 ]

@@ -1,6 +1,14 @@
 """Generators: noise-to-image callables, and oracle generators with known answers."""
 
 from uqdiff.generators.base import NumpyGenerator, device_of, noise_shape_of
-from uqdiff.generators.oracles import GaussianDDIM, LinearGenerator
+from uqdiff.generators.oracles import ClippedGaussianDDIM, GaussianDDIM, LinearGenerator, landscape_oracle
 
-__all__ = ["GaussianDDIM", "LinearGenerator", "NumpyGenerator", "device_of", "noise_shape_of"]
+__all__ = [
+    "ClippedGaussianDDIM",
+    "GaussianDDIM",
+    "LinearGenerator",
+    "NumpyGenerator",
+    "device_of",
+    "landscape_oracle",
+    "noise_shape_of",
+]

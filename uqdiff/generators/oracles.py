@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import stats
 
 
 class LinearGenerator:
@@ -103,3 +104,46 @@ class GaussianDDIM:
         for ab, ab_next in self.schedule:
             x = self._step(x, ab, ab_next, m, var)
         return x
+
+
+class ClippedGaussianDDIM(GaussianDDIM):
+    """GaussianDDIM followed by clipping to [-1, 1], like a real image: no longer linear in the noise.
+
+    Each pixel is clip(X), X ~ N(output_mean, output_std^2), so its expectation
+    is known in closed form (:meth:`expected_output`), and with it the exact
+    answer for every statistic that is linear in the image (pixel mean,
+    contrast, the pixel map).
+
+    >>> g = ClippedGaussianDDIM(np.zeros((1, 1, 1)), std=0.5, num_steps=50)
+    >>> round(float(g.expected_output()[0, 0, 0]), 6)   # symmetric law: clipping keeps the mean 0
+    0.0
+    """
+
+    value_range = (-1.0, 1.0)
+
+    def __call__(self, noise: torch.Tensor) -> torch.Tensor:
+        return super().__call__(noise).clamp(-1.0, 1.0)
+
+    def expected_output(self) -> np.ndarray:
+        """E[clip(X)] per pixel, X ~ N(output_mean, output_std^2)."""
+        mu, sd = self.output_mean, self.output_std
+        a, b = (-1 - mu) / sd, (1 - mu) / sd
+        inside = mu * (stats.norm.cdf(b) - stats.norm.cdf(a)) + sd * (stats.norm.pdf(a) - stats.norm.pdf(b))
+        return inside - stats.norm.cdf(a) + stats.norm.sf(b)
+
+    def true_pixel_mean(self) -> float:
+        """E[(clip(X) + 1) / 2] averaged over pixels: the pixel mean on the [0, 1] scale."""
+        return float(((self.expected_output() + 1) / 2).mean())
+
+
+def landscape_oracle(size: int = 32, *, std: float = 0.5, num_steps: int = 50) -> ClippedGaussianDDIM:
+    """A clipped Gaussian DDIM on 1 x size x size images, brighter at the bottom like a landscape.
+
+    Cheap and with exact answers for linear statistics: the CLI's ``oracle``
+    model and the demo's ``--model oracle``.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+        raise ValueError(f"size must be an integer >= 2, got {size!r}")
+    rows = np.linspace(-0.8, 0.6, size)[:, None]
+    mean = np.broadcast_to(rows + 0.2 * np.sin(np.linspace(0, 6, size))[None, :], (1, size, size))
+    return ClippedGaussianDDIM(mean, std=std, num_steps=num_steps)

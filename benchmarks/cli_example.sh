@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The command-line example outputs in benchmarks/results/cli_example/ (about 1 min on 2 CPU cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+export HF_HUB_OFFLINE=1
+$PY -m uqdiff compare --model terrain -O difficulty=50 --budget 64 --batch-size 16 \
+    --out benchmarks/results/cli_example/terrain "$@"
+$PY -m uqdiff compare --model fashion -O class_label=7 -O steps=20 --statistics mean contrast centroid pixel_map \
+    --budget 64 --batch-size 16 --out benchmarks/results/cli_example/fashion "$@"

@@ -1,0 +1,187 @@
+"""The ``uqdiff`` command: from a question to a report in one command.
+
+Subcommands live in :data:`SUBCOMMANDS`; each is a :class:`Subcommand` (its
+flags and the function that runs it), so a new one is a few lines:
+``register(Subcommand("evaluate", help=..., examples=..., add_arguments=..., run=...))``.
+Bad flags and configs end with one line ``uqdiff: error: <field>: ...`` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from uqdiff.config import (
+    ConfigError,
+    RunConfig,
+    cli_statistics,
+    design_names,
+    load_config_file,
+    merge,
+    parse_assignments,
+)
+from uqdiff.models import MODEL_OPTIONS
+
+CONFIG_EXAMPLE = """\
+config file (TOML or YAML, the same fields as the flags; flags override it):
+  # run.toml
+  model = "terrain"
+  designs = ["mc", "antithetic", "kantithetic:8", "rqmc:16"]
+  statistics = ["mean", "contrast", "slope"]
+  budget = 64
+  batch_size = 16
+  out = "results/terrain"
+  [model_options]
+  difficulty = 30
+"""
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``uqdiff <name>``: its flags (besides the common ones) and what it runs."""
+
+    name: str
+    help: str
+    examples: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[RunConfig], int]
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {}
+
+
+def register(sub: Subcommand) -> Subcommand:
+    SUBCOMMANDS[sub.name] = sub
+    return sub
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``uqdiff: error: <message>``, exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"uqdiff: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="uqdiff",
+        description="Estimate E[S(G(z))], z ~ N(0, I), for a diffusion model G and statistics S, with confidence "
+                    "intervals, using noise designs that keep every noise N(0, I). Writes a markdown report, "
+                    "JSON, CSV and plots to the output folder.",
+        epilog="run 'uqdiff <command> --help' for the flags and examples of a command",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command", parser_class=_Parser)
+    for sub in SUBCOMMANDS.values():
+        p = commands.add_parser(
+            sub.name, help=sub.help, description=sub.help, epilog=f"examples:\n{sub.examples}\n{CONFIG_EXAMPLE}",
+            formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS,
+        )
+        sub.add_arguments(p)
+        _add_common_arguments(p)
+    return parser
+
+
+def _add_common_arguments(p: argparse.ArgumentParser) -> None:
+    d = RunConfig()
+    models = "; ".join(f"{m}: {', '.join(o)}" for m, o in MODEL_OPTIONS.items())
+    p.add_argument("--config", metavar="FILE", help="TOML (.toml) or YAML (.yaml, .yml) file with these fields")
+    p.add_argument("--model", help=f"terrain (terrain consistency model), fashion (Fashion-MNIST DDPM), oracle "
+                                   f"(clipped Gaussian DDIM with exact answers; cheap) or module:callable: a "
+                                   f"generator (has noise_shape) or a factory called with the model options "
+                                   f"(default {d.model})")
+    p.add_argument("-O", "--model-option", dest="model_options", metavar="KEY=VALUE", action="append",
+                   help=f"model option, repeatable; values parse as JSON else text. Options: {models}")
+    p.add_argument("--statistics", nargs="+", metavar="NAME",
+                   help=f"statistics, each NAME or NAME:key=value (e.g. mean:scale=255); allowed: "
+                        f"{', '.join(cli_statistics())} (default: the model's own list)")
+    p.add_argument("--budget", type=int, help=f"model evaluations per design (default {d.budget})")
+    p.add_argument("--batch-size", type=int, help=f"noises per model call (default {d.batch_size})")
+    p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: the model's)")
+    p.add_argument("--seed", type=int, help=f"non-negative integer; same seed, same numbers (default {d.seed})")
+    p.add_argument("--confidence-level", type=float, metavar="LEVEL",
+                   help=f"in (0, 1) (default {d.confidence_level})")
+    p.add_argument("--interval", choices=("t", "normal"), help="Student-t on groups - 1 df, or normal (default t)")
+    p.add_argument("--out", metavar="FOLDER", help=f"output folder, created if needed (default {d.out})")
+    p.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no printed summary")
+
+
+def _design_help() -> str:
+    return (f"SPEC is name or name:param:... ; names: {', '.join(design_names())}; e.g. mc, antithetic, "
+            "kantithetic:8 (group of 8), rqmc:16 (16 Sobol' points per replicate), equicorrelated:4:-0.2")
+
+
+def _estimate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--design", dest="designs", metavar="SPEC", type=lambda s: (s,),
+                   help=f"the noise design (default antithetic). {_design_help()}")
+
+
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--designs", nargs="+", metavar="SPEC",
+                   help=f"designs to compare at the same budget; mc is added as the baseline when missing "
+                        f"(default mc antithetic kantithetic:8 rqmc:16). {_design_help()}")
+    p.add_argument("--pairs", type=int, help="PN and RR image pairs kept from the antithetic and MC runs for the "
+                                             "correlation histograms (default 32; 0: none)")
+
+
+def _run_and_report(config: RunConfig) -> int:
+    from uqdiff.report import summary_frame, write_outputs
+    from uqdiff.results import markdown_table
+    from uqdiff.run import run
+
+    output = run(config)
+    paths = write_outputs(output, config.out)
+    if not config.quiet:
+        print(f"uqdiff {config.command}: {output.model.description}; {config.budget} model evaluations per "
+              f"design, seed {config.seed}")
+        print(markdown_table(summary_frame(output)))
+        print(f"wrote {len(paths)} files to {config.out}/ (report: {paths[0]})")
+    return 0
+
+
+register(Subcommand(
+    name="estimate",
+    help="estimate the statistics with one noise design and a confidence interval",
+    examples="""\
+  uqdiff estimate --model oracle --budget 256
+  uqdiff estimate --model terrain -O difficulty=30 --design kantithetic:8 --budget 64 --out results/terrain
+  uqdiff estimate --model fashion -O class_label=7 -O steps=20 --statistics mean pixel_map --budget 32
+  uqdiff estimate --model mypackage.models:make_generator -O width=64 --statistics mean
+""",
+    add_arguments=_estimate_arguments,
+    run=_run_and_report,
+))
+
+register(Subcommand(
+    name="compare",
+    help="compare noise designs at the same budget of model calls (widths and efficiencies against MC)",
+    examples="""\
+  uqdiff compare --model oracle --budget 512 --designs mc antithetic kantithetic:8 rqmc:16
+  uqdiff compare --model terrain --budget 64 --batch-size 16 --statistics mean contrast slope
+  uqdiff compare --model fashion -O class_label=0 -O steps=20 --statistics mean pixel_map --budget 64
+  uqdiff compare --config run.toml --seed 3 --out results/seed3
+""",
+    add_arguments=_compare_arguments,
+    run=_run_and_report,
+))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``uqdiff`` console script and ``python -m uqdiff``; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = vars(parser.parse_args(argv))
+    except SystemExit as stop:  # --help (0) or a bad flag (2, message already printed)
+        return int(stop.code or 0)
+    command = args.pop("command")
+    try:
+        file_values = load_config_file(args.pop("config")) if "config" in args else {}
+        if "model_options" in args:
+            args["model_options"] = parse_assignments(args["model_options"], "model_options")
+        config = RunConfig.from_mapping(merge(file_values, {**args, "command": command}))
+        return SUBCOMMANDS[command].run(config)
+    except ConfigError as err:
+        print(f"uqdiff: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,183 @@
+"""Carry out a command-line run: load the model, run each design through :func:`estimate`, keep traces.
+
+The runs are the ones :func:`uqdiff.compare` would make (same designs, same
+seeds); this module only adds what a report shows besides the final numbers:
+the running estimate after every batch, the first images of the MC and
+antithetic runs for the PN vs RR correlation diagnostics, and timings.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import torch
+
+from uqdiff.accumulator import GroupAccumulator
+from uqdiff.config import ConfigError, RunConfig, statistic_from_spec
+from uqdiff.designs import NoiseDesign, SobolRQMC, on_leading_coordinates
+from uqdiff.estimate import comparison_designs, design_seed, estimate
+from uqdiff.models import LoadedModel, UnknownModel, load_model
+from uqdiff.results import EstimateResult, StatisticResult
+from uqdiff.statistics import PairCorrelations, Statistic, pn_rr_correlations
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Running estimate and interval of one scalar statistic after each batch."""
+
+    n_evaluations: np.ndarray
+    estimate: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    """Results of every design plus what the report needs to explain them.
+
+    ``labels`` maps design names to the specs the user wrote (plot legends);
+    ``truths`` holds exact answers where the model knows them (oracles).
+    """
+
+    config: RunConfig
+    model: LoadedModel
+    statistics: dict[str, Statistic]
+    estimates: dict[str, EstimateResult]
+    labels: dict[str, str]
+    traces: dict[str, dict[str, Trace]]
+    correlations: PairCorrelations | None
+    truths: dict[str, float | np.ndarray]
+    seconds: dict[str, float]
+    environment: dict[str, str | None]
+
+
+def fit_to_generator(design: NoiseDesign, generator: Any) -> NoiseDesign:
+    """RQMC on the initial noise only when a generator's noise is a longer stream (stochastic samplers)."""
+    if not isinstance(design, SobolRQMC):
+        return design
+    dim = math.prod(generator.noise_shape)
+    return on_leading_coordinates(design, dim, getattr(generator, "initial_noise_size", dim))
+
+
+def run(config: RunConfig) -> RunOutput:
+    """Run the designs of ``config`` (with MC added for ``compare``) on its model."""
+    designs = config.design_objects()
+    specs = dict(zip((d.name for d in designs), config.design_specs()))
+    if config.command == "compare":
+        designs = comparison_designs(designs)
+    if config.device and torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", f"{config.device} is not available on this machine; use cpu")
+    model = _load(config)
+    generator = model.generator
+    defaults = {"value_range": generator.value_range} if hasattr(generator, "value_range") else {}
+    statistics = {}
+    for spec in config.statistics or model.default_statistics:
+        stat = statistic_from_spec(spec, **defaults)
+        if stat.name in statistics:
+            raise ConfigError("statistics", f"{stat.name!r} is given twice")
+        statistics[stat.name] = stat
+    config = replace(config, designs=tuple(specs.values()),
+                     statistics=config.statistics or model.default_statistics)  # as run, for the report
+    keep = 2 * config.pairs if config.command == "compare" else 0
+    estimates, labels, traces, seconds, images = {}, {}, {}, {}, {}
+    for design in designs:
+        fitted = fit_to_generator(design, generator)
+        recorder = _Recorder(generator, keep if design.name in ("mc", "antithetic") else 0)
+        trace = _TraceRecorder(design.name, config)
+        start = time.perf_counter()
+        result = estimate(
+            recorder, statistics, budget=config.budget, design=fitted, batch_size=config.batch_size,
+            seed=design_seed(config.seed, design) if config.command == "compare" else config.seed,
+            confidence_level=config.confidence_level, interval=config.interval, device=config.device,
+            progress=not config.quiet, callback=trace,
+        )
+        seconds[design.name] = time.perf_counter() - start
+        estimates[design.name] = result
+        labels[design.name] = specs.get(design.name, design.name)
+        traces[design.name] = trace.traces()
+        images[design.name] = recorder.images()
+    correlations = None
+    if images.get("mc") is not None and images.get("antithetic") is not None:
+        pn, rr = images["antithetic"], images["mc"]
+        correlations = pn_rr_correlations(pn[0::2], pn[1::2], rr[0::2], rr[1::2])
+    truths = {name: t for name, stat in statistics.items() if (t := model.truth(stat)) is not None}
+    return RunOutput(config=config, model=model, statistics=statistics, estimates=estimates, labels=labels,
+                     traces=traces, correlations=correlations, truths=truths, seconds=seconds,
+                     environment=environment())
+
+
+def environment() -> dict[str, str | None]:
+    """Versions that decide the numbers: Python, uqdiff and the numerical and model runtimes."""
+    out: dict[str, str | None] = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("uqdiff", "torch", "numpy", "scipy", "diffusers", "onnxruntime", "matplotlib"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    out["torch_threads"] = str(torch.get_num_threads())
+    return out
+
+
+def _load(config: RunConfig) -> LoadedModel:
+    try:
+        return load_model(config.model, config.model_options, device=config.device)
+    except UnknownModel as err:
+        raise ConfigError("model", str(err)) from None
+    except KeyError as err:
+        raise ConfigError("model_options", err.args[0]) from None
+    except (TypeError, ValueError) as err:
+        raise ConfigError("model_options", str(err)) from None
+
+
+class _Recorder:
+    """Pass-through generator that keeps its first ``keep`` outputs (in evaluation order)."""
+
+    def __init__(self, generator: Callable, keep: int) -> None:
+        self.generator, self.keep, self.kept = generator, keep, []
+        for name in ("noise_shape", "device", "initial_noise_size"):
+            if hasattr(generator, name):
+                setattr(self, name, getattr(generator, name))
+
+    def __call__(self, noise: torch.Tensor):
+        images = self.generator(noise)
+        have = sum(len(x) for x in self.kept)
+        if have < self.keep:
+            part = images[: self.keep - have]
+            self.kept.append(part.detach().cpu().numpy() if isinstance(part, torch.Tensor) else np.array(part))
+        return images
+
+    def images(self) -> np.ndarray | None:
+        """The kept outputs, an even number of them, or None when fewer than two pairs were kept."""
+        if not self.kept:
+            return None
+        x = np.concatenate(self.kept)
+        x = x[: len(x) // 2 * 2]
+        return x if len(x) >= 4 else None
+
+
+class _TraceRecorder:
+    """``estimate`` callback: the interval of every scalar statistic after each batch."""
+
+    def __init__(self, design: str, config: RunConfig) -> None:
+        self.design, self.config = design, config
+        self.rows: dict[str, list[tuple[int, float, float, float]]] = {}
+
+    def __call__(self, n_evaluations: int, accumulators: Mapping[str, GroupAccumulator]) -> None:
+        for name, acc in accumulators.items():
+            if acc.shape != () or acc.count < 2:
+                continue
+            r = StatisticResult.from_moments(
+                acc.moments(), statistic=name, design=self.design, group_size=n_evaluations // acc.count,
+                confidence_level=self.config.confidence_level, interval=self.config.interval,
+            )
+            self.rows.setdefault(name, []).append((n_evaluations, r.estimate, r.low, r.high))
+
+    def traces(self) -> dict[str, Trace]:
+        return {name: Trace(*(np.array(col) for col in zip(*rows))) for name, rows in self.rows.items()}
