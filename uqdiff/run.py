@@ -23,6 +23,7 @@ from uqdiff.accumulator import GroupAccumulator
 from uqdiff.config import ConfigError, RunConfig, statistic_from_spec
 from uqdiff.designs import NoiseDesign, SobolRQMC, on_leading_coordinates
 from uqdiff.estimate import comparison_designs, design_seed, estimate
+from uqdiff.generators.base import Recording
 from uqdiff.models import LoadedModel, UnknownModel, load_model
 from uqdiff.results import EstimateResult, StatisticResult
 from uqdiff.statistics import PairCorrelations, Statistic, pn_rr_correlations
@@ -89,7 +90,7 @@ def run(config: RunConfig) -> RunOutput:
     estimates, labels, traces, seconds, images = {}, {}, {}, {}, {}
     for design in designs:
         fitted = fit_to_generator(design, generator)
-        recorder = _Recorder(generator, keep if design.name in ("mc", "antithetic") else 0)
+        recorder = Recording(generator, keep if design.name in ("mc", "antithetic") else 0)
         trace = _TraceRecorder(design.name, config)
         start = time.perf_counter()
         result = estimate(
@@ -102,7 +103,7 @@ def run(config: RunConfig) -> RunOutput:
         estimates[design.name] = result
         labels[design.name] = specs.get(design.name, design.name)
         traces[design.name] = trace.traces()
-        images[design.name] = recorder.images()
+        images[design.name] = _pairs(recorder.images())
     correlations = None
     if images.get("mc") is not None and images.get("antithetic") is not None:
         pn, rr = images["antithetic"], images["mc"]
@@ -136,30 +137,10 @@ def _load(config: RunConfig) -> LoadedModel:
         raise ConfigError("model_options", str(err)) from None
 
 
-class _Recorder:
-    """Pass-through generator that keeps its first ``keep`` outputs (in evaluation order)."""
-
-    def __init__(self, generator: Callable, keep: int) -> None:
-        self.generator, self.keep, self.kept = generator, keep, []
-        for name in ("noise_shape", "device", "initial_noise_size"):
-            if hasattr(generator, name):
-                setattr(self, name, getattr(generator, name))
-
-    def __call__(self, noise: torch.Tensor):
-        images = self.generator(noise)
-        have = sum(len(x) for x in self.kept)
-        if have < self.keep:
-            part = images[: self.keep - have]
-            self.kept.append(part.detach().cpu().numpy() if isinstance(part, torch.Tensor) else np.array(part))
-        return images
-
-    def images(self) -> np.ndarray | None:
-        """The kept outputs, an even number of them, or None when fewer than two pairs were kept."""
-        if not self.kept:
-            return None
-        x = np.concatenate(self.kept)
-        x = x[: len(x) // 2 * 2]
-        return x if len(x) >= 4 else None
+def _pairs(images: np.ndarray) -> np.ndarray | None:
+    """An even number of kept images, or None when fewer than two pairs were kept."""
+    x = images[: len(images) // 2 * 2]
+    return x if len(x) >= 4 else None
 
 
 class _TraceRecorder:

@@ -54,3 +54,31 @@ class NumpyGenerator:
 
     def __call__(self, noise: torch.Tensor) -> np.ndarray:
         return np.asarray(self.fn(noise.detach().cpu().numpy()))
+
+
+class Recording:
+    """A pass-through generator that keeps its first ``keep`` outputs, in evaluation order.
+
+    For pair diagnostics: ``estimate`` feeds a group's noises consecutively, so
+    the kept outputs of an antithetic run are its (G(z), G(-z)) pairs and those
+    of an MC run are independent pairs, at no extra model call.
+    """
+
+    def __init__(self, generator: Callable, keep: int) -> None:
+        self.generator, self.keep, self._kept = generator, keep, []
+        for name in ("noise_shape", "device", "initial_noise_size"):
+            if hasattr(generator, name):
+                setattr(self, name, getattr(generator, name))
+
+    def __call__(self, noise: torch.Tensor):
+        images = self.generator(noise)
+        room = self.keep - sum(len(x) for x in self._kept)
+        if room > 0:
+            part = images[:room]
+            self._kept.append(part.detach().to("cpu", torch.float64).numpy() if isinstance(part, torch.Tensor)
+                              else np.asarray(part, dtype=np.float64))
+        return images
+
+    def images(self) -> np.ndarray:
+        """The kept outputs stacked on axis 0 (empty when none were kept)."""
+        return np.concatenate(self._kept) if self._kept else np.empty((0,))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,8 +22,9 @@ import pandas as pd
 import torch
 
 from uqdiff._rng import SeedLike, entropy, substream
-from uqdiff.designs import NoiseDesign, as_design
-from uqdiff.estimate import estimate
+from uqdiff.designs import NoiseDesign
+from uqdiff.estimate import comparison_designs, design_seed, estimate
+from uqdiff.generators.base import Recording
 from uqdiff.inverse.measurement import Measurement, measure
 from uqdiff.results import markdown_table
 from uqdiff.statistics import PSNR, PixelMap, get_statistic, pn_rr_correlations
@@ -91,25 +91,6 @@ class SolverEvaluation:
         return self.to_markdown()
 
 
-class _Recorder:
-    """Passes a generator through, keeping its first ``limit`` outputs in order (for pair diagnostics)."""
-
-    def __init__(self, generator: Callable, limit: int) -> None:
-        self.generator, self.limit, self.kept = generator, limit, []
-        self.noise_shape = generator.noise_shape
-        self.device = getattr(generator, "device", None)
-
-    def __call__(self, noise: torch.Tensor) -> torch.Tensor:
-        out = self.generator(noise)
-        room = self.limit - sum(len(k) for k in self.kept)
-        if room > 0:
-            self.kept.append(out[:room].detach().to("cpu", torch.float64))
-        return out
-
-    def images(self) -> torch.Tensor:
-        return torch.cat(self.kept) if self.kept else torch.empty(0)
-
-
 def evaluate_solver(
     solver: SolverFactory,
     images: Sequence[torch.Tensor | np.ndarray] | torch.Tensor | np.ndarray,
@@ -137,12 +118,8 @@ def evaluate_solver(
     and any single image can be re-run alone. MC is added when missing; the
     antithetic run (when present) gives the PN pairs and the MC run the RR pairs.
     """
-    chosen = [as_design(d) for d in designs]
-    if not any(d.name == "mc" for d in chosen):
-        chosen.insert(0, as_design("mc"))
+    chosen = comparison_designs(designs)
     names = [d.name for d in chosen]
-    if len(set(names)) != len(names):
-        raise ValueError(f"designs must differ, got {names}")
     unknown = [s for s in statistics if s not in RECONSTRUCTION_STATISTICS]
     if unknown or not statistics:
         raise ValueError(f"statistics must be a non-empty subset of {RECONSTRUCTION_STATISTICS}, got {list(statistics)}")
@@ -158,13 +135,13 @@ def evaluate_solver(
         generator = solver(m)
         runs, recorded = {}, {}
         for d in chosen:
-            rec = _Recorder(generator, 2 * correlation_pairs)
+            rec = Recording(generator, 2 * correlation_pairs)
             runs[d.name] = estimate(
                 rec, stats, budget=samples_per_image, design=d, batch_size=batch_size,
-                seed=substream(seed, j, zlib.crc32(d.name.encode())), confidence_level=confidence_level,
+                seed=design_seed(substream(seed, j), d), confidence_level=confidence_level,
                 progress=progress,
             )
-            recorded[d.name] = rec.images()
+            recorded[d.name] = torch.as_tensor(rec.images())
         mc = runs["mc"]
         for d, run in runs.items():
             for s in statistics:
