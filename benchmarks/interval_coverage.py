@@ -13,8 +13,8 @@ The intervals are uqdiff's default (Student-t on groups - 1 df); the
 normal-quantile interval of the same runs (the paper's choice for MC/AMC)
 is reported beside it.
 
-    python benchmarks/coverage.py                   # 1000 repetitions, budget 256
-    python benchmarks/coverage.py --quick
+    python benchmarks/interval_coverage.py                   # 1000 repetitions, budget 256
+    python benchmarks/interval_coverage.py --quick
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     add_common_arguments(parser, "coverage")
     args = parser.parse_args(argv)
     if args.quick:
-        args.reps = 20
+        args.reps = 10
     if args.threads:
         torch.set_num_threads(args.threads)
 
