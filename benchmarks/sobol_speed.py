@@ -21,8 +21,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -33,11 +31,10 @@ import scipy.special
 import torch
 from scipy.stats import qmc
 
-try:
-    from uqdiff.qmc import scrambled_sobol, scrambled_sobol_normal, to_uniform
-except ImportError:  # run from a checkout without installing the package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from uqdiff.qmc import scrambled_sobol, scrambled_sobol_normal, to_uniform
+import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
+from _common import machine_info as _machine_info
+
+from uqdiff.qmc import scrambled_sobol, scrambled_sobol_normal, to_uniform
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -124,18 +121,11 @@ def best_time(fn, repeats: int, warmup: int = 1) -> float:
 
 def machine_info() -> dict:
     qmcpy = _qmcpy_module()
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": sys.version.split()[0],
-        "cpu_count": os.cpu_count(),
-        "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "qmcpy": getattr(qmcpy, "__version__", None) if qmcpy is not None else None,
-    }
+    return _machine_info(
+        affinity_cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        scipy=scipy.__version__,
+        qmcpy=getattr(qmcpy, "__version__", None) if qmcpy is not None else None,
+    )
 
 
 def to_markdown(result: dict) -> str:

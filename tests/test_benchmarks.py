@@ -1,0 +1,61 @@
+"""The benchmark scripts run from a fresh checkout: --help, and --quick runs that write their tables."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPTS = ["table1", "table2", "interval_coverage", "overhead", "sobol_speed"]
+
+
+@pytest.fixture
+def load(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+
+    def load_script(name):
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load_script
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help_exits_cleanly(load, name, capsys):
+    with pytest.raises(SystemExit) as stop:
+        load(name).main(["--help"])
+    assert stop.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_table2_quick_writes_every_design_and_statistic(load, tmp_path):
+    frame = load("table2").main(["--model", "fashion", "--quick", "--out", str(tmp_path)])
+    assert sorted(set(frame["statistic"])) == ["centroid", "contrast", "mean"]
+    assert list(frame["design"].unique()) == ["MC", "AMC k=2", "AMC k=8", "RQMC 2 x 16", "RQMC 4 x 8", "RQMC 8 x 4"]
+    assert (frame["CI width"] > 0).all()
+    saved = json.loads((tmp_path / "fashion_quick.json").read_text())
+    assert saved["budget"] == 32 and saved["command"].startswith("python ")
+    assert "| statistic | design |" in (tmp_path / "fashion_quick.md").read_text()
+
+
+def test_table1_quick_reports_our_rows_beside_the_papers(load, tmp_path):
+    frame = load("table1").main(["--quick", "--out", str(tmp_path)])
+    ours = frame[frame["model"].str.startswith("ours")]
+    assert len(ours) == 1 and ours["pairs"].iloc[0] == 4
+    assert (tmp_path / "table1_quick.md").is_file()
+
+
+def test_coverage_quick_covers_every_design(load, tmp_path):
+    frame = load("interval_coverage").main(["--quick", "--out", str(tmp_path)])
+    assert len(frame) == 6 * 3  # six designs x three (problem, statistic) cells
+    assert frame["coverage t"].between(0, 1).all()
+    assert (frame["coverage t"] >= frame["coverage normal"]).all()  # t quantiles are wider
+
+
+@pytest.mark.slow
+def test_overhead_quick(load, tmp_path):
+    frame = load("overhead").main(["--quick", "--out", str(tmp_path)])
+    assert "same estimate: True" in " ".join(frame["detail"])
