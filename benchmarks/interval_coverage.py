@@ -32,7 +32,7 @@ from scipy import stats
 
 from uqdiff import IID, Antithetic, Equicorrelated, KAntithetic, SobolRQMC, estimate
 from uqdiff._rng import substream
-from uqdiff.demo import ClippedGaussianDDIM
+from uqdiff.generators import ClippedGaussianDDIM
 from uqdiff.generators import LinearGenerator
 from uqdiff.results import markdown_table, quantile
 from uqdiff.statistics import PixelMean
