@@ -29,7 +29,7 @@ from uqdiff import KAntithetic, SobolRQMC
 from uqdiff.designs import on_leading_coordinates
 from uqdiff.inverse.evaluate import evaluate_solver
 from uqdiff.results import markdown_table
-from uqdiff.samplers.posterior import DDS, DPS
+from uqdiff.inverse.problems import TASKS, ground_truths, solver_factory
 
 RESULTS = Path(__file__).resolve().parent / "results" / "inverse"
 
@@ -38,34 +38,6 @@ PAPER_TABLE3 = {("inpainting", "l1"): 1.54, ("inpainting", "psnr"): 1.84, ("supe
                 ("super_resolution", "psnr"): 1.54, ("gaussian_blur", "l1"): 1.34, ("gaussian_blur", "psnr"): 1.56}
 # Paper 001, section 5.2.2 (DDS on fastMRI): efficiency of AMC 1.44 (L1) and 1.37 (PSNR).
 PAPER_DDS = {"l1": 1.44, "psnr": 1.37}
-
-TASKS = {
-    "fashion": {"inpainting": {}, "super_resolution": {"factor": 2}, "gaussian_blur": {"std": 1.0, "kernel_size": 7}},
-    "terrain": {"inpainting": {"missing": (0.92, 0.96)}, "super_resolution": {"factor": 4, "mode": "avgpool"}},
-}
-
-
-def fashion_setup(args):
-    from uqdiff.data.fashion_mnist import load_fashion_mnist
-    from uqdiff.models.fashion import fashion_prior
-
-    images, _ = load_fashion_mnist("test")
-    pick = np.random.default_rng(2024).choice(len(images), size=args.images, replace=False)
-    truths = torch.as_tensor(images[pick], dtype=torch.float32)[:, None] / 127.5 - 1
-    priors = {"dps": fashion_prior(args.dps_steps), "dds": fashion_prior(args.dds_steps)}
-    return truths, priors, {"test_indices": pick.tolist()}
-
-
-def terrain_setup(args):
-    from uqdiff.inverse import VEDenoiserPrior
-    from uqdiff.models.terrain import SIZE, TerrainGenerator
-
-    model = TerrainGenerator(difficulty=50)
-    held_out = torch.as_tensor(np.random.default_rng(909_090).standard_normal((args.images, 1, SIZE, SIZE)), dtype=torch.float32)
-    truths = model(held_out)
-    prior = VEDenoiserPrior(model.denoise, (1, SIZE, SIZE), num_steps=args.dds_steps)
-    return truths, {"dds": prior}, {"truth_seed": 909_090, "difficulty": 50}
-
 
 def designs_for(names: list[str], noise_size: int, lead: int):
     """Designs by name; ``rqmc:n`` puts n-point scrambled Sobol' on x_T and iid noise on the steps' noise."""
@@ -104,15 +76,16 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     solvers = (args.solvers or ("dps,dds" if args.model == "fashion" else "dds")).split(",")
     tasks = (args.tasks or ",".join(TASKS[args.model])).split(",")
-    truths, priors, truth_info = (fashion_setup if args.model == "fashion" else terrain_setup)(args)
+    truths, truth_info = ground_truths(args.model, args.images)
+    steps = {"dps": args.dps_steps, "dds": args.dds_steps}
     out = args.out or RESULTS / args.model / ("quick" if args.quick else "")
     out.mkdir(parents=True, exist_ok=True)
 
     summaries, correlations, sanity, records = [], [], [], []
     for solver in solvers:
-        prior = priors[solver]
+        make = solver_factory(args.model, solver, steps=steps[solver])
+        prior = make.prior
         for task in tasks:
-            make = (lambda m, pr=prior: DPS(pr, m)) if solver == "dps" else (lambda m, pr=prior: DDS(pr, m))
             lead = int(np.prod(prior.sample_shape))  # both solvers are stochastic: stream (1 + steps) x sample
             designs = designs_for(args.designs.split(","), (1 + prior.num_steps) * lead, lead)
             t0 = time.perf_counter()

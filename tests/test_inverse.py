@@ -273,3 +273,36 @@ def test_evaluation_input_errors():
         evaluate_solver(lambda m: None, [], "inpainting")
     with pytest.raises(ValueError, match="unknown operator"):
         evaluate_solver(lambda m: None, torch.zeros(1, *SHAPE), "denoise")
+
+
+def test_cli_evaluate_writes_the_report_and_matches_the_library(tmp_path):
+    from uqdiff.cli import main
+    from uqdiff.inverse.problems import TASKS, ground_truths, solver_factory
+
+    out = tmp_path / "ev"
+    argv = ["evaluate", "--model", "fashion", "--solver", "dds", "--task", "super_resolution", "--images", "1",
+            "--budget", "4", "--steps", "3", "--batch-size", "8", "--seed", "5", "--out", str(out), "-q"]
+    assert main(argv) == 0
+    assert {p.name for p in out.iterdir()} == {"report.md", "results.json", "results.csv", "per_image.csv", "config.yaml"}
+    saved = json.loads((out / "results.json").read_text())
+    truths, _ = ground_truths("fashion", 1)
+    direct = evaluate_solver(solver_factory("fashion", "dds", steps=3), truths, "super_resolution", samples_per_image=4,
+                             operator_params=TASKS["fashion"]["super_resolution"], seed=5, batch_size=8)
+    got = {(r["design"], r["statistic"]): r["estimate"] for r in saved["per_image"]}
+    for r in direct.per_image.itertuples():
+        assert got[r.design, r.statistic] == pytest.approx(r.estimate, rel=1e-9)
+    assert "DDS on super_resolution" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "flags, field",
+    [(["--model", "oracle"], "model"), (["--model", "terrain", "--solver", "dps"], "solver"),
+     (["--model", "fashion", "--task", "deblur"], "task"), (["--model", "fashion", "--statistics", "mean"], "statistics"),
+     (["--model", "fashion", "--images", "0"], "images"), (["--model", "fashion", "--sigma-y", "-1"], "sigma_y")],
+)
+def test_cli_evaluate_rejects_bad_problems(flags, field, capsys):
+    from uqdiff.cli import main
+
+    assert main(["evaluate", *flags, "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"uqdiff: error: {field}:")

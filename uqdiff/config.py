@@ -33,6 +33,7 @@ from uqdiff.statistics import STATISTICS, ReconstructionStatistic, Statistic
 DEFAULT_DESIGNS: dict[str, tuple[str, ...]] = {
     "estimate": ("antithetic",),
     "compare": ("mc", "antithetic", "kantithetic:8", "rqmc:16"),
+    "evaluate": ("mc", "antithetic"),
 }
 CONFIG_SUFFIXES = (".toml", ".yaml", ".yml")
 
@@ -76,6 +77,12 @@ class RunConfig:
     pairs: int = 32
     plots: bool = True
     quiet: bool = False
+    # ``evaluate`` only: an inverse problem on the project's models (uqdiff.inverse.problems)
+    solver: str = "dds"
+    task: str = "inpainting"
+    images: int = 2
+    sigma_y: float = 0.05
+    steps: int | None = None
 
     def __post_init__(self) -> None:
         _check(isinstance(self.model, str) and self.model.strip() != "", "model",
@@ -100,8 +107,33 @@ class RunConfig:
         for name in ("plots", "quiet"):
             _check(isinstance(getattr(self, name), bool), name, f"must be true or false, got {getattr(self, name)!r}")
         self.design_objects()
+        if self.command == "evaluate":
+            self._check_inverse_problem()
+            return
         for spec in self.statistics:
             statistic_from_spec(spec)
+
+    def _check_inverse_problem(self) -> None:
+        from uqdiff.inverse.evaluate import RECONSTRUCTION_STATISTICS
+        from uqdiff.inverse.problems import PROBLEM_MODELS, SOLVERS, TASKS, check_problem
+
+        _check(self.model in PROBLEM_MODELS, "model", f"evaluate runs on {' or '.join(PROBLEM_MODELS)}, got {self.model!r}")
+        _check(self.solver in SOLVERS, "solver", f"must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        _check(self.task in TASKS[self.model], "task",
+               f"must be one of {', '.join(TASKS[self.model])} for the {self.model} model, got {self.task!r}")
+        try:
+            check_problem(self.model, self.solver, self.task)
+        except ValueError as err:
+            raise ConfigError("solver", str(err)) from None
+        _check(_int(self.images) and self.images >= 1, "images", f"must be a positive integer, got {self.images!r}")
+        _check(self.steps is None or (_int(self.steps) and self.steps >= 1), "steps",
+               f"must be a positive integer (solver steps), got {self.steps!r}")
+        sigma = self.sigma_y
+        _check(isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and 0 <= sigma < float("inf"), "sigma_y",
+               f"must be a number >= 0 (measurement noise on the [-1, 1] scale), got {sigma!r}")
+        bad = [s for s in self.statistics if s not in RECONSTRUCTION_STATISTICS]
+        _check(not bad, "statistics", f"evaluate compares with the ground truth: allowed {', '.join(RECONSTRUCTION_STATISTICS)}, "
+                                      f"got {', '.join(bad)}")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, source: str = "config") -> RunConfig:

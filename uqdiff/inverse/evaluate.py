@@ -104,6 +104,7 @@ def evaluate_solver(
     seed: SeedLike = 0,
     batch_size: int = 16,
     confidence_level: float = 0.95,
+    interval: str = "t",
     correlation_pairs: int = 50,
     name: str | None = None,
     progress: bool = False,
@@ -138,7 +139,7 @@ def evaluate_solver(
             rec = Recording(generator, 2 * correlation_pairs)
             runs[d.name] = estimate(
                 rec, stats, budget=samples_per_image, design=d, batch_size=batch_size,
-                seed=design_seed(substream(seed, j), d), confidence_level=confidence_level,
+                seed=design_seed(substream(seed, j), d), confidence_level=confidence_level, interval=interval,
                 progress=progress,
             )
             recorded[d.name] = torch.as_tensor(rec.images())

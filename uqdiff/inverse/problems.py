@@ -1,0 +1,87 @@
+"""Ready-made inverse problems on the project's models: ground truths, priors and solvers by name.
+
+Shared by ``uqdiff evaluate`` and ``benchmarks/inverse_solvers.py`` so both
+run the same problems:
+
+* ``fashion``: the Fashion-MNIST DDPM as the prior; ground truths drawn from
+  the Fashion-MNIST test set (indices from ``seed``); DPS and DDS.
+* ``terrain``: the terrain consistency model's denoiser as a black-box prior
+  (DDS only); ground truths are terrains generated from held-out noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from uqdiff.samplers.posterior import DDS, DPS
+
+PROBLEM_MODELS = ("fashion", "terrain")
+SOLVERS = ("dps", "dds")
+#: Per model, the tasks and their operator parameters (see the benchmark's docstring for why).
+TASKS: dict[str, dict[str, dict[str, Any]]] = {
+    "fashion": {"inpainting": {}, "super_resolution": {"factor": 2}, "gaussian_blur": {"std": 1.0, "kernel_size": 7}},
+    "terrain": {"inpainting": {"missing": (0.92, 0.96)}, "super_resolution": {"factor": 4, "mode": "avgpool"}},
+}
+DEFAULT_STEPS = {("fashion", "dps"): 50, ("fashion", "dds"): 50, ("terrain", "dds"): 10}
+FASHION_TRUTH_SEED = 2024
+TERRAIN_TRUTH_SEED = 909_090
+
+
+def check_problem(model: str, solver: str, task: str) -> None:
+    """One-line errors for a model/solver/task combination that does not exist."""
+    if model not in PROBLEM_MODELS:
+        raise ValueError(f"model must be one of {', '.join(PROBLEM_MODELS)} for inverse problems, got {model!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    if (model, solver) not in DEFAULT_STEPS:
+        raise ValueError(f"solver {solver!r} needs a differentiable prior; the {model} model supports: dds")
+    if task not in TASKS[model]:
+        raise ValueError(f"task must be one of {', '.join(TASKS[model])} for the {model} model, got {task!r}")
+
+
+def ground_truths(model: str, n: int, *, seed: int | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+    """``n`` ground-truth images (n, C, H, W) on the [-1, 1] scale and a record of where they came from."""
+    if model == "fashion":
+        from uqdiff.data.fashion_mnist import load_fashion_mnist
+
+        seed = FASHION_TRUTH_SEED if seed is None else seed
+        images, _ = load_fashion_mnist("test")
+        pick = np.random.default_rng(seed).choice(len(images), size=n, replace=False)
+        return torch.as_tensor(images[pick], dtype=torch.float32)[:, None] / 127.5 - 1, {"test_indices": pick.tolist()}
+    if model == "terrain":
+        from uqdiff.models.terrain import SIZE
+
+        seed = TERRAIN_TRUTH_SEED if seed is None else seed
+        held_out = np.random.default_rng(seed).standard_normal((n, 1, SIZE, SIZE))
+        return _terrain()(torch.as_tensor(held_out, dtype=torch.float32)), {"truth_seed": seed, "difficulty": 50}
+    raise ValueError(f"model must be one of {', '.join(PROBLEM_MODELS)}, got {model!r}")
+
+
+def solver_factory(model: str, solver: str, *, steps: int | None = None, device: str | None = None,
+                   **options: Any) -> Callable:
+    """``measurement -> generator`` for ``solver`` on ``model``'s prior; ``options`` go to DPS or DDS."""
+    check_problem(model, solver, next(iter(TASKS[model])))
+    steps = DEFAULT_STEPS[model, solver] if steps is None else steps
+    if model == "fashion":
+        from uqdiff.models.fashion import fashion_prior
+
+        prior = fashion_prior(steps, device=device)
+    else:
+        from uqdiff.inverse.priors import VEDenoiserPrior
+        from uqdiff.models.terrain import SIZE
+
+        prior = VEDenoiserPrior(_terrain().denoise, (1, SIZE, SIZE), num_steps=steps)
+    cls = DPS if solver == "dps" else DDS
+    make = lambda m: cls(prior, m, **options)  # noqa: E731
+    make.prior = prior  # type: ignore[attr-defined]
+    return make
+
+
+def _terrain():
+    from uqdiff.models.terrain import TerrainGenerator
+
+    return TerrainGenerator(difficulty=50)
