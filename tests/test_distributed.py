@@ -9,7 +9,7 @@ import torch
 
 from uqdiff import KAntithetic, SobolRQMC, estimate
 from uqdiff.checkpoint import load
-from uqdiff.generators import GaussianDDIM
+from uqdiff.generators import GaussianDDIM, LinearGenerator
 
 ray = pytest.importorskip("ray")
 from uqdiff.distributed import RayExecutor  # noqa: E402
@@ -32,6 +32,16 @@ def test_ray_result_is_bit_identical_to_in_process(design):
     for workers, shard in [(1, None), (2, 37), (2, 200)]:
         got = estimate(ORACLE, STATS, executor=RayExecutor(workers, shard_groups=shard), **kw)
         assert got.to_json() == ref.to_json(), (workers, shard)
+
+
+def test_shards_are_whole_batches_so_matmul_generators_match_too():
+    """BLAS results can depend on the batch size; shards cut at batch boundaries keep every call identical."""
+    g = LinearGenerator(np.zeros(6), np.random.default_rng(1).standard_normal((6, 6)))
+    assert RayExecutor(2, shard_groups=37).shards(0, 500, per_batch=20) == [(a, min(a + 40, 500)) for a in range(0, 500, 40)]
+    kw = dict(budget=2000, design="antithetic", seed=3, batch_size=40)
+    ref = estimate(g, STATS, **kw)
+    got = estimate(g, STATS, executor=RayExecutor(2, shard_groups=37), **kw)
+    assert got.to_json() == ref.to_json()
 
 
 def test_sequential_run_on_ray_matches_in_process():

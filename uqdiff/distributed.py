@@ -41,8 +41,8 @@ class RayExecutor:
 
     ``num_gpus_per_worker`` > 0 asks Ray for that share of a GPU per task
     (the generator's device should then be ``"cuda"``). ``shard_groups`` sets
-    the groups per task (default: about four shards per worker, so a slow or
-    restarted shard does not hold the whole run). If Ray is not running yet,
+    the groups per task, rounded up to whole batches (default: about four
+    shards per worker, so a slow or restarted shard does not hold the whole run). If Ray is not running yet,
     ``ray.init(**init_kwargs)`` starts it.
     """
 
@@ -66,9 +66,15 @@ class RayExecutor:
         self.init_kwargs = dict(init_kwargs or {})
         _import_ray()
 
-    def shards(self, lo: int, hi: int) -> list[tuple[int, int]]:
-        """Ranges of at most ``shard_groups`` groups covering lo..hi-1."""
-        size = self.shard_groups or max(1, math.ceil((hi - lo) / (4 * self.num_workers)))
+    def shards(self, lo: int, hi: int, per_batch: int = 1) -> list[tuple[int, int]]:
+        """Ranges covering lo..hi-1, each a whole number of ``per_batch``-group batches.
+
+        Whole batches make every generator call see exactly the noises it sees
+        in an in-process run, so even a generator whose arithmetic depends on
+        the batch size (BLAS kernels do) gives the same bits.
+        """
+        size = self.shard_groups or math.ceil((hi - lo) / (4 * self.num_workers))
+        size = per_batch * max(1, math.ceil(size / per_batch))
         return [(a, min(a + size, hi)) for a in range(lo, hi, size)]
 
     def run(self, evaluator, lo: int, hi: int, on_shard: Callable[[int, dict, dict], None]) -> None:
@@ -81,7 +87,7 @@ class RayExecutor:
             max_retries=self.max_retries, retry_exceptions=False,
         )
         ref = ray.put(evaluator)
-        todo = self.shards(lo, hi)[::-1]
+        todo = self.shards(lo, hi, evaluator.groups_per_batch)[::-1]
         running = []
         try:
             while todo or running:

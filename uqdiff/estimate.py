@@ -288,11 +288,15 @@ class _Evaluator:
         self.output_shapes: dict[str, tuple[int, ...]] = {}
         self.halved_from: int | None = None
 
+    @property
+    def groups_per_batch(self) -> int:
+        return max(1, self.batch_size // self.design.group_size)
+
     def batches(self, lo: int, hi: int):
         """Yield (first group, {name: (means, within)}) for groups lo..hi-1 in order."""
         start = lo
         while start < hi:
-            indices = np.arange(start, min(start + max(1, self.batch_size // self.design.group_size), hi))
+            indices = np.arange(start, min(start + self.groups_per_batch, hi))
             try:
                 parts = evaluate_groups(
                     self.generator, self.stats, self.design, indices, noise_shape=self.noise_shape, seed=self.seed,
