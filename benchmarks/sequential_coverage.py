@@ -63,7 +63,7 @@ def naive_stop(means: np.ndarray, pilot: int, target: float, level: float) -> tu
 
 
 def run_design(design, oracle, truth, *, reps: int, mean_groups: int, seed: int, level: float = 0.95) -> list[dict]:
-    pilot_n, cap = DEFAULT_PILOT_GROUPS, 5 * mean_groups // 2
+    pilot_n, cap = DEFAULT_PILOT_GROUPS, 4 * mean_groups
     kw = dict(noise_shape=oracle.noise_shape, batch_size=1 << 16, device=torch.device("cpu"), dtype=torch.float64)
     pilot = evaluate_groups(oracle, STATISTICS, design, np.arange(reps * pilot_n), seed=[seed, 0], **kw)
     main = evaluate_groups(oracle, STATISTICS, design, np.arange(reps * cap), seed=[seed, 1], **kw)
@@ -97,7 +97,7 @@ def run_design(design, oracle, truth, *, reps: int, mean_groups: int, seed: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=1000)
-    parser.add_argument("--mean-groups", type=int, default=96)
+    parser.add_argument("--mean-groups", type=int, default=64)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "sequential_coverage"))
     args = parser.parse_args()
     torch.set_num_threads(2)
