@@ -145,6 +145,8 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     estimate(ORACLE, STATS, **kw)
     with pytest.raises(CheckpointError, match="exists; pass resume=True"):
         estimate(ORACLE, STATS, **kw)
+    with pytest.raises(ValueError, match="resume=True needs checkpoint=path"):
+        estimate(ORACLE, STATS, budget=256, resume=True)
     changes = [
         (dict(budget=512), r"budget: checkpoint 256, this run 512"),
         (dict(seed=2), r"seed: checkpoint \[1\], this run \[2\]"),

@@ -172,7 +172,8 @@ def estimate(
     Student-t on (groups - 1) degrees of freedom by default; ``interval="normal"``
     uses the normal quantile, the paper's choice for MC and AMC.
     ``callback(n_evaluations, accumulators)`` runs after every batch (running
-    traces, reports); it must not modify the accumulators.
+    traces, reports) with the accumulators of the stage being filled; it must
+    not modify them.
 
     Sequential mode: instead of ``budget``, give ``target_halfwidth`` (a number,
     or one per statistic) and/or ``rel_tol``, and ``max_budget``. A pilot of
@@ -219,6 +220,8 @@ def estimate(
         n_groups = _groups_for_budget(budget, design)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint=path (the file to continue from)")
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be a positive int (batches), got {checkpoint_every!r}")
     quantile(confidence_level, 1, interval)  # validates both before any model call
