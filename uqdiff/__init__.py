@@ -5,6 +5,7 @@ noise designs (antithetic pairs, K-antithetic groups, couplings, scrambled
 Sobol' RQMC) in which every single noise stays exactly N(0, I).
 """
 
+from uqdiff.checkpoint import CheckpointError
 from uqdiff.designs import (
     IID,
     Antithetic,
@@ -16,7 +17,8 @@ from uqdiff.designs import (
     SubspaceCoupling,
     get_design,
 )
-from uqdiff.estimate import compare, estimate
+from uqdiff.distributed import RayExecutor
+from uqdiff.estimate import GeneratorError, compare, estimate
 from uqdiff.results import ComparisonResult, ConfidenceInterval, EstimateResult, StatisticResult
 
 __version__ = "0.1.0"
@@ -24,13 +26,16 @@ __version__ = "0.1.0"
 __all__ = [
     "IID",
     "Antithetic",
+    "CheckpointError",
     "ComparisonResult",
     "ConfidenceInterval",
     "Equicorrelated",
     "EstimateResult",
     "GaussianCoupling",
+    "GeneratorError",
     "KAntithetic",
     "NoiseDesign",
+    "RayExecutor",
     "SobolRQMC",
     "StatisticResult",
     "SubspaceCoupling",

@@ -12,6 +12,7 @@ Memory is O(BLOCK + log(groups)) values per statistic, independent of budget.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,6 +97,47 @@ class GroupAccumulator:
         for _, m in pieces[1:]:
             total = total.merge(m)
         return total
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The exact state as plain arrays (for npz checkpoints: no pickle, bit-exact floats)."""
+        shape = self.shape if self.shape is not None else ()
+        nodes = sorted(self._nodes.items())
+        rows = sorted((g, row) for block in self._pending.values() for g, row in block.items())
+
+        def stack(values: list[np.ndarray]) -> np.ndarray:
+            return np.stack(values) if values else np.zeros((0, *shape))
+
+        return {
+            "shape": np.array([-1] if self.shape is None else shape, dtype=np.int64),
+            "count": np.array(self.count, dtype=np.int64),
+            "node_index": np.array([key for key, _ in nodes], dtype=np.int64).reshape(-1, 2),
+            "node_count": np.array([m.count for _, m in nodes], dtype=np.int64),
+            "node_mean": stack([m.mean for _, m in nodes]),
+            "node_m2": stack([m.m2 for _, m in nodes]),
+            "node_within": stack([m.within for _, m in nodes]),
+            "row_group": np.array([g for g, _ in rows], dtype=np.int64),
+            "row_mean": stack([r[0] for _, r in rows]),
+            "row_within": stack([r[1] for _, r in rows]),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, np.ndarray]) -> GroupAccumulator:
+        """Rebuild an accumulator from :meth:`state`, re-checking that no group is counted twice."""
+        acc = cls()
+        shape = tuple(int(s) for s in state["shape"])
+        if shape != (-1,):
+            acc.shape = shape
+        for (level, pos), n, mean, m2, within in zip(
+            state["node_index"], state["node_count"], state["node_mean"], state["node_m2"], state["node_within"]
+        ):
+            acc._insert(int(level), int(pos), Moments(int(n), mean, m2, within))
+            acc.count += int(n)
+        for g, mean, within in zip(state["row_group"], state["row_mean"], state["row_within"]):
+            acc._add_rows(int(g) // BLOCK, {int(g): (mean, within)})
+            acc.count += 1
+        if acc.count != int(state["count"]):
+            raise ValueError(f"accumulator state holds {acc.count} groups but says {int(state['count'])}")
+        return acc
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
         if self.shape is None:

@@ -1,0 +1,176 @@
+"""Checkpoints of a run: accumulators, finished groups and the run's fingerprint, in one npz file.
+
+A checkpoint is a single ``.npz`` archive (no pickle: it is read with
+``allow_pickle=False``) holding each accumulator's exact arrays plus one JSON
+document (stored as bytes) with the format version, the uqdiff version, the
+run's configuration and the finished group ranges of each stage. It is
+written to a temporary file in the same folder, flushed to disk and renamed
+over the old one, so a kill at any moment leaves either the previous or the
+new checkpoint, never a torn one. A SHA-256 digest of every array, stored in
+the JSON, catches files damaged after the fact.
+
+The configuration includes a *design fingerprint*: the SHA-256 of the noise
+the design draws for groups 0 and 1 under the run's seed (CPU, float64). Any
+change to the design's parameters (coupling matrix, Sobol' scrambling,
+group size) or to the seed changes that noise, so a checkpoint can never be
+continued with a different design, even one with the same name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from uqdiff.accumulator import GroupAccumulator
+from uqdiff.designs import NoiseDesign
+
+FORMAT = "uqdiff-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is unreadable, damaged or written for a different run."""
+
+
+def design_fingerprint(design: NoiseDesign, dim: int, seed: Any) -> str:
+    """SHA-256 of the noise of groups 0 and 1 (CPU, float64): changes with any design parameter or the seed."""
+    noise = design.groups([0, 1], dim, seed=seed, device="cpu", dtype=torch.float64)
+    return hashlib.sha256(noise.numpy().tobytes()).hexdigest()
+
+
+@dataclass
+class Stage:
+    """The accumulators of one stage of a run and the group ranges [lo, hi) already in them."""
+
+    accumulators: dict[str, GroupAccumulator]
+    done: list[tuple[int, int]] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, names: list[str]) -> Stage:
+        return cls({name: GroupAccumulator() for name in names})
+
+    def mark_done(self, lo: int, hi: int) -> None:
+        """Record groups [lo, hi) as counted, keeping the ranges sorted and merged."""
+        ranges = sorted([*self.done, (lo, hi)])
+        merged = [list(ranges[0])]
+        for a, b in ranges[1:]:
+            if a < merged[-1][1]:
+                raise ValueError(f"groups {a}..{b - 1} overlap groups already counted")
+            if a == merged[-1][1]:
+                merged[-1][1] = b
+            else:
+                merged.append([a, b])
+        self.done = [(a, b) for a, b in merged]
+
+    def missing(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """The sub-ranges of [lo, hi) not yet counted."""
+        out, at = [], lo
+        for a, b in self.done:
+            if a > at:
+                out.append((at, min(a, hi)))
+            at = max(at, b)
+            if at >= hi:
+                break
+        if at < hi:
+            out.append((at, hi))
+        return [(a, b) for a, b in out if a < b]
+
+    @property
+    def n_done(self) -> int:
+        return sum(b - a for a, b in self.done)
+
+
+def save(path: str | os.PathLike, config: Mapping[str, Any], stages: Mapping[str, Stage], version: str) -> None:
+    """Write the checkpoint atomically: temporary file in the same folder, fsync, rename."""
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    stage_meta = {}
+    for stage_name, stage in stages.items():
+        names = list(stage.accumulators)
+        for i, name in enumerate(names):
+            for key, value in stage.accumulators[name].state().items():
+                arrays[f"{stage_name}/{i}/{key}"] = value
+        stage_meta[stage_name] = {"statistics": names, "done": [list(r) for r in stage.done]}
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "uqdiff_version": version,
+        "config": dict(config),
+        "stages": stage_meta,
+        "digest": _digest(arrays),
+    }
+    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Stage]]:
+    """Read and verify a checkpoint: (its JSON document, its stages). Raises CheckpointError."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} is damaged or not a uqdiff checkpoint ({exc})") from exc
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has format {meta.get('format')!r} version {meta.get('format_version')!r}; "
+            f"expected {FORMAT!r} version {FORMAT_VERSION}"
+        )
+    if meta.get("digest") != _digest(arrays):
+        raise CheckpointError(f"checkpoint {str(path)!r} is damaged: its arrays do not match their SHA-256 digest")
+    stages = {}
+    for stage_name, info in meta["stages"].items():
+        accs = {}
+        for i, name in enumerate(info["statistics"]):
+            prefix = f"{stage_name}/{i}/"
+            accs[name] = GroupAccumulator.from_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+        stages[stage_name] = Stage(accs, [tuple(r) for r in info["done"]])
+    return meta, stages
+
+
+def check_matches(path: str | os.PathLike, meta: Mapping[str, Any], config: Mapping[str, Any], version: str) -> None:
+    """Raise CheckpointError naming every field where the checkpoint's run differs from this one."""
+    if meta["uqdiff_version"] != version:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} was written by uqdiff {meta['uqdiff_version']}, this is {version}; "
+            "results could differ between versions: finish it with that version or start a new run"
+        )
+    saved = meta["config"]
+    diffs = [
+        f"{key}: checkpoint {saved.get(key)!r}, this run {config.get(key)!r}"
+        for key in sorted(set(saved) | set(config))
+        if saved.get(key) != config.get(key)
+    ]
+    if diffs:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} belongs to a different run ({'; '.join(diffs)}); "
+            "pass the same options to continue it, or another checkpoint path to start afresh"
+        )
+
+
+def _digest(arrays: Mapping[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
