@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats as sps
 
 from uqdiff.designs import NoiseDesign
 from uqdiff.estimate import _to_numpy
 from uqdiff.paired import PairedResult, paired_estimate
-from uqdiff.results import ConfidenceInterval, _plain, markdown_table, quantile
+from uqdiff.results import ConfidenceInterval, StatisticResult, _plain, markdown_table, quantile
 
 
 def proportion_interval(
@@ -56,16 +57,80 @@ def proportion_interval(
     >>> round(lo, 3), round(hi, 3)
     (0.403, 0.597)
     """
+    q = quantile(confidence_level, df, "t")
+    return ConfidenceInterval(*(_scalar(v) for v in _wilson(estimate, standard_error, n_evaluations, q)))
+
+
+def _wilson(estimate, standard_error, n_evaluations, q) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson-n_eff limits for critical value(s) ``q`` (broadcast against the estimates)."""
     p = np.clip(np.asarray(estimate, dtype=np.float64), 0.0, 1.0)
     se = np.asarray(standard_error, dtype=np.float64)
-    q = quantile(confidence_level, df, "t")
+    q = np.asarray(q, dtype=np.float64)
     degenerate = (p <= 0.0) | (p >= 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        n_eff = np.where(degenerate, float(n_evaluations), p * (1 - p) / se**2)
+        n_eff = np.where(degenerate, np.asarray(n_evaluations, dtype=np.float64), p * (1 - p) / se**2)
         a = np.where(np.isinf(n_eff), 0.0, q**2 / n_eff)
         center = (p + a / 2) / (1 + a)
         half = q / (1 + a) * np.sqrt(np.where(np.isinf(n_eff), 0.0, p * (1 - p) / n_eff + a**2 / (4 * q**2)))
-    return ConfidenceInterval(_scalar(np.clip(center - half, 0, 1)), _scalar(np.clip(center + half, 0, 1)))
+    low = np.where(p <= 0, 0.0, np.clip(center - half, 0, 1))  # exact ends, not rounding residue
+    high = np.where(p >= 1, 1.0, np.clip(center + half, 0, 1))
+    return low, high
+
+
+def difference_interval(
+    a: StatisticResult, b: StatisticResult, difference: StatisticResult, *, confidence_level: float = 0.95
+) -> ConfidenceInterval:
+    """Interval for p_a - p_b inside [-1, 1]: Newcombe's hybrid score method with the run's correlation.
+
+    The t interval of a difference of proportions fails where it matters in
+    audits: with both proportions near 0 (or 1) most group differences are
+    equal, the standard error collapses and the interval shrinks to a point.
+    Newcombe's method 10 (Stat. Med. 1998) combines the two arms' score
+    intervals instead, here the Wilson-n_eff ones of :func:`proportion_interval`:
+    L = d - sqrt(da^2 - 2 r da eb + eb^2), U = d + sqrt(ea^2 - 2 r ea db + db^2),
+    with da, ea (db, eb) the distances from p_a (p_b) to its lower and upper
+    limits. r is the correlation of the two estimates that common noise
+    creates, measured by the same run: (se_a^2 + se_b^2 - se_d^2) / (2 se_a se_b),
+    0 when either standard error is 0. ``a``, ``b`` and ``difference`` are
+    results of one paired run.
+    """
+    q = quantile(confidence_level, difference.df, "t")
+    return ConfidenceInterval(*(_scalar(v) for v in _newcombe(a, b, difference, q)))
+
+
+def _newcombe(a: StatisticResult, b: StatisticResult, d: StatisticResult, q) -> tuple[np.ndarray, np.ndarray]:
+    pa, pb = np.asarray(a.estimate, dtype=np.float64), np.asarray(b.estimate, dtype=np.float64)
+    la, ua = _wilson(pa, a.standard_error, a.n_evaluations, q)
+    lb, ub = _wilson(pb, b.standard_error, b.n_evaluations, q)
+    sa, sb, sd = (np.asarray(r.standard_error, dtype=np.float64) for r in (a, b, d))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where((sa > 0) & (sb > 0), (sa**2 + sb**2 - sd**2) / (2 * sa * sb), 0.0)
+    r = np.clip(r, -1.0, 1.0)
+    diff = pa - pb
+    low = diff - np.sqrt(np.maximum((pa - la) ** 2 - 2 * r * (pa - la) * (ub - pb) + (ub - pb) ** 2, 0.0))
+    high = diff + np.sqrt(np.maximum((ua - pa) ** 2 - 2 * r * (ua - pa) * (pb - lb) + (pb - lb) ** 2, 0.0))
+    return np.clip(low, -1.0, 1.0), np.clip(high, -1.0, 1.0)
+
+
+def difference_p_value(a: StatisticResult, b: StatisticResult, difference: StatisticResult) -> float | np.ndarray:
+    """Two-sided p-value of p_a = p_b that agrees with :func:`difference_interval`: the smallest
+    alpha at which the 1 - alpha interval excludes 0 (bisection on log alpha, to 1e-12 relative)."""
+    d = np.asarray(difference.estimate, dtype=np.float64)
+    lo, hi = np.full(d.shape, np.log(1e-15)), np.zeros(d.shape)  # log alpha; excludes at hi, not (yet) at lo
+    excludes = lambda log_alpha: _excludes_zero(a, b, difference, np.exp(log_alpha))
+    at_floor = excludes(lo)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        ex = excludes(mid)
+        hi, lo = np.where(ex, mid, hi), np.where(ex, lo, mid)
+    p = np.where(at_floor, 1e-15, np.exp(hi))
+    return _scalar(np.where(excludes(np.full(d.shape, -1e-12)), p, 1.0))
+
+
+def _excludes_zero(a, b, d, alpha: np.ndarray) -> np.ndarray:
+    q = sps.t.isf(alpha / 2, d.df)
+    low, high = _newcombe(a, b, d, q)
+    return (low > 0) | (high < 0)
 
 
 def effective_sample_size(estimate: float | np.ndarray, standard_error: float | np.ndarray) -> float | np.ndarray:
@@ -271,12 +336,8 @@ def audit(
     n_attr = int(np.size(first.estimate))
     attributes = _attribute_names(attribute_names, n_attr, attr.name, np.ndim(first.estimate))
     proportions = _proportions(run, names, attributes, level)
-    differences = _differences(run, attributes, level, exclude={"trend"})
-    trend_rows = None
-    if trend is not None:
-        trend_rows = _differences(run, attributes, level, only={"trend"}).drop(
-            columns=["condition_a", "condition_b", "arm_correlation", "low_adjusted", "high_adjusted", "p_holm", "reject"]
-        )
+    differences = _differences(run, attributes, level)
+    trend_rows = None if trend is None else _trend(run, attributes)
     return AuditResult(
         proportions=proportions, differences=differences, trend=trend_rows, conditions=names, attributes=attributes,
         design=run.design, seed=seed, n_noises=run.n_noises, n_evaluations=run.n_evaluations, confidence_level=level,
@@ -315,38 +376,50 @@ def _proportions(run: PairedResult, conditions: list[str], attributes: list[str]
     return pd.DataFrame(rows)
 
 
-def _differences(run: PairedResult, attributes: list[str], level: float, *, exclude=(), only=None):
-    """Rows per (contrast, attribute) with Holm p-values and Bonferroni intervals over the rows."""
-    import pandas as pd
+def _differences(run: PairedResult, attributes: list[str], level: float):
+    """Rows per (pair of conditions, attribute): Newcombe intervals, Holm p-values, Bonferroni intervals."""
     from statsmodels.stats.multitest import multipletests
 
-    rows = []
-    for name, c in run.contrasts["attribute"].items():
-        if name in exclude or (only is not None and name not in only):
-            continue
-        arms = [a for a, w in c.weights.items() if w == 1.0] + [a for a, w in c.weights.items() if w == -1.0]
-        r = c.result
-        cols = {
-            "estimate": r.estimate, "standard_error": r.standard_error, "low": r.low, "high": r.high,
-            "p_value": c.p_value, "efficiency": c.efficiency, "crn_efficiency": c.crn_efficiency,
-            "arm_correlation": c.arm_correlation if c.arm_correlation is not None else np.nan,
-        }
-        flat = {k: np.broadcast_to(np.ravel(np.asarray(v, dtype=np.float64)), (len(attributes),)) for k, v in cols.items()}
-        for j, a in enumerate(attributes):
-            rows.append({"contrast": name, "condition_a": arms[0] if len(arms) == 2 else "",
-                         "condition_b": arms[1] if len(arms) == 2 else "", "attribute": a,
-                         **{k: float(v[j]) for k, v in flat.items()}, "df": r.df})
-    frame = pd.DataFrame(rows)
     alpha = 1 - level
-    reject, p_holm, _, _ = multipletests(frame.p_value.to_numpy(), alpha=alpha, method="holm")
-    q = np.array([quantile(1 - alpha / len(frame), df, "t") for df in frame.df])
-    frame["low_adjusted"] = frame.estimate - q * frame.standard_error
-    frame["high_adjusted"] = frame.estimate + q * frame.standard_error
-    frame["p_holm"], frame["reject"] = p_holm, reject
+    arms = run.arms["attribute"]
+    pairs = {name: c for name, c in run.contrasts["attribute"].items() if name != "trend"}
+    q_adjusted = quantile(1 - alpha / (len(pairs) * len(attributes)), next(iter(arms.values())).df, "t")
+    rows = []
+    for name, c in pairs.items():
+        a = next(arm for arm, w in c.weights.items() if w == 1.0)
+        b = next(arm for arm, w in c.weights.items() if w == -1.0)
+        ra, rb, r = arms[a], arms[b], c.result
+        low, high = _newcombe(ra, rb, r, quantile(level, r.df, "t"))
+        low_adj, high_adj = _newcombe(ra, rb, r, q_adjusted)
+        rows += _contrast_rows(name, c, attributes, condition_a=a, condition_b=b, low=low, high=high,
+                               low_adjusted=low_adj, high_adjusted=high_adj,
+                               p_value=difference_p_value(ra, rb, r), arm_correlation=c.arm_correlation)
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    frame["reject"], frame["p_holm"] = multipletests(frame.p_value.to_numpy(), alpha=alpha, method="holm")[:2]
     order = ["contrast", "condition_a", "condition_b", "attribute", "estimate", "standard_error", "low", "high",
              "low_adjusted", "high_adjusted", "p_value", "p_holm", "reject", "efficiency", "crn_efficiency",
              "arm_correlation"]
     return frame[order]
+
+
+def _trend(run: PairedResult, attributes: list[str]):
+    """Rows per attribute for the trend contrast: its t interval and t-test p-value."""
+    import pandas as pd
+
+    c = run.contrasts["attribute"]["trend"]
+    return pd.DataFrame(_contrast_rows("trend", c, attributes, low=c.result.low, high=c.result.high, p_value=c.p_value))
+
+
+def _contrast_rows(name: str, c, attributes: list[str], **columns: Any) -> list[dict[str, Any]]:
+    """One row per attribute; every column broadcast to the attributes."""
+    cols = {"estimate": c.result.estimate, "standard_error": c.result.standard_error,
+            "efficiency": c.efficiency, "crn_efficiency": c.crn_efficiency, **columns}
+    flat = {k: v if isinstance(v, str) else np.broadcast_to(np.ravel(np.asarray(np.nan if v is None else v, dtype=np.float64)),
+                                                            (len(attributes),)) for k, v in cols.items()}
+    return [{"contrast": name, "attribute": a, **{k: v if isinstance(v, str) else float(v[j]) for k, v in flat.items()}}
+            for j, a in enumerate(attributes)]
 
 
 def _scalar(x: np.ndarray) -> float | np.ndarray:

@@ -112,9 +112,11 @@ class ContrastResult:
     runs of the same design, sum_i w_i^2 se_i^2. Both use this run's own arm
     estimates, which have exactly the law of such independent runs' inputs,
     so no second run is needed. ``efficiency`` (common noise + design against
-    independent MC at the same total budget) factors into ``crn_efficiency``
-    (common noise alone, the design kept) times the design's own gain on the
-    contrast. ``arm_correlation`` is corr(S(G_a), S(G_b)) for a difference
+    independent MC at the same total budget) is the product of the common-noise
+    gain under MC, sum w_i^2 sigma_i^2 / sigma_c^2 (sigma_c^2: the contrast's
+    marginal variance), and the design's own gain on the contrast,
+    ``result.efficiency``. ``crn_efficiency`` is the gain of common noise when
+    both sides use the design anyway. ``arm_correlation`` is corr(S(G_a), S(G_b)) for a difference
     of two arms, from sigma_d^2 = sigma_a^2 + sigma_b^2 - 2 cov.
     """
 
