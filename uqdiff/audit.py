@@ -42,13 +42,17 @@ def proportion_interval(
     that n_eff with the Student-t quantile on the run's degrees of freedom
     (Wilson on n_eff (z/t)^2 with z, as Korn-Graubard do for Clopper-Pearson).
     Unlike the Wald interval it never leaves [0, 1] and keeps its coverage
-    near 0 and 1. n_eff is not capped at the number of images: a design that
-    beats MC earns the narrower interval. When p_hat is 0 or 1 the standard
-    error is 0 and says nothing, so n_eff falls back to the number of images,
-    which gives [0, q^2 / (n + q^2)] (and its mirror), the score-interval
-    analogue of the rule of three. A zero standard error with p_hat inside
-    (0, 1) (every group mean equal) gives a zero-width interval, as the
-    t interval does.
+    near 0 and 1. As Korn and Graubard do, n_eff is capped at the number of
+    images (design effect at least 1): designs make a proportion's group
+    means discrete and few-valued (an antithetic pair of a threshold near the
+    median hits exactly once unless both miss), so a small se can be a rare
+    event of its own, and uncapped intervals covered only 84% in such a case
+    (tests/test_audit.py). The design's gain still shows in the standard
+    error, ``design_efficiency`` and the differences (through the common-noise
+    correlation). When p_hat is 0 or 1 the standard error is 0 and says
+    nothing; n_eff is then the number of images, which gives
+    [0, q^2 / (n + q^2)] (and its mirror), the score-interval analogue of the
+    rule of three.
 
     >>> lo, hi = proportion_interval(0.0, 0.0, n_evaluations=100, df=99)   # hi = t^2 / (100 + t^2)
     >>> lo, round(hi, 4)
@@ -67,11 +71,12 @@ def _wilson(estimate, standard_error, n_evaluations, q) -> tuple[np.ndarray, np.
     se = np.asarray(standard_error, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
     degenerate = (p <= 0.0) | (p >= 1.0)
+    n = np.asarray(n_evaluations, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        n_eff = np.where(degenerate, np.asarray(n_evaluations, dtype=np.float64), p * (1 - p) / se**2)
-        a = np.where(np.isinf(n_eff), 0.0, q**2 / n_eff)
-        center = (p + a / 2) / (1 + a)
-        half = q / (1 + a) * np.sqrt(np.where(np.isinf(n_eff), 0.0, p * (1 - p) / n_eff + a**2 / (4 * q**2)))
+        n_eff = np.where(degenerate, n, np.minimum(p * (1 - p) / se**2, n))  # = effective_sample_size
+    a = q**2 / n_eff
+    center = (p + a / 2) / (1 + a)
+    half = q / (1 + a) * np.sqrt(p * (1 - p) / n_eff + a**2 / (4 * q**2))
     low = np.where(p <= 0, 0.0, np.clip(center - half, 0, 1))  # exact ends, not rounding residue
     high = np.where(p >= 1, 1.0, np.clip(center + half, 0, 1))
     return low, high
@@ -133,11 +138,15 @@ def _excludes_zero(a, b, d, alpha: np.ndarray) -> np.ndarray:
     return (low > 0) | (high < 0)
 
 
-def effective_sample_size(estimate: float | np.ndarray, standard_error: float | np.ndarray) -> float | np.ndarray:
-    """n_eff = p(1 - p) / se^2: how many iid Bernoulli draws give the same standard error."""
+def effective_sample_size(
+    estimate: float | np.ndarray, standard_error: float | np.ndarray, *, n_evaluations: int
+) -> float | np.ndarray:
+    """The n_eff :func:`proportion_interval` uses: p(1 - p) / se^2 capped at the image count, which
+    it also is where p_hat is 0 or 1 (how many iid Bernoulli draws give the same standard error)."""
     p, se = np.asarray(estimate, dtype=np.float64), np.asarray(standard_error, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return _scalar(p * (1 - p) / se**2)
+        n_eff = np.minimum(p * (1 - p) / se**2, n_evaluations)
+    return _scalar(np.where((p <= 0) | (p >= 1), float(n_evaluations), n_eff))
 
 
 class Attribute:
@@ -308,13 +317,13 @@ def audit(
     condition; ``options`` go to :func:`uqdiff.estimate`.
 
     >>> from uqdiff.generators import LinearGenerator
-    >>> gens = {level: LinearGenerator([0.3 * level], [[1.0, 0.5]]) for level in (0, 1, 2)}
+    >>> gens = {level: LinearGenerator([0.3 * level], [[1.0, 0.5]]) for level in (0, 1, 2)}   # truth .186 .266 .360
     >>> r = audit(gens, lambda x: x[:, 0] > 1.0, budget=512, design="antithetic", trend=[0, 1, 2], seed=1)
     >>> print(r.proportions[["condition", "estimate", "low", "high"]].round(3).to_string(index=False))
     condition  estimate   low  high
-            0     0.188 0.159 0.219
-            1     0.268 0.238 0.299
-            2     0.357 0.330 0.386
+            0     0.188 0.156 0.224
+            1     0.268 0.231 0.308
+            2     0.357 0.317 0.400
     >>> print(r.trend[["estimate", "low", "high", "p_value"]].round(3).to_string(index=False))   # truth 0.087
      estimate  low  high  p_value
         0.085 0.07   0.1      0.0
@@ -364,7 +373,7 @@ def _proportions(run: PairedResult, conditions: list[str], attributes: list[str]
         lo, hi = proportion_interval(p, se, n_evaluations=r.n_evaluations, df=r.df, confidence_level=level)
         slo, shi = proportion_interval(p, se, n_evaluations=r.n_evaluations, df=r.df,
                                        confidence_level=1 - (1 - level) / cells)
-        n_eff = np.ravel(effective_sample_size(p, se))
+        n_eff = np.ravel(effective_sample_size(p, se, n_evaluations=r.n_evaluations))
         eff = np.ravel(r.efficiency) if r.efficiency is not None else np.full(len(p), np.nan)
         for j, a in enumerate(attributes):
             rows.append({
