@@ -29,7 +29,7 @@ from scipy import stats as sps
 from uqdiff.designs import NoiseDesign
 from uqdiff.estimate import StatisticsLike, _to_numpy, estimate, named_statistics
 from uqdiff.generators.base import device_of, noise_shape_of
-from uqdiff.results import ConfidenceInterval, EstimateResult, StatisticResult, _plain, markdown_table
+from uqdiff.results import ConfidenceInterval, StatisticResult, _plain, markdown_table
 
 
 class CommonNoise:

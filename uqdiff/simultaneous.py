@@ -25,20 +25,16 @@ differs from a null map, Holm-corrected over all pixels (statsmodels).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from scipy import stats as sps
 
 from uqdiff._rng import SeedLike, entropy
-from uqdiff.accumulator import GroupAccumulator
 from uqdiff.designs import NoiseDesign, as_design
-from uqdiff.estimate import _groups_for_budget, evaluate_groups
-from uqdiff.generators.base import device_of, noise_shape_of
+from uqdiff.estimate import _to_numpy, estimate
 from uqdiff.paired import p_value
 from uqdiff.results import ConfidenceInterval, StatisticResult, quantile
 
@@ -108,41 +104,34 @@ def group_means(
     *,
     budget: int,
     design: NoiseDesign | str = "mc",
-    noise_shape: tuple[int, ...] | None = None,
-    batch_size: int = 64,
-    seed: SeedLike = 0,
-    confidence_level: float = 0.95,
-    interval: str = "t",
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
+    **options: Any,
 ) -> tuple[StatisticResult, np.ndarray]:
     """The result of :func:`uqdiff.estimate` for one statistic, and its group means (groups, ...).
 
-    Same groups, same accumulator, same result as ``estimate`` (bit for bit);
-    it also keeps the group means, which max-t bands need.
+    It is ``estimate`` itself (same groups, same result, bit for bit), with
+    the statistic wrapped to keep its values: ``estimate`` evaluates the
+    noises in group order, so they fold into group means the way it does.
+    Memory: evaluations x statistic size. ``options`` go to ``estimate``.
     """
     design = as_design(design)
-    noise_shape = noise_shape_of(generator, noise_shape)
-    design.check_dim(math.prod(noise_shape))
-    n_groups = _groups_for_budget(budget, design)
-    quantile(confidence_level, 1, interval)
-    device = device_of(generator, device)
-    k = design.group_size
-    name = getattr(statistic, "name", None) or getattr(statistic, "__name__", None) or type(statistic).__name__
-    acc, parts = GroupAccumulator(), []
-    for start in range(0, n_groups, max(1, batch_size // k)):
-        indices = np.arange(start, min(start + max(1, batch_size // k), n_groups))
-        ((means, within),) = evaluate_groups(
-            generator, {name: statistic}, design, indices,
-            noise_shape=noise_shape, seed=seed, batch_size=batch_size, device=device, dtype=dtype,
-        ).values()
-        acc.add(start, means, within)
-        parts.append(means)
-    result = StatisticResult.from_moments(
-        acc.moments(), statistic=name, design=design.name, group_size=k,
-        confidence_level=confidence_level, interval=interval,
-    )
-    return result, np.concatenate(parts)
+    recorder = _Recorder(statistic)
+    run = estimate(generator, {recorder.name: recorder}, budget=budget, design=design, **options)
+    values = np.concatenate(recorder.values)
+    return run[recorder.name], values.reshape(-1, design.group_size, *values.shape[1:]).mean(axis=1)
+
+
+class _Recorder:
+    """A statistic that keeps a copy of every value it returns, in call order."""
+
+    def __init__(self, statistic: Callable) -> None:
+        self.statistic = statistic
+        self.name = getattr(statistic, "name", None) or getattr(statistic, "__name__", None) or type(statistic).__name__
+        self.values: list[np.ndarray] = []
+
+    def __call__(self, images) -> np.ndarray:
+        v = _to_numpy(self.statistic(images))
+        self.values.append(v)
+        return v
 
 
 def simultaneous_bands(
