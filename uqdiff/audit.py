@@ -239,7 +239,7 @@ class AuditResult:
             self._heatmap(left, fig)
         else:
             self._proportion_bars(left)
-        _forest(right, shown, self.confidence_level)
+        _forest(right, shown, self.confidence_level, with_attribute=len(self.attributes) > 1)
         if title:
             fig.suptitle(title)
         return fig
@@ -278,17 +278,17 @@ class AuditResult:
         fig.colorbar(im, ax=ax, shrink=0.7)
 
 
-def _forest(ax, rows, confidence_level: float) -> None:
+def _forest(ax, rows, confidence_level: float, *, with_attribute: bool) -> None:
     y = np.arange(len(rows))[::-1]
     colors = np.where(rows.reject, "tab:red", "tab:gray")
     ax.hlines(y, rows.low_adjusted, rows.high_adjusted, color=colors, lw=1)
     ax.hlines(y, rows.low, rows.high, color=colors, lw=4, alpha=0.6)
     ax.scatter(rows.estimate, y, c=colors, zorder=3, s=16)
     ax.axvline(0, color="black", lw=0.8)
-    labels = [c if a == "" else f"{c} [{a}]" for c, a in zip(rows.contrast, rows.attribute)]
+    labels = [f"{c} [{a}]" if with_attribute else c for c, a in zip(rows.contrast, rows.attribute)]
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlabel("difference in proportion")
-    ax.set_title(f"Differences: {confidence_level:.0%} t (thick), Bonferroni (thin); red = Holm rejects", fontsize=10)
+    ax.set_title(f"Differences: {confidence_level:.0%} Newcombe (thick), Bonferroni (thin); red = Holm rejects", fontsize=10)
 
 
 def audit(
