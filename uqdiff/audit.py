@@ -178,13 +178,17 @@ class AuditResult:
     its standard error, the Wilson-n_eff interval (``low``, ``high``), the
     same interval at the Bonferroni level over all cells (``low_simultaneous``,
     ``high_simultaneous``), ``n_effective`` and the design's own efficiency.
-    ``differences``: one row per (contrast, attribute) with the t interval,
-    the Bonferroni-adjusted interval over the whole family, the raw and Holm
-    p-values, ``reject`` (Holm at 1 - confidence_level), and the efficiency of
+    ``differences``: one row per (pair of conditions, attribute) with the
+    Newcombe interval (:func:`difference_interval`), the same at the
+    Bonferroni level over the whole family (``low_adjusted``, ``high_adjusted``),
+    the p-value that inverts it and its Holm adjustment (``p_holm``),
+    ``reject`` (Holm at 1 - confidence_level), and the efficiency of
     common noise + design against independent MC at the same total budget
     (``efficiency``) and against independent runs of the same design
     (``crn_efficiency``). ``trend`` (if asked): the least-squares slope of
-    the proportion against the condition scores, per attribute.
+    the proportion against the condition scores, per attribute, with its
+    t interval and t-test p-value (a single pre-planned test, outside the
+    Holm family).
     """
 
     proportions: Any
