@@ -1,7 +1,7 @@
 """Bias audits on the real models, with common noise + antithetic pairs; results in benchmarks/results/audit/.
 
-    python benchmarks/audit_examples.py fashion   # 10 labels x 256 noises, DDIM 20 steps (2560 model calls)
-    python benchmarks/audit_examples.py terrain   # pilot 4 x 16, then 4 difficulties x 192 noises (832 calls)
+    python benchmarks/audit_examples.py fashion   # 10 labels x 160 noises, DDIM 20 steps (1600 model calls)
+    python benchmarks/audit_examples.py terrain   # pilot 4 x 16, then 4 difficulties x 128 noises (576 calls)
 
 Fashion-MNIST DDPM: for each class label, how often the classifier returns
 each class (a confusion matrix with simultaneous intervals), and every
@@ -271,15 +271,15 @@ def _table(frame) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=["fashion", "terrain"])
-    parser.add_argument("--budget", type=int, default=None, help="noises per condition (fashion 256, terrain 192)")
+    parser.add_argument("--budget", type=int, default=None, help="noises per condition (fashion 160, terrain 128)")
     parser.add_argument("--pilot", type=int, default=16, help="terrain pilot noises per level")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/uqdiff-audit-cache"))
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.model == "fashion":
-        fashion(args.cache, args.budget or 256)
+        fashion(args.cache, args.budget or 160)
     else:
-        terrain(args.cache, args.budget or 192, args.pilot)
+        terrain(args.cache, args.budget or 128, args.pilot)
 
 
 if __name__ == "__main__":
