@@ -292,7 +292,7 @@ def _forest(ax, rows, confidence_level: float, *, with_attribute: bool) -> None:
     labels = [f"{c} [{a}]" if with_attribute else c for c, a in zip(rows.contrast, rows.attribute)]
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlabel("difference in proportion")
-    ax.set_title(f"Differences: {confidence_level:.0%} Newcombe (thick), Bonferroni (thin); red = Holm rejects", fontsize=10)
+    ax.set_title(f"Differences: {confidence_level:.0%} Newcombe (thick), Bonferroni (thin)\nred: Holm rejects", fontsize=10)
 
 
 def audit(
