@@ -347,7 +347,7 @@ class TestReconstruction:
 class TestRegistry:
     def test_names(self) -> None:
         assert set(STATISTICS) == {
-            "mean", "brightness", "contrast", "centroid", "pixel_map", "slope", "l1", "psnr", "ssim",
+            "mean", "brightness", "contrast", "centroid", "pixel_map", "slope", "max_slope", "l1", "psnr", "ssim",
         }
         for name, cls in STATISTICS.items():
             assert cls.name == name

@@ -24,12 +24,12 @@ from .diagnostics import (
 )
 from .pixel import Brightness, Contrast, PixelMap, PixelMean, VerticalCentroid
 from .reconstruction import L1, PSNR, SSIM, ReconstructionStatistic, gaussian_window
-from .terrain import MeanSlope
+from .terrain import MaxSlope, MeanSlope
 
 #: Registry: statistic name -> class.
 STATISTICS: dict[str, type[Statistic]] = {
     cls.name: cls
-    for cls in (PixelMean, Brightness, Contrast, VerticalCentroid, PixelMap, MeanSlope, L1, PSNR, SSIM)
+    for cls in (PixelMean, Brightness, Contrast, VerticalCentroid, PixelMap, MeanSlope, MaxSlope, L1, PSNR, SSIM)
 }
 
 
@@ -59,6 +59,7 @@ __all__ = [
     "VerticalCentroid",
     "PixelMap",
     "MeanSlope",
+    "MaxSlope",
     "L1",
     "PSNR",
     "SSIM",

@@ -1,0 +1,360 @@
+"""Paired comparisons with common random numbers, as one estimate of a joint statistic.
+
+Feeding the same noise to several generators (solvers, conditions of a
+conditional model) makes their outputs positively correlated, so a contrast
+such as E[S(G_A(z))] - E[S(G_B(z))] is far more precise than the same
+contrast from independent runs. There is no new estimator: :class:`CommonNoise`
+is a generator that hands one noise batch to every arm and stacks the
+outputs, :class:`ContrastStatistic` evaluates S on every arm and appends the
+contrasts per noise, and :func:`uqdiff.estimate` runs that joint statistic
+under any design (antithetic pairs of common noise, RQMC replicates of
+common points, ...). A group's mean of a contrast is the contrast of the
+arms' group means, so its interval comes from the same iid group means as
+every other uqdiff interval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats as sps
+
+from uqdiff.designs import NoiseDesign
+from uqdiff.estimate import StatisticsLike, _to_numpy, estimate, named_statistics
+from uqdiff.generators.base import device_of, noise_shape_of
+from uqdiff.results import ConfidenceInterval, StatisticResult, _plain, markdown_table
+
+
+class CommonNoise:
+    """Noise (B, *noise_shape) -> outputs (B, arms, ...) of several generators fed the same noise.
+
+    Generators whose noise is smaller than the joint noise (the largest of
+    theirs) get its leading coordinates: samplers here put the initial latent
+    first in their noise stream, so e.g. a deterministic DDIM and a stochastic
+    DDPM share the initial latent. Any subset of the coordinates of an
+    N(0, I) noise is N(0, I), so every arm still sees exactly its own noise law
+    under every design. Outputs must have one shape; they are stacked on axis 1.
+
+    >>> from uqdiff.generators import LinearGenerator
+    >>> joint = CommonNoise({"A": LinearGenerator([0.0]), "B": LinearGenerator([1.0])})
+    >>> joint(torch.ones(2, 1))[:, :, 0].tolist()
+    [[1.0, 2.0], [1.0, 2.0]]
+    """
+
+    def __init__(self, generators: Mapping[str, Callable], *, noise_shape: tuple[int, ...] | None = None) -> None:
+        if not isinstance(generators, Mapping) or len(generators) < 2:
+            raise ValueError(f"generators must be a mapping of at least 2 names to generators, got {generators!r}")
+        self.generators = {str(name): g for name, g in generators.items()}
+        if len(self.generators) != len(generators):
+            raise ValueError(f"generator names must differ as strings, got {list(generators)}")
+        self._shapes = {name: noise_shape_of(g, noise_shape) for name, g in self.generators.items()}
+        self.noise_shape = max(self._shapes.values(), key=math.prod)
+        devices = {str(device_of(g, None)) for g in self.generators.values()}
+        if len(devices) > 1:
+            raise ValueError(f"all generators must run on one device, got {sorted(devices)}")
+        self.device = torch.device(devices.pop())
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.generators)
+
+    def __call__(self, noise: torch.Tensor) -> torch.Tensor:
+        flat = noise.reshape(len(noise), -1)
+        outputs = []
+        for name, g in self.generators.items():
+            shape = self._shapes[name]
+            out = g(flat[:, : math.prod(shape)].reshape(len(noise), *shape))
+            outputs.append(out if isinstance(out, torch.Tensor) else torch.from_numpy(np.asarray(out)))
+        shapes = {tuple(o.shape) for o in outputs}
+        if len(shapes) > 1:
+            raise ValueError(f"generators return different output shapes {sorted(shapes)}; common noise needs one shape")
+        dtype = outputs[0].dtype if len({o.dtype for o in outputs}) == 1 else torch.float64
+        return torch.stack([o.to(dtype) for o in outputs], dim=1)
+
+
+class ContrastStatistic:
+    """S on every arm of a :class:`CommonNoise` output, then the contrasts: (B, arms + contrasts, ...).
+
+    ``weights`` (contrasts x arms) are applied per noise, so a group mean of a
+    contrast is the contrast of group means and its variance is estimated from
+    the same group means as the arms' (no covariance bookkeeping).
+
+    >>> s = ContrastStatistic(lambda x: x[:, 0], np.array([[1.0, -1.0]]))
+    >>> s(torch.tensor([[[3.0], [1.0]]])).tolist()
+    [[3.0, 1.0, 2.0]]
+    """
+
+    def __init__(self, statistic: Callable, weights: np.ndarray) -> None:
+        self.statistic = statistic
+        self.weights = np.asarray(weights, dtype=np.float64)
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        arms = np.stack([_to_numpy(self.statistic(images[:, i])) for i in range(images.shape[1])], axis=1)
+        contrasts = np.tensordot(self.weights, arms, axes=([1], [1]))  # (r, B, ...)
+        return np.concatenate([arms, np.moveaxis(contrasts, 0, 1)], axis=1)
+
+
+@dataclass(frozen=True)
+class ContrastResult:
+    """One contrast sum_i w_i E[S(G_i)] under common noise, with its gain over independent runs.
+
+    ``independent_mc_variance`` is the variance the same contrast would have
+    from independent plain MC runs with the same number of evaluations per
+    arm, sum_i w_i^2 sigma_i^2 / n (sigma_i^2: arm i's marginal variance, n:
+    noises per arm); ``independent_design_variance`` is that of independent
+    runs of the same design, sum_i w_i^2 se_i^2. Both use this run's own arm
+    estimates, which have exactly the law of such independent runs' inputs,
+    so no second run is needed. ``efficiency`` (common noise + design against
+    independent MC at the same total budget) is the product of the common-noise
+    gain under MC, sum w_i^2 sigma_i^2 / sigma_c^2 (sigma_c^2: the contrast's
+    marginal variance), and the design's own gain on the contrast,
+    ``result.efficiency``. ``crn_efficiency`` is the gain of common noise when
+    both sides use the design anyway. ``arm_correlation`` is corr(S(G_a), S(G_b)) for a difference
+    of two arms, from sigma_d^2 = sigma_a^2 + sigma_b^2 - 2 cov.
+    """
+
+    name: str
+    weights: dict[str, float]
+    result: StatisticResult
+    independent_mc_variance: float | np.ndarray
+    independent_design_variance: float | np.ndarray
+    arm_correlation: float | np.ndarray | None
+    p_value: float | np.ndarray
+
+    @property
+    def efficiency(self) -> float | np.ndarray:
+        return _ratio(self.independent_mc_variance, np.square(self.result.standard_error))
+
+    @property
+    def crn_efficiency(self) -> float | np.ndarray:
+        return _ratio(self.independent_design_variance, np.square(self.result.standard_error))
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """Every arm's estimate and every contrast, per statistic, from one run on common noise.
+
+    ``arms[statistic][arm]`` and ``contrasts[statistic][name]`` are the
+    results; ``n_noises`` noises went to each arm, ``n_evaluations`` =
+    arms x n_noises model calls in all.
+    """
+
+    arms: dict[str, dict[str, StatisticResult]]
+    contrasts: dict[str, dict[str, ContrastResult]]
+    design: str
+    seed: Any
+    n_noises: int
+    n_evaluations: int
+
+    def contrast(self, name: str, statistic: str | None = None) -> ContrastResult:
+        """The contrast ``name`` (e.g. ``"A - B"``) of ``statistic`` (the only one if None)."""
+        statistic = _only(self.contrasts, statistic)
+        try:
+            return self.contrasts[statistic][name]
+        except KeyError:
+            raise KeyError(f"no contrast {name!r}; this run has {sorted(self.contrasts[statistic])}") from None
+
+    def to_frame(self):
+        """One row per arm and per contrast (maps: one row per element, with its flat index)."""
+        import pandas as pd
+
+        rows = []
+        for stat, arms in self.arms.items():
+            for arm, r in arms.items():
+                rows += _rows(r, statistic=stat, kind="arm", name=arm)
+            for name, c in self.contrasts[stat].items():
+                rows += _rows(
+                    c.result, statistic=stat, kind="contrast", name=name, p_value=c.p_value,
+                    efficiency=c.efficiency, crn_efficiency=c.crn_efficiency, arm_correlation=c.arm_correlation,
+                )
+        return pd.DataFrame(rows)
+
+    def to_markdown(self) -> str:
+        return markdown_table(self.to_frame())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "design": self.design,
+            "seed": _plain(self.seed),
+            "n_noises": self.n_noises,
+            "n_evaluations": self.n_evaluations,
+            "rows": self.to_frame().to_dict(orient="records"),
+        }
+
+    def to_json(self, **kwargs) -> str:
+        return json.dumps(self.to_dict(), default=_plain, **kwargs)
+
+    def __str__(self) -> str:
+        cols = ["statistic", "kind", "name", "estimate", "low", "high", "efficiency", "crn_efficiency"]
+        frame = self.to_frame()
+        return frame[[c for c in cols if c in frame]].to_string(index=False, float_format=lambda x: f"{x:.4g}")
+
+
+def paired_estimate(
+    generators: Mapping[str, Callable],
+    statistics: StatisticsLike,
+    *,
+    budget: int,
+    design: NoiseDesign | str = "mc",
+    reference: str | None = None,
+    contrasts: Mapping[str, Sequence[float]] | None = None,
+    noise_shape: tuple[int, ...] | None = None,
+    seed: Any = 0,
+    confidence_level: float = 0.95,
+    interval: str = "t",
+    **options: Any,
+) -> PairedResult:
+    """Estimate E[S(G_i(z))] for every generator and their differences, all on common noise.
+
+    ``budget`` is the number of noises; every generator runs on each, so the
+    run makes len(generators) x budget model calls. Differences are all pairs
+    ``"a - b"`` (in the order given) or, with ``reference``, every ``"a - ref"``;
+    ``contrasts`` adds named weight vectors over the generators (e.g. a
+    linear trend). ``options`` go to :func:`uqdiff.estimate` (batch_size,
+    device, dtype, progress, callback).
+
+    >>> from uqdiff.generators import LinearGenerator
+    >>> J = np.array([[1.0, 0.2]])
+    >>> gens = {"A": LinearGenerator([1.0], J), "B": LinearGenerator([0.5], 1.1 * J)}
+    >>> r = paired_estimate(gens, lambda x: x[:, 0] ** 2, budget=256, seed=0)
+    >>> c = r.contrast("A - B")   # truth: (1 + 1.04) - (0.25 + 1.21 * 1.04) = 0.53
+    >>> print(f"{c.result.estimate:.2f} in [{c.result.low:.2f}, {c.result.high:.2f}], efficiency {c.efficiency:.0f}")
+    0.56 in [0.46, 0.67], efficiency 14
+    """
+    joint = CommonNoise(generators, noise_shape=noise_shape)
+    names = joint.names
+    weights = _contrast_weights(names, reference, contrasts)
+    matrix = np.stack(list(weights.values()))
+    stats = {name: ContrastStatistic(s, matrix) for name, s in named_statistics(statistics).items()}
+    run = estimate(joint, stats, budget=budget, design=design, seed=seed, confidence_level=confidence_level,
+                   interval=interval, **options)
+    arms, out = {}, {}
+    for stat in stats:
+        joint_result = run[stat]
+        arms[stat] = {arm: _component(joint_result, i, arm) for i, arm in enumerate(names)}
+        out[stat] = {}
+        for j, (cname, w) in enumerate(weights.items()):
+            r = _component(joint_result, len(names) + j, cname)
+            out[stat][cname] = _contrast(cname, dict(zip(names, w)), r, arms[stat], run.budget)
+    return PairedResult(arms=arms, contrasts=out, design=run.design, seed=seed, n_noises=run.budget,
+                        n_evaluations=run.budget * len(names))
+
+
+def _contrast_weights(
+    names: list[str], reference: str | None, extra: Mapping[str, Sequence[float]] | None
+) -> dict[str, np.ndarray]:
+    """Named weight vectors: pairwise (or against ``reference``) differences, then ``extra``."""
+    m = len(names)
+    if reference is None:
+        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    elif str(reference) in names:
+        pairs = [(a, str(reference)) for a in names if a != str(reference)]
+    else:
+        raise ValueError(f"reference must be one of the generator names {names}, got {reference!r}")
+    weights = {}
+    for a, b in pairs:
+        w = np.zeros(m)
+        w[names.index(a)], w[names.index(b)] = 1.0, -1.0
+        weights[f"{a} - {b}"] = w
+    for name, w in (extra or {}).items():
+        w = np.asarray(w, dtype=np.float64)
+        if w.shape != (m,) or not np.isfinite(w).all():
+            raise ValueError(f"contrast {name!r} must be {m} finite weights (one per generator), got {w.tolist()}")
+        if name in weights or name in names:
+            raise ValueError(f"contrast name {name!r} is already used")
+        weights[name] = w
+    return weights
+
+
+def _component(r: StatisticResult, index: int, name: str) -> StatisticResult:
+    """Element ``index`` (axis 0) of a joint statistic's result, as a result of its own."""
+
+    def pick(v):
+        if v is None:
+            return None
+        v = np.asarray(v)[index]
+        return float(v) if v.ndim == 0 else v
+
+    arrays = {f: pick(getattr(r, f)) for f in ("estimate", "standard_error", "marginal_variance", "efficiency", "rho")}
+    return dataclasses.replace(
+        r, statistic=name, confidence_interval=ConfidenceInterval(pick(r.low), pick(r.high)), **arrays
+    )
+
+
+def _contrast(
+    name: str, weights: dict[str, float], r: StatisticResult, arms: dict[str, StatisticResult], n: int
+) -> ContrastResult:
+    w2 = {a: float(w) ** 2 for a, w in weights.items() if w != 0}
+    var_mc = sum(w2[a] * np.asarray(arms[a].marginal_variance) for a in w2) / n
+    var_design = sum(w2[a] * np.square(arms[a].standard_error) for a in w2)
+    corr = None
+    if sorted(weights[a] for a in w2) == [-1.0, 1.0]:
+        a, b = w2
+        va, vb = np.asarray(arms[a].marginal_variance), np.asarray(arms[b].marginal_variance)
+        corr = _scalar(_ratio(va + vb - np.asarray(r.marginal_variance), 2 * np.sqrt(va * vb)))
+    return ContrastResult(
+        name=name, weights={a: float(w) for a, w in weights.items()}, result=r,
+        independent_mc_variance=_scalar(var_mc), independent_design_variance=_scalar(var_design),
+        arm_correlation=corr, p_value=p_value(r),
+    )
+
+
+def p_value(result: StatisticResult, null: float | np.ndarray = 0.0) -> float | np.ndarray:
+    """Two-sided p-value of E[S] = ``null`` from the result's own reference law (t or normal).
+
+    A zero standard error gives 1 when the estimate equals the null and 0
+    otherwise (every group mean agreed).
+    """
+    diff = np.asarray(result.estimate) - null
+    se = np.asarray(result.standard_error)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.abs(diff) / se
+    t = np.where(se > 0, t, np.where(diff == 0, 0.0, np.inf))
+    law = sps.t(result.df) if result.interval == "t" else sps.norm()
+    return _scalar(2 * law.sf(t))
+
+
+def _ratio(a, b):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _scalar(np.asarray(a, dtype=np.float64) / np.asarray(b, dtype=np.float64))
+
+
+def _scalar(x):
+    x = np.asarray(x)
+    return float(x) if x.ndim == 0 else x
+
+
+def _only(mapping: Mapping[str, Any], key: str | None) -> str:
+    if key is None:
+        if len(mapping) != 1:
+            raise ValueError(f"name the statistic, one of {sorted(mapping)}")
+        return next(iter(mapping))
+    if key not in mapping:
+        raise KeyError(f"no statistic {key!r}; this run has {sorted(mapping)}")
+    return key
+
+
+def _rows(r: StatisticResult, **extra: Any) -> list[dict[str, Any]]:
+    """Flat rows of a result (one per element of a map), with extra columns."""
+    fields = {
+        "estimate": r.estimate, "standard_error": r.standard_error, "low": r.low, "high": r.high,
+        "n_evaluations": r.n_evaluations, "n_groups": r.n_groups, **extra,
+    }
+    if np.ndim(r.estimate) == 0:
+        return [{k: _item(v) for k, v in fields.items()}]
+    flat = {k: (np.ravel(v) if isinstance(v, np.ndarray) else v) for k, v in fields.items()}
+    return [
+        {"element": i, **{k: _item(v[i] if isinstance(v, np.ndarray) else v) for k, v in flat.items()}}
+        for i in range(np.size(r.estimate))
+    ]
+
+
+def _item(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
