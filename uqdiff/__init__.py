@@ -20,6 +20,8 @@ from uqdiff.designs import (
 from uqdiff.distributed import RayExecutor
 from uqdiff.estimate import GeneratorError, compare, estimate
 from uqdiff.results import ComparisonResult, ConfidenceInterval, EstimateResult, StatisticResult
+from uqdiff.paired import paired_estimate
+from uqdiff.simultaneous import simultaneous_bands
 
 __version__ = "0.1.0"
 
@@ -42,4 +44,6 @@ __all__ = [
     "compare",
     "estimate",
     "get_design",
+    "paired_estimate",
+    "simultaneous_bands",
 ]
