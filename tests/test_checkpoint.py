@@ -183,3 +183,19 @@ def test_damaged_checkpoint_is_refused(tmp_path, damage):
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="damaged"):
         estimate(ORACLE, STATS, **kw, resume=True)
+
+
+def test_compare_keeps_one_checkpoint_per_design(tmp_path):
+    from uqdiff import compare
+    from uqdiff.generators import LinearGenerator
+
+    g = LinearGenerator(np.array([0.5]), np.array([[0.3, 0.1]]))
+    stat = {"sq": lambda x: x[:, 0] ** 2}
+    kw = dict(budget=64, designs=["mc", "antithetic"], seed=2, batch_size=16)
+    first = compare(g, stat, checkpoint=tmp_path / "run.ckpt", **kw)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 2 and all(f.startswith("run.") and f.endswith(".ckpt") for f in files)
+    again = compare(g, stat, checkpoint=tmp_path / "run.ckpt", resume=True, **kw)  # finished: no model calls
+    plain = compare(g, stat, **kw)
+    for d in ("mc", "antithetic"):
+        assert again.estimates[d]["sq"] == first.estimates[d]["sq"] == plain.estimates[d]["sq"]

@@ -13,6 +13,7 @@ import os
 import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -429,12 +430,17 @@ def compare(
 
     Plain MC is always run as the baseline (added if missing). Each design
     draws from its own stream, seed ``[seed, crc32(design name)]``, so the runs
-    are independent. ``options`` are passed to :func:`estimate`.
+    are independent. ``options`` are passed to :func:`estimate`; a
+    ``checkpoint`` path becomes one file per design (``run.ckpt`` ->
+    ``run.<crc32 of the design name>.ckpt``), so each design resumes on its own.
     """
-    runs = {
-        d.name: estimate(generator, statistics, budget=budget, design=d, seed=design_seed(seed, d), **options)
-        for d in comparison_designs(designs)
-    }
+    runs = {}
+    for d in comparison_designs(designs):
+        kw = dict(options)
+        if kw.get("checkpoint") is not None:
+            path = Path(kw["checkpoint"])
+            kw["checkpoint"] = path.with_name(f"{path.stem}.{zlib.crc32(d.name.encode()):08x}{path.suffix}")
+        runs[d.name] = estimate(generator, statistics, budget=budget, design=d, seed=design_seed(seed, d), **kw)
     return ComparisonResult(estimates=runs, baseline="mc")
 
 
