@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -62,6 +63,12 @@ def test_pairwise_cosine_and_vendi_by_hand():
     orth = 5.0 * np.eye(k)
     assert Vendi()(orth, gallery_size=k)[0] == pytest.approx(float(k))
     assert MeanPairwiseCosine()(orth, gallery_size=k)[0] == pytest.approx(0.0)
+
+
+def test_vendi_of_k_antithetic_pixels_is_at_most_k_minus_1():
+    z = KAntithetic(3).groups(range(20), 5, seed=0).reshape(60, 5)  # each group sums to zero: rank 2
+    assert Vendi()(z, gallery_size=3).max() <= 2 + 1e-9
+    assert Vendi()(Equicorrelated(3, 0.0).groups(range(20), 5, seed=0).reshape(60, 5), gallery_size=3).max() > 2
 
 
 def test_feature_map_is_pluggable_and_checked():
@@ -147,6 +154,7 @@ def test_repulsive_coupling_increases_pairwise_l2_and_welch_matches_scipy():
     assert d.p_value == pytest.approx(t.pvalue, rel=1e-6)
     assert d.df == pytest.approx(t.df, rel=1e-9)
     assert tuple(d.confidence_interval) == pytest.approx(tuple(t.confidence_interval(0.95)), rel=1e-9)
+    assert json.loads(json.dumps(cmp.to_dict()))["baseline"] == designs[0].name
     frame = cmp.to_frame()
     assert set(frame["design"]) == {x.name for x in designs} and "p_value" in frame
 

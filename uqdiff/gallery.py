@@ -164,7 +164,11 @@ class Vendi(_FeatureGalleryStatistic):
     """Vendi score exp(-sum_l lambda_l log lambda_l), lambda: eigenvalues of S / K, S the cosine similarities.
 
     An effective number of distinct items: 1 for K identical images, K for K
-    images with orthogonal features.
+    images with orthogonal features. It is at most the rank of the features, and
+    the cosine kernel counts anti-aligned features as related: K-antithetic noise
+    sums to zero, so centered pixel features of a linear generator have rank
+    K - 1 and Vendi at most K - 1, below iid galleries, although their pairwise
+    L2 is higher. Pick the feature map with that in mind.
 
     >>> import numpy as np
     >>> Vendi()(np.eye(3), gallery_size=3).round(6), Vendi()(np.ones((3, 2)), gallery_size=3).round(6)
