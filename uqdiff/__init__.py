@@ -19,6 +19,7 @@ from uqdiff.designs import (
 )
 from uqdiff.distributed import RayExecutor
 from uqdiff.estimate import GeneratorError, compare, estimate
+from uqdiff.gallery import compare_galleries, estimate_gallery
 from uqdiff.results import ComparisonResult, ConfidenceInterval, EstimateResult, StatisticResult
 from uqdiff.paired import paired_estimate
 from uqdiff.simultaneous import simultaneous_bands
@@ -42,7 +43,9 @@ __all__ = [
     "StatisticResult",
     "SubspaceCoupling",
     "compare",
+    "compare_galleries",
     "estimate",
+    "estimate_gallery",
     "get_design",
     "paired_estimate",
     "simultaneous_bands",

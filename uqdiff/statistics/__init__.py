@@ -23,7 +23,7 @@ from .diagnostics import (
     pn_rr_correlations,
 )
 from .pixel import Brightness, Contrast, PixelMap, PixelMean, VerticalCentroid
-from .reconstruction import L1, PSNR, SSIM, ReconstructionStatistic, gaussian_window
+from .reconstruction import L1, PSNR, SSIM, ReconstructionStatistic, gaussian_window, structural_similarity
 from .terrain import MaxSlope, MeanSlope
 
 #: Registry: statistic name -> class.
@@ -64,6 +64,7 @@ __all__ = [
     "PSNR",
     "SSIM",
     "gaussian_window",
+    "structural_similarity",
     "pair_correlation",
     "pn_rr_correlations",
     "PairCorrelations",

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from .base import ArrayLike, Statistic, as_tensor
 
-__all__ = ["ReconstructionStatistic", "L1", "PSNR", "SSIM", "gaussian_window"]
+__all__ = ["ReconstructionStatistic", "L1", "PSNR", "SSIM", "gaussian_window", "structural_similarity"]
 
 
 class ReconstructionStatistic(Statistic):
@@ -120,27 +120,37 @@ class SSIM(ReconstructionStatistic):
     k2: float = 0.03
 
     def _compute(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        if h < self.win_size or w < self.win_size:
-            raise ValueError(
-                f"SSIM needs images of at least {self.win_size}x{self.win_size} "
-                f"pixels, got {h}x{w}"
-            )
         u, r = self._unit_pair(x)
-        r = r.expand_as(u)
-        win = gaussian_window(self.win_size, self.sigma, dtype=u.dtype, device=u.device)
-        # Filter x, y, x*x, y*y, x*y in one batched 'valid' convolution.
-        stack = torch.stack([u, r, u * u, r * r, u * r], dim=2)  # (B, C, 5, H, W)
-        filt = F.conv2d(stack.reshape(-1, 1, h, w), win[None, None])
-        filt = filt.reshape(b, c, 5, *filt.shape[-2:])
-        ux, uy, uxx, uyy, uxy = filt.unbind(dim=2)
-        vx = uxx - ux * ux
-        vy = uyy - uy * uy
-        vxy = uxy - ux * uy
-        c1 = self.k1**2
-        c2 = self.k2**2
-        s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / (
-            (ux * ux + uy * uy + c1) * (vx + vy + c2)
-        )
-        return s.mean(dim=(2, 3)).mean(dim=1)
+        return structural_similarity(u, r.expand_as(u), win_size=self.win_size, sigma=self.sigma, k1=self.k1, k2=self.k2)
 
+
+def structural_similarity(
+    u: torch.Tensor,
+    r: torch.Tensor,
+    *,
+    win_size: int = 11,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> torch.Tensor:
+    """SSIM of ``u[b]`` with ``r[b]`` for two (B, C, H, W) batches already on [0, 1]: shape (B,).
+
+    The computation behind :class:`SSIM`, shared with the pairwise gallery
+    SSIM of :mod:`uqdiff.gallery` so both mean the same number.
+    """
+    b, c, h, w = u.shape
+    if h < win_size or w < win_size:
+        raise ValueError(f"SSIM needs images of at least {win_size}x{win_size} pixels, got {h}x{w}")
+    win = gaussian_window(win_size, sigma, dtype=u.dtype, device=u.device)
+    # Filter x, y, x*x, y*y, x*y in one batched 'valid' convolution.
+    stack = torch.stack([u, r, u * u, r * r, u * r], dim=2)  # (B, C, 5, H, W)
+    filt = F.conv2d(stack.reshape(-1, 1, h, w), win[None, None])
+    filt = filt.reshape(b, c, 5, *filt.shape[-2:])
+    ux, uy, uxx, uyy, uxy = filt.unbind(dim=2)
+    vx = uxx - ux * ux
+    vy = uyy - uy * uy
+    vxy = uxy - ux * uy
+    c1 = k1**2
+    c2 = k2**2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.mean(dim=(2, 3)).mean(dim=1)

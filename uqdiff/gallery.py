@@ -1,0 +1,391 @@
+"""Gallery statistics: one value per gallery of K images, estimated with intervals.
+
+A coupling can make a gallery of K images from one prompt more diverse
+(repulsive correlation -1/(K-1)) while each image keeps its usual law. A
+*gallery statistic* measures that: it takes whole groups, B = G*K images
+arranged gallery after gallery, and returns one value per gallery (shape (G,)).
+
+Estimating E[gallery statistic] needs no new estimator. Under a design of
+group size K the group *is* the gallery, and groups are iid, so the gallery
+values are iid and their mean with a t interval is exactly what
+:func:`uqdiff.estimate` computes from group means. :class:`PerImage` makes a
+gallery statistic look like an ordinary per-image one by giving every image
+of a gallery the gallery's value v: the group mean is then exactly v and the
+within-group sum of squares exactly 0, so :func:`uqdiff.estimate` returns the
+mean of the gallery values with the interval from their spread. This needs
+every generator batch to hold whole galleries, which :func:`uqdiff.estimate`
+guarantees when ``batch_size >= K`` (a batch holds ``batch_size // K`` whole
+groups); :class:`PerImage` raises if a batch is not a whole number of galleries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from scipy import stats as sps
+
+from uqdiff.designs import NoiseDesign, as_design
+from uqdiff.estimate import StatisticsLike, design_seed, estimate, named_statistics
+from uqdiff.results import ConfidenceInterval, EstimateResult, StatisticResult, _plain, _scalar, markdown_table
+from uqdiff.statistics.base import ArrayLike, Statistic, as_tensor
+from uqdiff.statistics.pixel import PixelMap
+from uqdiff.statistics.reconstruction import structural_similarity
+
+FeatureMap = Callable[[torch.Tensor], torch.Tensor]
+
+
+def flatten(images: torch.Tensor) -> torch.Tensor:
+    """The default feature map: each image's pixels as one vector, (B, ...) -> (B, D)."""
+    return images.reshape(len(images), -1)
+
+
+class GalleryStatistic(ABC):
+    """A batch of G galleries of K images, (G*K, ...) -> one value per gallery, shape (G,).
+
+    ``gallery_size`` (K) is a keyword argument of the call so one statistic
+    serves every K. Returns the array type it got (numpy in -> numpy out).
+    """
+
+    name: ClassVar[str]
+
+    def __call__(self, images: ArrayLike, *, gallery_size: int) -> ArrayLike:
+        x = as_tensor(images)
+        k = _gallery_size(gallery_size)
+        if x.ndim < 2 or len(x) % k:
+            raise ValueError(
+                f"images must be a batch of whole galleries: got shape {tuple(x.shape)} for gallery_size {k}"
+            )
+        out = self._compute(x.reshape(len(x) // k, k, *x.shape[1:]))
+        return out.detach().cpu().numpy() if isinstance(images, np.ndarray) else out
+
+    @abstractmethod
+    def _compute(self, galleries: torch.Tensor) -> torch.Tensor:
+        """Values of shape (G,) for ``galleries`` of shape (G, K, ...)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class _PixelGalleryStatistic(GalleryStatistic):
+    """Pairwise statistics on [0, 1]-scaled pixels, as the per-image statistics use."""
+
+    def __init__(self, *, value_range: tuple[float, float] = (-1.0, 1.0)) -> None:
+        self._scale = PixelMap(value_range=value_range)  # validates the range; its to_unit maps to [0, 1]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, value_range={self._scale.value_range})"
+
+
+class MeanPairwiseL2(_PixelGalleryStatistic):
+    """Per-pixel mean squared distance between two images, averaged over the K(K-1)/2 pairs.
+
+    On [0, 1]-scaled pixels (declare ``value_range``). For a linear generator and
+    noises of correlation c it has expectation 2 (1 - c) x mean pixel variance.
+
+    >>> import numpy as np
+    >>> gallery = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])   # pairs: 1/2, 1, 1/2
+    >>> MeanPairwiseL2(value_range=(0, 1))(gallery, gallery_size=3)
+    array([0.66666667])
+    """
+
+    name = "pairwise_l2"
+
+    def _compute(self, galleries: torch.Tensor) -> torch.Tensor:
+        u = self._scale.to_unit(galleries).reshape(*galleries.shape[:2], -1)
+        i, j = _pairs(galleries.shape[1], u.device)
+        return (u[:, i] - u[:, j]).square().mean(dim=2).mean(dim=1)
+
+
+class MeanPairwiseSSIM(_PixelGalleryStatistic):
+    """SSIM (as :class:`uqdiff.statistics.SSIM`) of every pair of a gallery, averaged over pairs.
+
+    Images are (C, H, W) or (H, W), at least 11x11. Lower means more diverse.
+    """
+
+    name = "pairwise_ssim"
+
+    def _compute(self, galleries: torch.Tensor) -> torch.Tensor:
+        g, k = galleries.shape[:2]
+        x = Statistic._as_bchw(galleries.reshape(g * k, *galleries.shape[2:]))
+        u = self._scale.to_unit(x).reshape(g, k, *x.shape[1:])
+        i, j = _pairs(k, u.device)
+        s = structural_similarity(u[:, i].reshape(-1, *x.shape[1:]), u[:, j].reshape(-1, *x.shape[1:]))
+        return s.reshape(g, len(i)).mean(dim=1)
+
+
+class _FeatureGalleryStatistic(GalleryStatistic):
+    """Statistics of the cosine-similarity matrix of the gallery's features."""
+
+    def __init__(self, *, features: FeatureMap = flatten) -> None:
+        if not callable(features):
+            raise TypeError(f"features must be a callable (B, ...) -> (B, D), got {type(features).__name__}")
+        self.features = features
+
+    def similarity(self, galleries: torch.Tensor) -> torch.Tensor:
+        """Cosine similarities of the features inside each gallery, shape (G, K, K)."""
+        g, k = galleries.shape[:2]
+        f = as_tensor(self.features(galleries.reshape(g * k, *galleries.shape[2:])))
+        if f.ndim != 2 or len(f) != g * k:
+            raise ValueError(f"features must return shape (B, D) for B = {g * k} images, got {tuple(f.shape)}")
+        norms = f.norm(dim=1, keepdim=True)
+        if bool((norms == 0).any()):
+            raise ValueError("an image has an all-zero feature vector; its cosine similarity is undefined")
+        f = (f / norms).reshape(g, k, -1)
+        return f @ f.transpose(1, 2)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, features={getattr(self.features, '__name__', self.features)!r})"
+
+
+class MeanPairwiseCosine(_FeatureGalleryStatistic):
+    """MSS: mean cosine similarity of the features over the K(K-1)/2 pairs. Lower means more diverse.
+
+    >>> import numpy as np
+    >>> MeanPairwiseCosine()(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), gallery_size=3).round(4)
+    array([0.4714])
+    """
+
+    name = "pairwise_cosine"
+
+    def _compute(self, galleries: torch.Tensor) -> torch.Tensor:
+        sim = self.similarity(galleries)
+        i, j = _pairs(galleries.shape[1], sim.device)
+        return sim[:, i, j].mean(dim=1)
+
+
+class Vendi(_FeatureGalleryStatistic):
+    """Vendi score exp(-sum_l lambda_l log lambda_l), lambda: eigenvalues of S / K, S the cosine similarities.
+
+    An effective number of distinct items: 1 for K identical images, K for K
+    images with orthogonal features. It is at most the rank of the features, and
+    the cosine kernel counts anti-aligned features as related: K-antithetic noise
+    sums to zero, so centered pixel features of a linear generator have rank
+    K - 1 and Vendi at most K - 1, below iid galleries, although their pairwise
+    L2 is higher. Pick the feature map with that in mind.
+
+    >>> import numpy as np
+    >>> Vendi()(np.eye(3), gallery_size=3).round(6), Vendi()(np.ones((3, 2)), gallery_size=3).round(6)
+    (array([3.]), array([1.]))
+    """
+
+    name = "vendi"
+
+    def _compute(self, galleries: torch.Tensor) -> torch.Tensor:
+        sim = self.similarity(galleries).to(torch.float64)
+        lam = torch.linalg.eigvalsh(sim / galleries.shape[1]).clamp(min=0.0)
+        entropy = -torch.where(lam > 0, lam * torch.log(lam), torch.zeros_like(lam)).sum(dim=1)
+        return torch.exp(entropy)
+
+
+class PerImage:
+    """A gallery statistic as a per-image statistic: every image gets its gallery's value.
+
+    The group mean is then the gallery value and the within-group sum of
+    squares 0, so :func:`uqdiff.estimate` under a design of group size
+    ``gallery_size`` estimates E[gallery statistic] from iid gallery values.
+    """
+
+    def __init__(self, statistic: GalleryStatistic | Callable, *, gallery_size: int, name: str | None = None) -> None:
+        self.statistic = statistic
+        self.gallery_size = _gallery_size(gallery_size)
+        self.name = name or getattr(statistic, "name", None) or getattr(statistic, "__name__", type(statistic).__name__)
+
+    def __call__(self, images: ArrayLike) -> np.ndarray:
+        k = self.gallery_size
+        if len(images) % k:
+            raise ValueError(
+                f"a batch of {len(images)} images is not a whole number of galleries of {k}; "
+                f"use batch_size >= {k}"
+            )
+        v = self.statistic(images, gallery_size=k)
+        v = v.detach().to("cpu", torch.float64).numpy() if isinstance(v, torch.Tensor) else np.asarray(v, np.float64)
+        if v.shape != (len(images) // k,):
+            raise ValueError(f"gallery statistic {self.name!r} returned shape {v.shape}; expected ({len(images) // k},)")
+        return np.repeat(v, k)
+
+
+def estimate_gallery(
+    generator: Callable,
+    gallery_statistics: StatisticsLike,
+    *,
+    design: NoiseDesign | str,
+    budget: int,
+    seed: Any = 0,
+    batch_size: int = 64,
+    **options: Any,
+) -> EstimateResult:
+    """Estimate E[gallery statistic] when each group of ``design`` is one gallery, with intervals.
+
+    ``budget`` counts model evaluations (a multiple of the gallery size K, at
+    least 2 galleries). ``options`` go to :func:`uqdiff.estimate`. For a
+    gallery of K independent images use ``Equicorrelated(K, 0.0)`` (its
+    coupling matrix is the identity); ``IID`` has group size 1. The results'
+    ``marginal_variance`` is the variance of the gallery values; ``efficiency``
+    and ``rho`` are None (they compare images inside a group, and here every
+    image of a group carries the same gallery value by construction).
+
+    >>> from uqdiff.designs import Equicorrelated, KAntithetic
+    >>> from uqdiff.generators import LinearGenerator
+    >>> g = LinearGenerator(np.zeros(16))                 # x = z, pixel variance 1
+    >>> l2 = MeanPairwiseL2(value_range=(0, 1))           # expectation 2 (1 - c)
+    >>> r = estimate_gallery(g, l2, design=KAntithetic(4), budget=4000, seed=0)
+    >>> r["pairwise_l2"].low < 2 * (1 + 1 / 3) < r["pairwise_l2"].high
+    True
+    """
+    design = as_design(design)
+    k = design.group_size
+    if k < 2:
+        raise ValueError(f"design {design.name!r} has group size {k}; a gallery needs group size >= 2 "
+                         "(for K independent images use Equicorrelated(K, 0.0))")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < k:
+        raise ValueError(f"batch_size must be an int >= the gallery size {k} so batches hold whole galleries, "
+                         f"got {batch_size!r}")
+    stats = {name: PerImage(s, gallery_size=k, name=name) for name, s in named_statistics(gallery_statistics).items()}
+    result = estimate(generator, stats, design=design, budget=budget, seed=seed, batch_size=batch_size, **options)
+    results = {
+        name: dataclasses.replace(r, marginal_variance=_scalar(np.square(r.standard_error) * r.n_groups),
+                                  efficiency=None, rho=None)
+        for name, r in result.results.items()
+    }
+    return dataclasses.replace(result, results=results, config={**result.config, "gallery_size": k})
+
+
+@dataclass(frozen=True)
+class GalleryDifference:
+    """E[S] under ``design`` minus E[S] under ``baseline``, from independent runs (Welch t)."""
+
+    statistic: str
+    design: str
+    baseline: str
+    difference: float
+    standard_error: float
+    df: float
+    confidence_interval: ConfidenceInterval
+    confidence_level: float
+    p_value: float
+
+    @classmethod
+    def welch(cls, a: StatisticResult, b: StatisticResult, *, confidence_level: float = 0.95) -> GalleryDifference:
+        """a - b with the Welch-Satterthwaite t interval and two-sided p-value of no difference."""
+        va, vb = a.standard_error**2, b.standard_error**2
+        se = math.sqrt(va + vb)
+        diff = float(a.estimate - b.estimate)
+        denom = va**2 / a.df + vb**2 / b.df
+        df = (va + vb) ** 2 / denom if denom > 0 else float(a.df + b.df)
+        q = float(sps.t.ppf(0.5 + confidence_level / 2, df))
+        p = float(2 * sps.t.sf(abs(diff) / se, df)) if se > 0 else float(diff == 0)
+        return cls(statistic=a.statistic, design=a.design, baseline=b.design, difference=diff, standard_error=se,
+                   df=df, confidence_interval=ConfidenceInterval(diff - q * se, diff + q * se),
+                   confidence_level=confidence_level, p_value=p)
+
+
+@dataclass(frozen=True)
+class GalleryComparison:
+    """Gallery estimates per design and each design's difference from the baseline design."""
+
+    estimates: dict[str, EstimateResult]
+    baseline: str
+    differences: dict[str, dict[str, GalleryDifference]]  # statistic -> design -> difference
+
+    def difference(self, statistic: str, design: str) -> GalleryDifference:
+        try:
+            return self.differences[statistic][design]
+        except KeyError:
+            raise KeyError(f"no difference for statistic {statistic!r} and design {design!r}; designs: "
+                           f"{', '.join(d for d in self.estimates if d != self.baseline)}") from None
+
+    def to_frame(self):
+        """One row per (statistic, design): estimate, interval, and the difference from the baseline."""
+        import pandas as pd
+
+        rows = []
+        for design, run in self.estimates.items():
+            for stat, r in run.results.items():
+                d = self.differences[stat].get(design)
+                rows.append({
+                    "statistic": stat, "design": design, "gallery_size": r.group_size, "galleries": r.n_groups,
+                    "estimate": r.estimate, "low": r.low, "high": r.high,
+                    "difference": None if d is None else d.difference,
+                    "diff_low": None if d is None else d.confidence_interval.low,
+                    "diff_high": None if d is None else d.confidence_interval.high,
+                    "p_value": None if d is None else d.p_value,
+                })
+        return pd.DataFrame(rows)
+
+    def to_markdown(self) -> str:
+        return markdown_table(self.to_frame())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"baseline": self.baseline, "estimates": {d: r.to_dict() for d, r in self.estimates.items()},
+                "differences": {s: {d: _plain(dataclasses.asdict(v)) for d, v in m.items()}
+                                for s, m in self.differences.items()}}
+
+
+def compare_galleries(
+    generator: Callable,
+    gallery_statistics: StatisticsLike,
+    *,
+    designs: Sequence[NoiseDesign | str],
+    budget: int,
+    seed: Any = 0,
+    confidence_level: float = 0.95,
+    **options: Any,
+) -> GalleryComparison:
+    """Estimate gallery statistics under several designs and compare each with the first.
+
+    Every design runs :func:`estimate_gallery` at the same ``budget`` (model
+    evaluations; a multiple of every gallery size) on its own stream
+    ``[seed, crc32(design name)]`` as in :func:`uqdiff.compare`, so the runs
+    are independent and a difference gets a Welch t interval and p-value.
+    The first design is the baseline, e.g. ``Equicorrelated(K, 0.0)`` for K
+    independent images.
+    """
+    chosen = [as_design(d) for d in designs]
+    names = [d.name for d in chosen]
+    if len(chosen) < 2 or len(set(names)) != len(names):
+        raise ValueError(f"designs must be at least 2 distinct designs, got {names}")
+    runs = {
+        d.name: estimate_gallery(generator, gallery_statistics, design=d, budget=budget, seed=design_seed(seed, d),
+                                 confidence_level=confidence_level, **options)
+        for d in chosen
+    }
+    base = names[0]
+    differences = {
+        stat: {name: GalleryDifference.welch(runs[name][stat], runs[base][stat], confidence_level=confidence_level)
+               for name in names[1:]}
+        for stat in runs[base].results
+    }
+    return GalleryComparison(estimates=runs, baseline=base, differences=differences)
+
+
+def _pairs(k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    i, j = torch.triu_indices(k, k, offset=1, device=device)
+    return i, j
+
+
+def _gallery_size(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise ValueError(f"gallery_size must be an integer >= 2, got {k!r}")
+    return int(k)
+
+
+__all__ = [
+    "GalleryComparison",
+    "GalleryDifference",
+    "GalleryStatistic",
+    "MeanPairwiseCosine",
+    "MeanPairwiseL2",
+    "MeanPairwiseSSIM",
+    "PerImage",
+    "Vendi",
+    "compare_galleries",
+    "estimate_gallery",
+    "flatten",
+]
