@@ -22,7 +22,7 @@ from scipy import stats as sps
 from uqdiff.designs import NoiseDesign
 from uqdiff.estimate import _to_numpy
 from uqdiff.paired import PairedResult, paired_estimate
-from uqdiff.results import ConfidenceInterval, StatisticResult, _plain, markdown_table, quantile
+from uqdiff.results import ConfidenceInterval, StatisticResult, _plain, _scalar, markdown_table, quantile
 
 
 def proportion_interval(
@@ -434,6 +434,3 @@ def _contrast_rows(name: str, c, attributes: list[str], **columns: Any) -> list[
     return [{"contrast": name, "attribute": a, **{k: v if isinstance(v, str) else float(v[j]) for k, v in flat.items()}}
             for j, a in enumerate(attributes)]
 
-
-def _scalar(x: np.ndarray) -> float | np.ndarray:
-    return float(x) if np.ndim(x) == 0 else x

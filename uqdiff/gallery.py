@@ -33,7 +33,7 @@ from scipy import stats as sps
 
 from uqdiff.designs import NoiseDesign, as_design
 from uqdiff.estimate import StatisticsLike, design_seed, estimate, named_statistics
-from uqdiff.results import ConfidenceInterval, EstimateResult, StatisticResult, _plain, _scalar, markdown_table
+from uqdiff.results import ConfidenceInterval, EstimateResult, StatisticResult, _plain, _scalar, markdown_table, quantile
 from uqdiff.statistics.base import ArrayLike, Statistic, as_tensor
 from uqdiff.statistics.pixel import PixelMap
 from uqdiff.statistics.reconstruction import structural_similarity
@@ -279,7 +279,7 @@ class GalleryDifference:
         diff = float(a.estimate - b.estimate)
         denom = va**2 / a.df + vb**2 / b.df
         df = (va + vb) ** 2 / denom if denom > 0 else float(a.df + b.df)
-        q = float(sps.t.ppf(0.5 + confidence_level / 2, df))
+        q = quantile(confidence_level, df, "t")
         p = float(2 * sps.t.sf(abs(diff) / se, df)) if se > 0 else float(diff == 0)
         return cls(statistic=a.statistic, design=a.design, baseline=b.design, difference=diff, standard_error=se,
                    df=df, confidence_interval=ConfidenceInterval(diff - q * se, diff + q * se),

@@ -29,7 +29,7 @@ from scipy import stats as sps
 from uqdiff.designs import NoiseDesign
 from uqdiff.estimate import StatisticsLike, _to_numpy, estimate, named_statistics
 from uqdiff.generators.base import device_of, noise_shape_of
-from uqdiff.results import ConfidenceInterval, StatisticResult, _plain, markdown_table
+from uqdiff.results import ConfidenceInterval, StatisticResult, _plain, _scalar, markdown_table
 
 
 class CommonNoise:
@@ -324,11 +324,6 @@ def p_value(result: StatisticResult, null: float | np.ndarray = 0.0) -> float | 
 def _ratio(a, b):
     with np.errstate(divide="ignore", invalid="ignore"):
         return _scalar(np.asarray(a, dtype=np.float64) / np.asarray(b, dtype=np.float64))
-
-
-def _scalar(x):
-    x = np.asarray(x)
-    return float(x) if x.ndim == 0 else x
 
 
 def _only(mapping: Mapping[str, Any], key: str | None) -> str:

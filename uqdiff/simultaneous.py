@@ -36,7 +36,7 @@ from uqdiff._rng import SeedLike, entropy
 from uqdiff.designs import NoiseDesign, as_design
 from uqdiff.estimate import _to_numpy, estimate
 from uqdiff.paired import p_value
-from uqdiff.results import ConfidenceInterval, StatisticResult, quantile
+from uqdiff.results import ConfidenceInterval, StatisticResult, _scalar, quantile
 
 METHODS = ("max-t", "bonferroni")
 
@@ -233,6 +233,3 @@ def _image(values: np.ndarray) -> np.ndarray:
         v = v[0] if v.shape[0] == 1 else v.mean(axis=0)
     return v
 
-
-def _scalar(x: np.ndarray) -> Any:
-    return float(x) if np.ndim(x) == 0 else x
