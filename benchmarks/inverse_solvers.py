@@ -21,12 +21,11 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
-from uqdiff import KAntithetic, SobolRQMC
-from uqdiff.designs import on_leading_coordinates
+from uqdiff.designs import fit_to_generator, parse_design
+from uqdiff.inverse import measure
 from uqdiff.inverse.evaluate import evaluate_solver
 from uqdiff.results import markdown_table
 from uqdiff.inverse.problems import TASKS, ground_truths, solver_factory
@@ -38,20 +37,6 @@ PAPER_TABLE3 = {("inpainting", "l1"): 1.54, ("inpainting", "psnr"): 1.84, ("supe
                 ("super_resolution", "psnr"): 1.54, ("gaussian_blur", "l1"): 1.34, ("gaussian_blur", "psnr"): 1.56}
 # Paper 001, section 5.2.2 (DDS on fastMRI): efficiency of AMC 1.44 (L1) and 1.37 (PSNR).
 PAPER_DDS = {"l1": 1.44, "psnr": 1.37}
-
-def designs_for(names: list[str], noise_size: int, lead: int):
-    """Designs by name; ``rqmc:n`` puts n-point scrambled Sobol' on x_T and iid noise on the steps' noise."""
-    out = []
-    for name in names:
-        if name.startswith("rqmc"):
-            n = int(name.split(":")[1]) if ":" in name else 4
-            out.append(on_leading_coordinates(SobolRQMC(n), noise_size, lead))
-        elif name.startswith("k-antithetic"):
-            out.append(KAntithetic(int(name.split(":")[1]) if ":" in name else 4))
-        else:
-            out.append(name)
-    return out
-
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,10 +69,9 @@ def main(argv=None) -> int:
     summaries, correlations, sanity, records = [], [], [], []
     for solver in solvers:
         make = solver_factory(args.model, solver, steps=steps[solver])
-        prior = make.prior
         for task in tasks:
-            lead = int(np.prod(prior.sample_shape))  # both solvers are stochastic: stream (1 + steps) x sample
-            designs = designs_for(args.designs.split(","), (1 + prior.num_steps) * lead, lead)
+            probe = make(measure(truths[0], task, **TASKS[args.model][task]))  # RQMC goes on x_T of its stream
+            designs = [fit_to_generator(parse_design(spec), probe) for spec in args.designs.split(",")]
             t0 = time.perf_counter()
             ev = evaluate_solver(make, truths, task, samples_per_image=args.samples, designs=designs,
                                  operator_params=TASKS[args.model][task], seed=args.seed,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 
 import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
@@ -27,7 +26,7 @@ import pandas as pd
 import torch
 
 from uqdiff import IID, Antithetic, KAntithetic, SobolRQMC, compare
-from uqdiff.designs import on_leading_coordinates
+from uqdiff.designs import fit_to_generator
 from uqdiff.results import markdown_table, quantile
 from uqdiff.statistics import Contrast, PixelMean, VerticalCentroid
 
@@ -43,14 +42,12 @@ PAPER_CIFAR10 = {
 
 def designs_for(generator, budget: int, replicates: list[int]) -> dict:
     """Paper label -> design; RQMC covers the initial noise (the whole noise for deterministic samplers)."""
-    dim = math.prod(generator.noise_shape)
-    lead = getattr(generator, "initial_noise_size", dim)
     chosen = {"mc": IID(), "amc2": Antithetic(), "amc8": KAntithetic(8)}
     for r in replicates:
         n = budget // r
         if budget % r or n & (n - 1):
             raise ValueError(f"--budget {budget} / R = {r} must be a power of two (Sobol' points per replicate)")
-        chosen[r] = on_leading_coordinates(SobolRQMC(n), dim, lead)
+        chosen[r] = fit_to_generator(SobolRQMC(n), generator)
     return chosen
 
 

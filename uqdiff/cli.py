@@ -189,7 +189,8 @@ def _evaluate(config: RunConfig) -> int:
     from uqdiff.inverse.evaluate import RECONSTRUCTION_STATISTICS, evaluate_solver
     from uqdiff.inverse.problems import TASKS, ground_truths, solver_factory
     from uqdiff.report import _yaml
-    from uqdiff.run import environment, fit_to_generator
+    from uqdiff.designs import fit_to_generator
+    from uqdiff.run import environment
 
     truths, source = ground_truths(config.model, config.images)
     make = solver_factory(config.model, config.solver, steps=config.steps, device=config.device)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from uqdiff import KAntithetic, SobolRQMC, compare
 from uqdiff.generators import landscape_oracle
-from uqdiff.run import fit_to_generator
+from uqdiff.designs import fit_to_generator
 from uqdiff.statistics import Contrast, MeanSlope, PixelMean, VerticalCentroid
 
 

@@ -8,20 +8,18 @@ antithetic runs for the PN vs RR correlation diagnostics, and timings.
 
 from __future__ import annotations
 
-import math
 import platform
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from importlib import metadata
-from typing import Any
 
 import numpy as np
 import torch
 
 from uqdiff.accumulator import GroupAccumulator
 from uqdiff.config import ConfigError, RunConfig, statistic_from_spec
-from uqdiff.designs import NoiseDesign, SobolRQMC, on_leading_coordinates
+from uqdiff.designs import NoiseDesign, fit_to_generator
 from uqdiff.estimate import comparison_designs, design_seed, estimate
 from uqdiff.generators.base import Recording
 from uqdiff.models import LoadedModel, UnknownModel, load_model
@@ -57,14 +55,6 @@ class RunOutput:
     truths: dict[str, float | np.ndarray]
     seconds: dict[str, float]
     environment: dict[str, str | None]
-
-
-def fit_to_generator(design: NoiseDesign, generator: Any) -> NoiseDesign:
-    """RQMC on the initial noise only when a generator's noise is a longer stream (stochastic samplers)."""
-    if not isinstance(design, SobolRQMC):
-        return design
-    dim = math.prod(generator.noise_shape)
-    return on_leading_coordinates(design, dim, getattr(generator, "initial_noise_size", dim))
 
 
 def run(config: RunConfig) -> RunOutput:

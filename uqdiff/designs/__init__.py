@@ -9,7 +9,7 @@ from __future__ import annotations
 from uqdiff.designs.base import NoiseDesign
 from uqdiff.designs.gaussian import IID, Antithetic, Equicorrelated, GaussianCoupling, KAntithetic
 from uqdiff.designs.sobol import SobolRQMC
-from uqdiff.designs.subspace import SubspaceCoupling, on_leading_coordinates
+from uqdiff.designs.subspace import SubspaceCoupling, fit_to_generator, on_leading_coordinates
 
 DESIGNS: dict[str, type[NoiseDesign]] = {
     "mc": IID,
@@ -96,6 +96,7 @@ __all__ = [
     "SubspaceCoupling",
     "as_design",
     "get_design",
+    "fit_to_generator",
     "on_leading_coordinates",
     "parse_design",
 ]

@@ -12,6 +12,7 @@ import torch
 from uqdiff._rng import SeedLike, substream
 from uqdiff.designs.base import NoiseDesign
 from uqdiff.designs.gaussian import IID
+from uqdiff.designs.sobol import SobolRQMC
 
 
 class SubspaceCoupling(NoiseDesign):
@@ -107,3 +108,14 @@ def on_leading_coordinates(inner: NoiseDesign, dim: int, lead: int, *, outer: No
     mask = np.zeros(dim, dtype=bool)
     mask[:lead] = True
     return SubspaceCoupling(inner, mask=mask, outer=outer)
+
+
+def fit_to_generator(design: NoiseDesign, generator) -> NoiseDesign:
+    """RQMC on the initial noise only when a generator's noise is a longer stream (stochastic samplers).
+
+    Other designs, and RQMC on a generator whose noise is its initial noise, are returned as they are.
+    """
+    if not isinstance(design, SobolRQMC):
+        return design
+    dim = int(np.prod(generator.noise_shape))
+    return on_leading_coordinates(design, dim, getattr(generator, "initial_noise_size", dim))
