@@ -31,15 +31,16 @@ FASHION_TRUTH_SEED = 2024
 TERRAIN_TRUTH_SEED = 909_090
 
 
-def check_problem(model: str, solver: str, task: str) -> None:
-    """One-line errors for a model/solver/task combination that does not exist."""
+def check_problem(model: str, solver: str, task: str | None = None) -> None:
+    """One-line errors for a model/solver(/task) combination that does not exist."""
     if model not in PROBLEM_MODELS:
         raise ValueError(f"model must be one of {', '.join(PROBLEM_MODELS)} for inverse problems, got {model!r}")
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     if (model, solver) not in DEFAULT_STEPS:
-        raise ValueError(f"solver {solver!r} needs a differentiable prior; the {model} model supports: dds")
-    if task not in TASKS[model]:
+        supported = ", ".join(s for m, s in DEFAULT_STEPS if m == model)
+        raise ValueError(f"solver {solver!r} needs a differentiable prior; the {model} model supports: {supported}")
+    if task is not None and task not in TASKS[model]:
         raise ValueError(f"task must be one of {', '.join(TASKS[model])} for the {model} model, got {task!r}")
 
 
@@ -64,7 +65,7 @@ def ground_truths(model: str, n: int, *, seed: int | None = None) -> tuple[torch
 def solver_factory(model: str, solver: str, *, steps: int | None = None, device: str | None = None,
                    **options: Any) -> Callable:
     """``measurement -> generator`` for ``solver`` on ``model``'s prior; ``options`` go to DPS or DDS."""
-    check_problem(model, solver, next(iter(TASKS[model])))
+    check_problem(model, solver)
     steps = DEFAULT_STEPS[model, solver] if steps is None else steps
     if model == "fashion":
         from uqdiff.models.fashion import fashion_prior
@@ -76,9 +77,7 @@ def solver_factory(model: str, solver: str, *, steps: int | None = None, device:
 
         prior = VEDenoiserPrior(_terrain().denoise, (1, SIZE, SIZE), num_steps=steps)
     cls = DPS if solver == "dps" else DDS
-    make = lambda m: cls(prior, m, **options)  # noqa: E731
-    make.prior = prior  # type: ignore[attr-defined]
-    return make
+    return lambda m: cls(prior, m, **options)
 
 
 def _terrain():
