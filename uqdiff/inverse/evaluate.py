@@ -26,7 +26,7 @@ from uqdiff.designs import NoiseDesign
 from uqdiff.estimate import comparison_designs, design_seed, estimate
 from uqdiff.generators.base import Recording
 from uqdiff.inverse.measurement import Measurement, measure
-from uqdiff.results import markdown_table
+from uqdiff.results import ComparisonResult, markdown_table
 from uqdiff.statistics import PSNR, PixelMap, get_statistic, pn_rr_correlations
 
 SolverFactory = Callable[[Measurement], Callable[[torch.Tensor], torch.Tensor]]
@@ -136,20 +136,20 @@ def evaluate_solver(
         generator = solver(m)
         runs, recorded = {}, {}
         for d in chosen:
-            rec = Recording(generator, 2 * correlation_pairs)
+            rec = Recording(generator, 2 * correlation_pairs if d.name in ("mc", "antithetic") else 0)
             runs[d.name] = estimate(
                 rec, stats, budget=samples_per_image, design=d, batch_size=batch_size,
                 seed=design_seed(substream(seed, j), d), confidence_level=confidence_level, interval=interval,
                 progress=progress,
             )
             recorded[d.name] = torch.as_tensor(rec.images())
-        mc = runs["mc"]
+        comparison = ComparisonResult(estimates=runs, baseline="mc")
         for d, run in runs.items():
             for s in statistics:
                 r = run[s]
-                eff = (mc[s].width / r.width) ** 2 if r.width > 0 else math.inf
                 rows.append({"image": j, "design": d, "statistic": s, "estimate": r.estimate, "low": r.low,
-                             "high": r.high, "width": r.width, "efficiency": eff, "n_evaluations": r.n_evaluations,
+                             "high": r.high, "width": r.width, "efficiency": comparison.efficiency(s, d),
+                             "n_evaluations": r.n_evaluations,
                              "standard_error": r.standard_error, "marginal_variance": r.marginal_variance})
         mean_image = np.mean([run[_MEAN_IMAGE].estimate for run in runs.values()], axis=0) * 2 - 1
         psnr = PSNR(m.truth)
