@@ -102,10 +102,11 @@ class DPS(PosteriorSampler):
 
     ``zeta`` defaults by operator name to DPS's 1000-step values (0.5
     inpainting, 0.3 super-resolution and blur) times sqrt(1000 / steps): with
-    fewer steps each step must carry more of the pull (in a trial on the
-    Fashion-MNIST DDPM at 50 steps, the unscaled 0.3 left super-resolution
-    worse than bicubic upsampling). The gradient runs through the denoiser, so the prior must be
-    differentiable; samples of a batch are independent (the loss is a sum of
+    fewer steps each step must carry more of the pull. On the Fashion-MNIST
+    DDPM at 50 steps (``benchmarks/dps_step_size.py``) the unscaled 0.3 left
+    super-resolution samples below bicubic upsampling (15.2 vs 17.4 dB PSNR),
+    the scaled value reached 22.3 dB. The gradient runs through the denoiser,
+    so the prior must be differentiable; samples of a batch are independent (the loss is a sum of
     per-sample norms).
     """
 
