@@ -15,6 +15,7 @@ from uqdiff import estimate
 from uqdiff.designs import IID, Equicorrelated, KAntithetic
 from uqdiff.estimate import design_seed
 from uqdiff.gallery import (
+    GalleryMean,
     MeanPairwiseCosine,
     MeanPairwiseL2,
     MeanPairwiseSSIM,
@@ -25,7 +26,7 @@ from uqdiff.gallery import (
 )
 from uqdiff.generators import LinearGenerator
 from uqdiff.statistics import SSIM
-from uqdiff.variations import Variations, blend
+from uqdiff.variations import Variations, blend, estimate_variations
 
 SCALE = 0.5  # pixel standard deviation of the linear oracle below
 
@@ -159,6 +160,31 @@ def test_repulsive_coupling_increases_pairwise_l2_and_welch_matches_scipy():
     assert set(frame["design"]) == {x.name for x in designs} and "p_value" in frame
 
 
+@pytest.mark.parametrize("design", [KAntithetic(3), KAntithetic(5)])
+def test_gallery_mean_of_a_single_image_statistic_does_not_see_the_coupling(design):
+    """Prop. 3.2: each noise is N(0, I), so E[mean over the gallery of S] = E[S] = 1 for S = ((x - 0.3) / SCALE)^2.
+
+    S is chi-square(1), skewed: 64 galleries keep the t interval near nominal (at 16 it covers ~0.90).
+    """
+    g, reps = oracle(), 200
+    stat = GalleryMean(lambda x: ((x[:, 0] - 0.3) / SCALE) ** 2, name="chi2")
+    covered = []
+    for rep in range(reps):
+        r = estimate_gallery(g, stat, design=design, budget=64 * design.group_size, seed=[5, rep])["chi2"]
+        covered.append(r.low <= 1.0 <= r.high)
+    assert 0.91 <= np.mean(covered) <= 0.985, np.mean(covered)
+
+
+def test_gallery_mean_by_hand_and_errors():
+    x = torch.arange(6, dtype=torch.float64).reshape(6, 1)  # galleries [0, 1, 2], [3, 4, 5]
+    assert GalleryMean(lambda v: v[:, 0] ** 2, name="sq")(x, gallery_size=3).tolist() == [5 / 3, 50 / 3]
+    assert GalleryMean(lambda v: v[:, 0]).name == "<lambda>"
+    with pytest.raises(TypeError, match="per-image callable"):
+        GalleryMean("brightness")
+    with pytest.raises(ValueError, match=r"returned shape \(6, 1\); expected \(6,\)"):
+        GalleryMean(lambda v: v, name="bad")(x, gallery_size=3)
+
+
 def test_gallery_input_errors():
     g = oracle()
     with pytest.raises(ValueError, match="group size 1"):
@@ -204,3 +230,30 @@ def test_variations_estimate_covers_the_conditional_truth():
     assert 0.91 <= rate <= 0.985, rate  # 200 intervals at 95%: sd of the rate 0.015
     with pytest.raises(ValueError, match="does not match z0"):
         g(torch.zeros(2, 4))
+
+
+@pytest.mark.parametrize("design", ["mc", "antithetic"])
+def test_variation_spread_intervals_cover_the_closed_form(design):
+    """x = z, S = x: S | z0 ~ N(c z0, 1 - c^2), so E[(S - z0)^2] = (1 - c)^2 z0^2 + 1 - c^2."""
+    z0, c = 1.5, 0.7
+    rms = math.sqrt((1 - c) ** 2 * z0**2 + 1 - c**2)
+    hits_rms, hits_mean = [], []
+    for rep in range(200):
+        v = estimate_variations(LinearGenerator([0.0]), torch.tensor([z0]), {"x": lambda x: x[:, 0]}, c=c,
+                                budget=48, design=design, seed=[9, rep])["x"]
+        assert v.anchor == pytest.approx(z0, rel=1e-6) and v.c == c
+        hits_rms.append(v.rms_interval.low <= rms <= v.rms_interval.high)
+        hits_mean.append(v.mean.low - 1e-6 <= c * z0 <= v.mean.high + 1e-6)  # float32 images
+    assert 0.91 <= np.mean(hits_rms) <= 0.985, np.mean(hits_rms)
+    assert 0.91 <= np.mean(hits_mean) <= 0.985 if design == "mc" else np.mean(hits_mean) == 1.0  # pairs cancel
+
+
+def test_variation_errors_and_table():
+    g = LinearGenerator([0.0, 0.0])
+    with pytest.raises(ValueError, match="scalar per image"):
+        estimate_variations(g, torch.zeros(2), {"both": lambda x: x}, c=0.5, budget=8)
+    with pytest.raises(ValueError, match=r"c must be in \[-1, 1\]"):
+        estimate_variations(g, torch.zeros(2), {"x": lambda x: x[:, 0]}, c=2.0, budget=8)
+    r = estimate_variations(g, torch.zeros(2), {"x": lambda x: x[:, 0]}, c=1.0, budget=8)
+    assert r["x"].rms_deviation == 0.0 and r["x"].shift == 0.0  # c = 1 reproduces G(z0)
+    assert "rms deviation" in r.to_markdown()

@@ -184,6 +184,34 @@ class Vendi(_FeatureGalleryStatistic):
         return torch.exp(entropy)
 
 
+class GalleryMean(GalleryStatistic):
+    """The average of a per-image statistic over each gallery: a single-image statistic, read gallery-wise.
+
+    Its expectation is E[S(G(z))] under *every* design whose noises are each
+    N(0, I) (proposition 3.2 of the coupling paper: a coupling changes how the
+    images of a gallery relate, not the law of any one image). Comparing it
+    across designs with :func:`compare_galleries` tests that claim: the
+    differences should be zero within their intervals.
+
+    >>> import numpy as np
+    >>> GalleryMean(lambda x: x.mean(axis=1), name="mean")(np.array([[0.0, 1.0], [1.0, 1.0]]), gallery_size=2)
+    array([0.75])
+    """
+
+    def __init__(self, statistic: Callable, *, name: str | None = None) -> None:
+        if not callable(statistic):
+            raise TypeError(f"statistic must be a per-image callable (B, ...) -> (B,), got {type(statistic).__name__}")
+        self.statistic = statistic
+        self.name = name or getattr(statistic, "name", None) or getattr(statistic, "__name__", type(statistic).__name__)
+
+    def _compute(self, galleries: torch.Tensor) -> torch.Tensor:
+        g, k = galleries.shape[:2]
+        v = as_tensor(self.statistic(galleries.reshape(g * k, *galleries.shape[2:])))
+        if v.shape != (g * k,):
+            raise ValueError(f"statistic {self.name!r} returned shape {tuple(v.shape)}; expected ({g * k},)")
+        return v.reshape(g, k).to(torch.float64).mean(dim=1)
+
+
 class PerImage:
     """A gallery statistic as a per-image statistic: every image gets its gallery's value.
 
@@ -379,6 +407,7 @@ def _gallery_size(k: Any) -> int:
 __all__ = [
     "GalleryComparison",
     "GalleryDifference",
+    "GalleryMean",
     "GalleryStatistic",
     "MeanPairwiseCosine",
     "MeanPairwiseL2",

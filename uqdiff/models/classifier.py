@@ -27,13 +27,17 @@ class FashionClassifier(nn.Module):
         self.conv3 = nn.Conv2d(32, 32, 3, padding=1)
         self.head = nn.Linear(32 * 3 * 3, 10)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The 288 penultimate activations (B, 288): a learned feature map for gallery similarity (MSS, Vendi)."""
         if x.shape[-1] == 32:
             x = x[..., 2:30, 2:30]
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)  # 14
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # 7
         x = F.max_pool2d(F.relu(self.conv3(x)), 2)  # 3
-        return self.head(x.flatten(1))
+        return x.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
