@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPTS = ["table1", "table2", "interval_coverage", "overhead", "sobol_speed"]
+SCRIPTS = ["table1", "table2", "interval_coverage", "overhead", "sobol_speed", "gallery_ablation", "variations"]
 
 
 @pytest.fixture
@@ -53,6 +53,25 @@ def test_coverage_quick_covers_every_design(load, tmp_path):
     assert len(frame) == 6 * 3  # six designs x three (problem, statistic) cells
     assert frame["coverage t"].between(0, 1).all()
     assert (frame["coverage t"] >= frame["coverage normal"]).all()  # t quantiles are wider
+
+
+def test_gallery_ablation_quick_fills_both_tables_and_the_marginal_check(load, tmp_path):
+    frame = load("gallery_ablation").main(["--quick", "--out", str(tmp_path)])
+    cells = set(zip(frame["K"], frame["c"].round(4)))
+    assert {(k, 0.0) for k in (2, 3, 4, 5)} <= cells and {(3, c) for c in (-0.125, -0.25, -0.375, -0.5)} <= cells
+    assert set(frame["statistic"]) == {"L2", "SSIM", "MSS", "Vendi", "brightness", "contrast", "confidence"}
+    assert frame.loc[frame["c"] != 0, "p"].between(0, 1).all()
+    text = (tmp_path / "ablation_quick.md").read_text()
+    assert "## Table 5" in text and "## Table 6" in text and "Prop. 3.2" in text
+    assert (tmp_path / "ablation_quick.png").stat().st_size > 10_000
+
+
+def test_variations_quick_reports_every_strength(load, tmp_path):
+    frame = load("variations").main(["--quick", "--out", str(tmp_path)])
+    assert sorted(frame["c"].unique()) == sorted(load("variations").STRENGTHS)
+    change = frame[frame["statistic"] == "class change"]
+    assert (change["mean low"] >= 0).all() and (change["mean high"] <= 1).all()  # Wilson stays in [0, 1]
+    assert (tmp_path / "variations_quick.png").is_file()
 
 
 @pytest.mark.slow
