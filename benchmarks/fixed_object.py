@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     images, indices, labels = select_images(args.images, args.seed)
     mask = central_mask(args.mask_size)
     ours_steps = [0, *checkpoints]
-    records, examples, seconds = [], [], {"ours": 0.0, "baselines": 0.0}
+    records, examples, saved, seconds = [], [], {}, {"ours": 0.0, "baselines": 0.0}
     for j, (x, test_index, label) in enumerate(zip(images, indices, labels)):
         start = time.perf_counter()
         ours = fixed_object_gallery(prior, x, mask, k=args.k, optimization_steps=checkpoints, lr=args.lr,
@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         galleries = {"DDIM inv.": ddim_inv.expand(args.k, *ddim_inv.shape[1:]),
                      "Object-inv. + random BG": random_bg.galleries[0],
                      **{f"ours, {s} steps" if s else "Object-inv. + repulsive BG": ours.galleries[s] for s in ours_steps}}
+        saved[j] = torch.stack(list(galleries.values()))
         for method, gallery in galleries.items():
             m = fixed_object_metrics(gallery, x, mask, width=args.band)
             records.append({"image": j, "test_index": test_index, "class": FASHION_MNIST_CLASSES[label],
@@ -193,6 +194,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print(table.to_string(index=False))
     name = "fixed_object_quick" if args.quick else "fixed_object"
     args.out.mkdir(parents=True, exist_ok=True)
+    # every gallery, (images, methods, K, 1, 28, 28), so the metrics can be recomputed without the model
+    np.savez_compressed(args.out / f"{name}_galleries.npz", galleries=torch.stack(list(saved.values())).numpy(),
+                        methods=np.array(methods), test_indices=np.array(indices), mask=mask.numpy())
     plot_galleries(args.out / f"{name}_galleries.png", examples, (checkpoints[0], checkpoints[-1]), args.k)
     plot_tradeoff(args.out / f"{name}_tradeoff.png", raw, ours_steps)
     adam_steps = args.images * checkpoints[-1]
