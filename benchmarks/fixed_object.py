@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = parser.parse_args(argv)
     checkpoints = sorted({int(s) for s in args.checkpoints.split(",")})
     if args.quick:
-        args.images, args.steps, checkpoints, args.examples = 2, 2, [1, 2], 1
+        args.images, args.steps, checkpoints, args.examples = 2, 2, [1], 1
     if args.images < 2 or min(checkpoints) < 1:
         parser.error("need --images >= 2 (intervals over images) and checkpoints >= 1")
     if args.threads:

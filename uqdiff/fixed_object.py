@@ -49,7 +49,10 @@ def ddim_sample(prior: DiffusionPrior, noise: torch.Tensor) -> torch.Tensor:
 
     The same update as the posterior samplers (:func:`ddim_step` with the noise
     implied by the clipped x0 estimate), with the autograd graph kept so a loss
-    on the images can be back-propagated to the noise.
+    on the images can be back-propagated to the noise. This is diffusers'
+    DDIM with ``use_clipped_model_output=True``; :class:`uqdiff.samplers.DiffusersSampler`
+    keeps diffusers' default (the unclipped noise), so the two agree wherever
+    the x0 estimate is not clipped.
     """
     ab = prior.alphas_cumprod.tolist() + [1.0]
     x = noise
