@@ -76,7 +76,7 @@ def test_inversion_reconstructs_a_fashion_image_with_the_real_model():
 
     torch.manual_seed(0)
     prior = fashion_prior(20, device="cpu")
-    x = torch.from_numpy(load_fashion_mnist("test")[0][:1]).float()[:, None] / 127.5 - 1
+    x = torch.tensor(load_fashion_mnist("test")[0][:1], dtype=torch.float32)[:, None] / 127.5 - 1
     with torch.no_grad():
         z = ddim_invert(prior, x)
         rmse = float(((ddim_sample(prior, z) - x) / 2).square().mean().sqrt())
