@@ -88,17 +88,38 @@ class MeanPairwiseL2(_PixelGalleryStatistic):
 
     On [0, 1]-scaled pixels (declare ``value_range``). For a linear generator and
     noises of correlation c it has expectation 2 (1 - c) x mean pixel variance.
+    ``mask`` (boolean, broadcastable to one image's shape) restricts the mean
+    to the pixels where it is True, e.g. the background of a fixed object.
 
     >>> import numpy as np
     >>> gallery = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])   # pairs: 1/2, 1, 1/2
     >>> MeanPairwiseL2(value_range=(0, 1))(gallery, gallery_size=3)
     array([0.66666667])
+    >>> MeanPairwiseL2(value_range=(0, 1), mask=np.array([False, True]))(gallery, gallery_size=3)
+    array([0.66666667])
     """
 
     name = "pairwise_l2"
 
+    def __init__(self, *, value_range: tuple[float, float] = (-1.0, 1.0), mask: ArrayLike | None = None) -> None:
+        super().__init__(value_range=value_range)
+        self.mask = None
+        if mask is not None:
+            m = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.asarray(mask))
+            if m.dtype != torch.bool or not bool(m.any()):
+                raise ValueError(f"mask must be a boolean array selecting at least one pixel, got dtype {m.dtype}")
+            self.mask = m
+
     def _compute(self, galleries: torch.Tensor) -> torch.Tensor:
-        u = self._scale.to_unit(galleries).reshape(*galleries.shape[:2], -1)
+        u = self._scale.to_unit(galleries)
+        if self.mask is not None:
+            try:
+                mask = self.mask.to(u.device).expand(u.shape[2:])
+            except RuntimeError:
+                raise ValueError(f"mask of shape {tuple(self.mask.shape)} does not fit images of shape "
+                                 f"{tuple(u.shape[2:])}") from None
+            u = u[:, :, mask]
+        u = u.reshape(*galleries.shape[:2], -1)
         i, j = _pairs(galleries.shape[1], u.device)
         return (u[:, i] - u[:, j]).square().mean(dim=2).mean(dim=1)
 

@@ -35,9 +35,10 @@ def ddim_step(
 
     s^2 = eta^2 (1 - ab_prev)/(1 - ab) (1 - ab/ab_prev): eta = 1 is exactly the
     DDPM posterior q(x_prev | x, x0) when eps is the one implied by (x, x0);
-    eta = 0 is deterministic DDIM.
+    eta = 0 is deterministic DDIM, which also runs backwards (DDIM inversion:
+    ab = 1 for the clean image, ab_prev < ab).
     """
-    var = eta**2 * (1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)
+    var = 0.0 if eta == 0 else eta**2 * (1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)
     out = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - var, 0.0)) * eps
     return out + math.sqrt(var) * noise if var > 0 else out
 
