@@ -36,9 +36,9 @@ class SkipGradient:
 
     The sampler runs without autograd; the gradient reaches the noise as if
     dG/dz were the identity (appendix B.1.5), so learning costs one forward pass
-    per image. That is a useful direction wherever the sample is positively
-    correlated with its noise (for the Fashion-MNIST DDPM at 10 DDIM steps the
-    image brightness has correlation ~0.9 with the noise mean). ``generator``
+    per image. Its expectation points the right way where the sample moves
+    with its noise (e.g. a DDPM's image brightness with the noise mean, which
+    is what benchmarks/learned_coupling.py learns from). ``generator``
     maps a noise batch to samples of the *same shape* (e.g. a DiffusersSampler);
     ``readout`` maps samples to images after the skip (e.g. a crop), identity by default.
 
