@@ -79,6 +79,23 @@ class _PixelGalleryStatistic(GalleryStatistic):
     def __init__(self, *, value_range: tuple[float, float] = (-1.0, 1.0)) -> None:
         self._scale = PixelMap(value_range=value_range)  # validates the range; its to_unit maps to [0, 1]
 
+    def pair_squared_distances(self, galleries: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-pixel mean squared distance of every pair of a gallery over the pixels in ``mask`` (all by default).
+
+        Shape (G, K(K-1)/2).
+        """
+        u = self._scale.to_unit(galleries)
+        if mask is not None:
+            try:
+                mask = mask.to(u.device).expand(u.shape[2:])
+            except RuntimeError:
+                raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit images of shape "
+                                 f"{tuple(u.shape[2:])}") from None
+            u = u[:, :, mask]
+        u = u.reshape(*galleries.shape[:2], -1)
+        i, j = _pairs(galleries.shape[1], u.device)
+        return (u[:, i] - u[:, j]).square().mean(dim=2)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, value_range={self._scale.value_range})"
 
@@ -111,17 +128,29 @@ class MeanPairwiseL2(_PixelGalleryStatistic):
             self.mask = m
 
     def _compute(self, galleries: torch.Tensor) -> torch.Tensor:
-        u = self._scale.to_unit(galleries)
-        if self.mask is not None:
-            try:
-                mask = self.mask.to(u.device).expand(u.shape[2:])
-            except RuntimeError:
-                raise ValueError(f"mask of shape {tuple(self.mask.shape)} does not fit images of shape "
-                                 f"{tuple(u.shape[2:])}") from None
-            u = u[:, :, mask]
-        u = u.reshape(*galleries.shape[:2], -1)
-        i, j = _pairs(galleries.shape[1], u.device)
-        return (u[:, i] - u[:, j]).square().mean(dim=2).mean(dim=1)
+        return self.pair_squared_distances(galleries, self.mask).mean(dim=1)
+
+
+class MeanPairwiseDistance(_PixelGalleryStatistic):
+    """Root-mean-square pixel distance between two images, averaged over the K(K-1)/2 pairs.
+
+    The square root makes it the objective to *learn* a diverse coupling with.
+    For a linear generator, E[pairwise L2] is linear in the correlations c_ij,
+    so every coupling with rows summing to zero maximizes it, however unevenly
+    it spreads the c_ij; the distance grows like sqrt(1 - c_ij), strictly
+    concave, so its maximum is the one coupling with every c_ij = -1/(K-1).
+
+    >>> import numpy as np
+    >>> gallery = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])   # pairs: sqrt(1/2), 1, sqrt(1/2)
+    >>> MeanPairwiseDistance(value_range=(0, 1))(gallery, gallery_size=3).round(4)
+    array([0.8047])
+    """
+
+    name = "pairwise_distance"
+
+    def _compute(self, galleries: torch.Tensor) -> torch.Tensor:
+        # the tiny floor keeps the gradient finite when two images coincide; it changes no value above 1e-24
+        return self.pair_squared_distances(galleries).clamp(min=1e-24).sqrt().mean(dim=1)
 
 
 class MeanPairwiseSSIM(_PixelGalleryStatistic):
@@ -139,6 +168,92 @@ class MeanPairwiseSSIM(_PixelGalleryStatistic):
         i, j = _pairs(k, u.device)
         s = structural_similarity(u[:, i].reshape(-1, *x.shape[1:]), u[:, j].reshape(-1, *x.shape[1:]))
         return s.reshape(g, len(i)).mean(dim=1)
+
+
+class _BrightnessGalleryStatistic(_PixelGalleryStatistic):
+    """Statistics of a brightness-clustered gallery (paper 000, appendix B.2): first half vs second half.
+
+    b_i is the mean over pixels of the value channel on the [0, 1] scale: for
+    RGB images (G*K, 3, H, W) the maximum over R, G, B (HSV value, as the
+    paper); any other shape is grey, every entry a pixel. The
+    gallery is meant to split into two clusters, images 1..K/2 and K/2+1..K
+    (for K = 4: pairs (1, 2) and (3, 4)), so K must be even.
+    """
+
+    def brightness(self, galleries: torch.Tensor) -> torch.Tensor:
+        """b_i of every image, shape (G, K)."""
+        g, k = galleries.shape[:2]
+        if k % 2:
+            raise ValueError(f"a brightness-clustered gallery splits into two halves; gallery_size must be even, got {k}")
+        u = self._scale.to_unit(galleries)
+        if u.ndim == 5 and u.shape[2] == 3:
+            u = u.amax(dim=2)
+        return u.reshape(g, k, -1).mean(dim=2)
+
+    @staticmethod
+    def gap(b: torch.Tensor) -> torch.Tensor:
+        """|mean of the first half - mean of the second half|, shape (G,)."""
+        h = b.shape[1] // 2
+        return (b[:, :h].mean(dim=1) - b[:, h:].mean(dim=1)).abs()
+
+
+class BrightnessGap(_BrightnessGalleryStatistic):
+    """Pair gap |(b1 + b2)/2 - (b3 + b4)/2| (table 7): how far apart the two clusters' brightness is.
+
+    >>> import numpy as np
+    >>> gallery = np.array([[0.9], [0.7], [0.2], [0.0]])   # one gallery of 4 one-pixel images in [0, 1]
+    >>> BrightnessGap(value_range=(0, 1))(gallery.reshape(4, 1, 1), gallery_size=4).round(4)
+    array([0.7])
+    """
+
+    name = "brightness_gap"
+
+    def _compute(self, galleries: torch.Tensor) -> torch.Tensor:
+        return self.gap(self.brightness(galleries))
+
+
+class BrightnessContrast(_BrightnessGalleryStatistic):
+    """Eq. 4: gap + lambda (|b1 - b2| + |b3 - b4|)/2; the within-cluster term rewards non-collapsed pairs.
+
+    For K > 4 the within-cluster term is the mean of the two halves' ranges
+    (max - min), which for K = 4 is exactly |b1 - b2| and |b3 - b4|.
+
+    >>> import numpy as np
+    >>> gallery = np.array([0.9, 0.7, 0.2, 0.0]).reshape(4, 1, 1)
+    >>> BrightnessContrast(value_range=(0, 1))(gallery, gallery_size=4).round(4)   # 0.7 + 0.35 * 0.2
+    array([0.77])
+    """
+
+    name = "brightness_contrast"
+
+    def __init__(self, *, lam: float = 0.35, value_range: tuple[float, float] = (-1.0, 1.0)) -> None:
+        super().__init__(value_range=value_range)
+        if not (math.isfinite(lam) and lam >= 0):
+            raise ValueError(f"lam must be a finite number >= 0, got {lam}")
+        self.lam = float(lam)
+
+    def _compute(self, galleries: torch.Tensor) -> torch.Tensor:
+        b = self.brightness(galleries)
+        h = b.shape[1] // 2
+        within = sum(part.amax(dim=1) - part.amin(dim=1) for part in (b[:, :h], b[:, h:])) / 2
+        return self.gap(b) + self.lam * within
+
+
+class BrightnessMargin(_BrightnessGalleryStatistic):
+    """Sorted margin b_(K/2+1) - b_(K/2) (for K = 4: b_(3) - b_(2)): the gap between the darker and brighter halves.
+
+    >>> import numpy as np
+    >>> gallery = np.array([0.9, 0.2, 0.7, 0.0]).reshape(4, 1, 1)   # sorted 0, 0.2, 0.7, 0.9
+    >>> BrightnessMargin(value_range=(0, 1))(gallery, gallery_size=4).round(4)
+    array([0.5])
+    """
+
+    name = "brightness_margin"
+
+    def _compute(self, galleries: torch.Tensor) -> torch.Tensor:
+        b = self.brightness(galleries).sort(dim=1).values
+        h = b.shape[1] // 2
+        return b[:, h] - b[:, h - 1]
 
 
 class _FeatureGalleryStatistic(GalleryStatistic):
@@ -426,11 +541,15 @@ def _gallery_size(k: Any) -> int:
 
 
 __all__ = [
+    "BrightnessContrast",
+    "BrightnessGap",
+    "BrightnessMargin",
     "GalleryComparison",
     "GalleryDifference",
     "GalleryMean",
     "GalleryStatistic",
     "MeanPairwiseCosine",
+    "MeanPairwiseDistance",
     "MeanPairwiseL2",
     "MeanPairwiseSSIM",
     "PerImage",

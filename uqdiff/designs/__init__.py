@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from uqdiff.designs.base import NoiseDesign
 from uqdiff.designs.gaussian import IID, Antithetic, Equicorrelated, GaussianCoupling, KAntithetic
+from uqdiff.designs.learned import LearnedCoupling, SkipGradient, learn_coupling, load_coupling, save_coupling
 from uqdiff.designs.sobol import SobolRQMC
 from uqdiff.designs.subspace import SubspaceCoupling, fit_to_generator, on_leading_coordinates
 
@@ -45,18 +46,24 @@ SPEC_PARAMETERS: dict[type[NoiseDesign], tuple[str, ...]] = {
 def parse_design(spec: str) -> NoiseDesign:
     """A design from a text spec ``name[:p1[:p2]]``, as configs and the command line write it.
 
+    ``coupling:PATH`` loads a coupling file written by :func:`save_coupling`
+    (the rest of the spec is the path, colons included).
+
     >>> parse_design("kantithetic:8").name, parse_design("rqmc:16").group_size
     ('k-antithetic(k=8)', 16)
     >>> parse_design("equicorrelated:4:-0.2").name
     'equicorrelated(k=4, c=-0.2)'
     """
-    name, *values = str(spec).split(":")
+    name, _, rest = str(spec).partition(":")
+    values = rest.split(":") if rest else []
     cls = DESIGNS.get(name.lower())
     if cls is None:
         raise ValueError(f"unknown design {name!r}; allowed names: {', '.join(sorted(DESIGNS))}")
     params = SPEC_PARAMETERS.get(cls, ())
     if cls is GaussianCoupling:
-        raise ValueError(f"design {name!r} needs a coupling matrix; build GaussianCoupling(A) in Python")
+        if not rest:
+            raise ValueError(f"design {name!r} needs a coupling file: {name}:PATH.json (write one with save_coupling)")
+        return load_coupling(rest)
     if len(values) > len(params):
         takes = f"parameters ({', '.join(params)})" if params else "no parameters"
         raise ValueError(f"design {name!r} takes {takes}, got {spec!r}")
@@ -91,12 +98,17 @@ __all__ = [
     "Equicorrelated",
     "GaussianCoupling",
     "KAntithetic",
+    "LearnedCoupling",
     "NoiseDesign",
+    "SkipGradient",
     "SobolRQMC",
     "SubspaceCoupling",
     "as_design",
     "get_design",
     "fit_to_generator",
+    "learn_coupling",
+    "load_coupling",
     "on_leading_coordinates",
     "parse_design",
+    "save_coupling",
 ]

@@ -50,12 +50,24 @@ class GaussianCoupling(NoiseDesign):
         return self.matrix @ self.matrix.T
 
     def _groups(self, indices, dim, seed: SeedLike, device, dtype) -> torch.Tensor:
-        k, r = self.matrix.shape
-        u = np.stack([group_rng(seed, g).standard_normal((r, dim)) for g in indices]) if len(indices) else np.empty((0, r, dim))
+        r = self.matrix.shape[1]
+        u = basis_noise(indices, r, dim, seed=seed)
         z = self.matrix[None, :, 0, None] * u[:, None, 0, :]
         for ell in range(1, r):  # a fixed elementwise order keeps each group's bits batch-independent
             z = z + self.matrix[None, :, ell, None] * u[:, None, ell, :]
         return torch.from_numpy(z).to(device=device, dtype=dtype)
+
+
+def basis_noise(indices, r: int, dim: int, *, seed: SeedLike) -> np.ndarray:
+    """The iid N(0, I) basis noises u_1..u_r of each group, shape (len(indices), r, dim), from (seed, group).
+
+    Every coupling z = A u of ``r`` columns draws the same u for the same (seed,
+    group), which is what makes a learned coupling reproduce its noise after reloading.
+    """
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if not idx.size:
+        return np.empty((0, r, dim))
+    return np.stack([group_rng(seed, int(g)).standard_normal((r, dim)) for g in idx])
 
 
 class IID(GaussianCoupling):

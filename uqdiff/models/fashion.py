@@ -84,7 +84,12 @@ class FashionMNISTGenerator:
         self.device = self.sampler.device
 
     def __call__(self, noise: torch.Tensor) -> torch.Tensor:
-        return self.sampler(noise)[..., 2:30, 2:30]
+        return self.readout(self.sampler(noise))
+
+    @staticmethod
+    def readout(samples: torch.Tensor) -> torch.Tensor:
+        """The sampler's 32x32 samples cropped to the 28x28 images the model was trained on."""
+        return samples[..., 2:30, 2:30]
 
     def __repr__(self) -> str:
         return f"FashionMNISTGenerator(class_label={self.class_label}, sampler={self.sampler!r})"

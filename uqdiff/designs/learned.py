@@ -1,0 +1,225 @@
+"""Learned Gaussian couplings: fit A (unit-norm rows) to a gallery objective, save it, reload it as a design.
+
+Theorem 3.3 of the coupling paper: any k x r matrix A with unit-norm rows gives
+noises z = A u that are each exactly N(0, I), with correlation A A^T. So a
+coupling can be *learned*: maximize E[objective(G(A u))] over the product of
+spheres (paper 000, appendix B.1.5 for diversity, B.2 for a brightness-clustered
+gallery). Once learned it is an ordinary :class:`GaussianCoupling`: every image
+keeps the model's law, and the estimators treat its groups like any design's.
+
+Differentiating a whole diffusion trajectory is the expensive part;
+:class:`SkipGradient` replaces it by the appendix's skip-gradient estimator.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from uqdiff._rng import SeedLike, substream
+from uqdiff.designs.gaussian import GaussianCoupling, basis_noise
+from uqdiff.generators.base import device_of, noise_shape_of
+
+FILE_FORMAT = "uqdiff-coupling"
+FILE_VERSION = 1
+
+
+class SkipGradient:
+    """noise -> readout(stopgrad(G(z)) + z - stopgrad(z)): the model's sample forward, the identity backward.
+
+    The sampler runs without autograd; the gradient reaches the noise as if
+    dG/dz were the identity (appendix B.1.5), so learning costs one forward pass
+    per image. Its expectation points the right way where the sample moves
+    with its noise (e.g. a DDPM's image brightness with the noise mean, which
+    is what benchmarks/learned_coupling.py learns from). ``generator``
+    maps a noise batch to samples of the *same shape* (e.g. a DiffusersSampler);
+    ``readout`` maps samples to images after the skip (e.g. a crop), identity by default.
+
+    >>> g = SkipGradient(lambda z: torch.tanh(3 * z))
+    >>> z = torch.tensor([[0.5, -2.0]], requires_grad=True)
+    >>> x = g(z); x.sum().backward()
+    >>> x.detach().round(decimals=3), z.grad
+    (tensor([[ 0.9050, -1.0000]]), tensor([[1., 1.]]))
+    """
+
+    def __init__(self, generator: Callable, *, readout: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        if not callable(generator) or (readout is not None and not callable(readout)):
+            raise TypeError("generator and readout must be callables on torch tensors")
+        self.generator, self.readout = generator, readout
+        for attr in ("noise_shape", "device"):
+            if hasattr(generator, attr):
+                setattr(self, attr, getattr(generator, attr))
+
+    def __call__(self, noise: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            final = torch.as_tensor(self.generator(noise.detach()))
+        if final.shape != noise.shape:
+            raise ValueError(f"the skip-gradient estimator needs samples shaped like the noise {tuple(noise.shape)}, "
+                             f"got {tuple(final.shape)}; put a crop or decoder in readout")
+        x = final.to(device=noise.device, dtype=noise.dtype) + noise - noise.detach()
+        return x if self.readout is None else self.readout(x)
+
+
+@dataclass(frozen=True)
+class LearnedCoupling:
+    """A learned coupling and its learning curve.
+
+    ``objective[s]`` is the mean objective over the galleries of step s (before
+    its update); ``correlations[s]`` is A A^T before step s, and the last entry
+    is the final design's correlation.
+    """
+
+    design: GaussianCoupling
+    objective: np.ndarray
+    correlations: np.ndarray
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def correlation(self) -> np.ndarray:
+        return self.design.correlation()
+
+
+def learn_coupling(
+    generator: Callable,
+    objective: Callable,
+    *,
+    k: int | None = None,
+    init: str | Sequence | np.ndarray | GaussianCoupling = "identity",
+    steps: int = 100,
+    lr: float = 0.05,
+    galleries_per_step: int = 16,
+    maximize: bool = True,
+    seed: SeedLike = 0,
+    noise_shape: tuple[int, ...] | None = None,
+    dtype: torch.dtype = torch.float32,
+    name: str = "learned",
+    callback: Callable[[int, float, np.ndarray], None] | None = None,
+) -> LearnedCoupling:
+    """Learn a k x r coupling A, unit-norm rows, that maximizes E[objective] of its galleries.
+
+    Step s draws ``galleries_per_step`` groups of basis noises u from
+    ``[seed, s]`` (as :class:`GaussianCoupling` draws them), forms z = A u,
+    evaluates the mean of ``objective(generator(z), gallery_size=k)`` (a
+    gallery statistic: images (G*K, ...) -> (G,), differentiable in torch) and
+    takes one projected Adam step: the gradient's radial part is removed row by
+    row, the Adam step (projected again onto the rows' tangent spaces) is
+    added, and every row is renormalized. Adam rather than plain gradient steps
+    because the gradient's scale depends on the model and the image size,
+    while Adam's per-entry step is about ``lr`` whatever that scale is; the
+    renormalization keeps every row on the sphere exactly, so every
+    intermediate A is itself a valid coupling. ``generator`` must be
+    differentiable; wrap a sampler in :class:`SkipGradient`. ``init`` is
+    "identity" (k x k, needs ``k``), a matrix with unit-norm rows, or a
+    :class:`GaussianCoupling`. ``maximize=False`` minimizes (e.g. pairwise SSIM).
+
+    >>> from uqdiff.gallery import MeanPairwiseDistance
+    >>> from uqdiff.generators import LinearGenerator
+    >>> fit = learn_coupling(LinearGenerator(np.zeros(64)), MeanPairwiseDistance(), k=3, steps=150, seed=0)
+    >>> fit.correlation.round(1)          # the repulsive coupling: -1/(k-1) = -0.5 off the diagonal
+    array([[ 1. , -0.5, -0.5],
+           [-0.5,  1. , -0.5],
+           [-0.5, -0.5,  1. ]])
+    """
+    a = _initial_matrix(init, k)
+    k, r = a.shape
+    for label, value in (("steps", steps), ("galleries_per_step", galleries_per_step)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{label} must be a positive int, got {value!r}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite positive number, got {lr!r}")
+    shape = noise_shape_of(generator, noise_shape)
+    dim, device = math.prod(shape), device_of(generator, None)
+    beta1, beta2, eps = 0.9, 0.999, 1e-12
+    m, v = torch.zeros_like(a), torch.zeros_like(a)
+    values, history = [], [(a @ a.T).numpy().copy()]
+    for step in range(steps):
+        u = torch.from_numpy(basis_noise(np.arange(galleries_per_step), r, dim, seed=substream(seed, step)))
+        leaf = a.clone().requires_grad_(True)
+        z = torch.einsum("kr,grd->gkd", leaf, u).reshape(galleries_per_step * k, *shape)
+        value = torch.as_tensor(objective(generator(z.to(device=device, dtype=dtype)), gallery_size=k)).mean()
+        if not value.requires_grad:
+            raise ValueError("the objective does not depend differentiably on the noise; use torch operations, "
+                             "and wrap a sampler that runs without autograd in SkipGradient")
+        (value if maximize else -value).backward()
+        if not torch.isfinite(leaf.grad).all():
+            raise FloatingPointError(f"the objective's gradient is not finite at step {step}")
+        grad = _tangent(a, leaf.grad)
+        m = beta1 * m + (1 - beta1) * grad
+        v = beta2 * v + (1 - beta2) * grad.square()
+        update = lr * (m / (1 - beta1 ** (step + 1))) / ((v / (1 - beta2 ** (step + 1))).sqrt() + eps)
+        a = a + _tangent(a, update)
+        a = a / a.norm(dim=1, keepdim=True)
+        values.append(float(value.detach()))
+        history.append((a @ a.T).numpy().copy())
+        if callback is not None:
+            callback(step, values[-1], a.numpy().copy())
+    config = {"objective": getattr(objective, "name", type(objective).__name__), "maximize": maximize, "k": k,
+              "r": r, "steps": steps, "lr": lr, "galleries_per_step": galleries_per_step, "seed": seed,
+              "noise_shape": list(shape), "init": init if isinstance(init, str) else "matrix"}
+    return LearnedCoupling(GaussianCoupling(a.numpy(), name=name), np.array(values), np.stack(history), config)
+
+
+def save_coupling(design: GaussianCoupling, path: str | Path, *, provenance: dict[str, Any] | None = None) -> Path:
+    """Write a coupling as JSON (matrix, name, provenance, uqdiff version); :func:`load_coupling` reads it back.
+
+    JSON keeps every float64 exactly, so the reloaded design draws bit-identical noise.
+    """
+    from uqdiff import __version__
+
+    if not isinstance(design, GaussianCoupling):
+        raise TypeError(f"design must be a GaussianCoupling, got {type(design).__name__}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"format": FILE_FORMAT, "format_version": FILE_VERSION, "uqdiff_version": __version__,
+              "name": design.name, "shape": list(design.matrix.shape), "matrix": design.matrix.tolist(),
+              "correlation": design.correlation().round(6).tolist(), "provenance": provenance or {}}
+    path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    return path
+
+
+def load_coupling(path: str | Path) -> GaussianCoupling:
+    """The coupling saved by :func:`save_coupling`, checked (shape, finite, unit-norm rows); also ``coupling:PATH``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no coupling file at {path}")
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a JSON coupling file ({err})") from None
+    if not isinstance(record, dict) or record.get("format") != FILE_FORMAT:
+        raise ValueError(f"{path}: not a coupling file (expected a JSON object with format {FILE_FORMAT!r})")
+    try:
+        matrix = np.array(record["matrix"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path}: 'matrix' must be a list of rows of numbers") from None
+    if "shape" in record and list(matrix.shape) != list(record["shape"]):
+        raise ValueError(f"{path}: matrix has shape {list(matrix.shape)} but the file says {record['shape']}")
+    try:
+        return GaussianCoupling(matrix, name=str(record.get("name", path.stem)))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def _initial_matrix(init: Any, k: int | None) -> torch.Tensor:
+    if isinstance(init, str):
+        if init != "identity":
+            raise ValueError(f"init must be 'identity', a matrix or a GaussianCoupling, got {init!r}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+            raise ValueError(f"k must be an int >= 2 for init='identity', got {k!r}")
+        return torch.eye(int(k), dtype=torch.float64)
+    matrix = (init if isinstance(init, GaussianCoupling) else GaussianCoupling(init)).matrix
+    if k is not None and k != matrix.shape[0]:
+        raise ValueError(f"k={k} does not match the {matrix.shape[0]} rows of init")
+    return torch.tensor(matrix, dtype=torch.float64)
+
+
+def _tangent(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """g without its component along each row of a (rows of unit norm): the sphere's tangent part."""
+    return g - (g * a).sum(dim=1, keepdim=True) * a
