@@ -7,14 +7,17 @@ all with the same deterministic DDIM sampler of the project's Fashion DDPM
 * DDIM inv.: every image from the inverted noise of the whole image;
 * Object-inv. + random BG: inverted noise on the object, independent noise elsewhere;
 * Object-inv. + repulsive BG: the same with K-antithetic background noise (our start, step 0);
-* ours, n steps: that start after n Adam steps on the foreground noise only (eq. 3).
+* ours, n steps: that start after n Adam steps on the foreground noise only (eq. 3);
+* random BG, n steps: the same optimization from the random-background start, which
+  isolates what the repulsive coupling adds once the foreground is optimized (paired
+  differences per image, with paired t intervals, in a second table).
 
 Metrics on [0, 1] pixels (uqdiff.fixed_object.fixed_object_metrics): L2-B
 (pairwise background L2, higher = more diverse), RMSE-F (foreground RMSE,
 lower = more faithful), Boundary-TV in the 5-pixel band (lower = smoother).
 Each is summarized over images as mean (SD) and a 95% t interval.
 
-    python benchmarks/fixed_object.py --threads 2       # 10 images (one per class), ~20 min on 2 CPU cores
+    python benchmarks/fixed_object.py --threads 2       # 10 images (one per class), ~40 min on 2 CPU cores
     python benchmarks/fixed_object.py --quick
 """
 
@@ -33,6 +36,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from scipy import stats as sps  # noqa: E402
 
 from uqdiff._rng import group_rng, substream  # noqa: E402
 from uqdiff.accumulator import Moments  # noqa: E402
@@ -93,6 +97,26 @@ def summarize(per_image: pd.DataFrame, methods: list[str]) -> tuple[pd.DataFrame
     return pd.DataFrame(rows), raw
 
 
+def paired_differences(per_image: pd.DataFrame, steps: list[int]) -> pd.DataFrame:
+    """Per Adam step, ours minus random BG per image (same image, same draws but the coupling): paired t."""
+    rows = []
+    for s in steps:
+        ours = "ours, %d steps" % s if s else "Object-inv. + repulsive BG"
+        rnd = "random BG, %d steps" % s if s else "Object-inv. + random BG"
+        a = per_image[per_image["method"] == ours].set_index("image")
+        b = per_image[per_image["method"] == rnd].set_index("image")
+        row = {"Adam steps": s, "images": len(a)}
+        for key, label in METRICS.items():
+            d = (a[key] - b.loc[a.index, key]).to_numpy(np.float64)
+            test = sps.ttest_1samp(d, 0.0)
+            ci = test.confidence_interval(0.95)
+            row[f"{label} diff"] = f"{d.mean():+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]"
+            row[f"{label} p"] = f"{test.pvalue:.2g}"
+            row[f"{label} ours > random"] = f"{int((d > 0).sum())}/{len(d)}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def plot_galleries(path, examples: list[dict], steps: tuple[int, int], k: int) -> None:
     """Per example image: input, mask, DDIM inv., the K images of random BG, of ours at the first and last step."""
     groups = [("Object-inv. + random BG", "random"), (f"ours, {steps[0]} steps", steps[0]),
@@ -116,16 +140,18 @@ def plot_galleries(path, examples: list[dict], steps: tuple[int, int], k: int) -
 
 
 def plot_tradeoff(path, raw: dict, steps: list[int]) -> None:
-    """Mean and 95% interval over images of each metric vs Adam steps, baselines as horizontal lines."""
+    """Mean and 95% interval over images of each metric vs Adam steps, from both starts; DDIM inversion as a line."""
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     for ax, label in zip(axes, METRICS.values()):
         ours = [raw[f"ours, {s} steps" if s else "Object-inv. + repulsive BG"][label] for s in steps]
         est = np.array([r["estimate"] for r in ours])
         ax.errorbar(steps, est, yerr=[est - [r["low"] for r in ours], [r["high"] for r in ours] - est],
                     marker="o", capsize=3, label="ours (step 0: repulsive BG start)")
-        for method, style in (("DDIM inv.", ":"), ("Object-inv. + random BG", "--")):
-            r = raw[method][label]
-            ax.axhline(r["estimate"], ls=style, color="gray" if style == ":" else "C1", label=method)
+        rnd = [raw[f"random BG, {s} steps" if s else "Object-inv. + random BG"][label] for s in steps]
+        est = np.array([r["estimate"] for r in rnd])
+        ax.errorbar(np.array(steps) + 1.5, est, yerr=[est - [r["low"] for r in rnd], [r["high"] for r in rnd] - est],
+                    marker="s", capsize=3, color="C1", label="same Adam steps from random BG")
+        ax.axhline(raw["DDIM inv."][label]["estimate"], ls=":", color="gray", label="DDIM inv.")
         ax.set_xlabel("Adam steps on the foreground noise")
         ax.set_title(label + (" (higher = more diverse)" if label == "L2-B" else " (lower = better)"), fontsize=9)
     axes[0].legend(fontsize=7)
@@ -160,21 +186,24 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     images, indices, labels = select_images(args.images, args.seed)
     mask = central_mask(args.mask_size)
     ours_steps = [0, *checkpoints]
-    records, examples, saved, seconds = [], [], {}, {"ours": 0.0, "baselines": 0.0}
+    records, examples, saved, seconds = [], [], {}, {"ours": 0.0, "random BG + Adam": 0.0, "baselines": 0.0}
     for j, (x, test_index, label) in enumerate(zip(images, indices, labels)):
         start = time.perf_counter()
         ours = fixed_object_gallery(prior, x, mask, k=args.k, optimization_steps=checkpoints, lr=args.lr,
                                     background="repulsive", seed=args.seed, index=j)
         seconds["ours"] += time.perf_counter() - start
         start = time.perf_counter()
-        random_bg = fixed_object_gallery(prior, x, mask, k=args.k, optimization_steps=(), background="independent",
-                                         seed=args.seed, index=j)
+        random_bg = fixed_object_gallery(prior, x, mask, k=args.k, optimization_steps=checkpoints, lr=args.lr,
+                                         background="independent", seed=args.seed, index=j)
+        seconds["random BG + Adam"] += time.perf_counter() - start
+        start = time.perf_counter()
         with torch.no_grad():
             ddim_inv = ddim_sample(prior, ours.inverted_noise[None].to(prior.device)).cpu()
         seconds["baselines"] += time.perf_counter() - start
         galleries = {"DDIM inv.": ddim_inv.expand(args.k, *ddim_inv.shape[1:]),
                      "Object-inv. + random BG": random_bg.galleries[0],
-                     **{f"ours, {s} steps" if s else "Object-inv. + repulsive BG": ours.galleries[s] for s in ours_steps}}
+                     **{f"ours, {s} steps" if s else "Object-inv. + repulsive BG": ours.galleries[s] for s in ours_steps},
+                     **{f"random BG, {s} steps": random_bg.galleries[s] for s in checkpoints}}
         saved[j] = torch.stack(list(galleries.values()))
         for method, gallery in galleries.items():
             m = fixed_object_metrics(gallery, x, mask, width=args.band)
@@ -191,7 +220,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     per_image = pd.DataFrame(records)
     methods = list(dict.fromkeys(per_image["method"]))
     table, raw = summarize(per_image, methods)
+    paired = paired_differences(per_image, ours_steps)
     print(table.to_string(index=False))
+    print(paired.to_string(index=False))
     name = "fixed_object_quick" if args.quick else "fixed_object"
     args.out.mkdir(parents=True, exist_ok=True)
     # every gallery, (images, methods, K, 1, 28, 28), so the metrics can be recomputed without the model
@@ -199,7 +230,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                         methods=np.array(methods), test_indices=np.array(indices), mask=mask.numpy())
     plot_galleries(args.out / f"{name}_galleries.png", examples, (checkpoints[0], checkpoints[-1]), args.k)
     plot_tradeoff(args.out / f"{name}_tradeoff.png", raw, ours_steps)
-    adam_steps = args.images * checkpoints[-1]
+    adam_steps = args.images * checkpoints[-1]  # per arm
     write_results(
         args.out, name,
         title="Fixed-object background generation on Fashion-MNIST (coupling paper, sec. 4.2)",
@@ -215,13 +246,17 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             "dilation-minus-erosion band (lower = smoother).",
             f"Time: {seconds['ours']:.0f} s for our method ({adam_steps} Adam steps, "
             f"{seconds['ours'] / max(adam_steps, 1):.2f} s per step with backprop through all {args.steps} DDIM "
-            f"steps for K = {args.k}), {seconds['baselines']:.0f} s for the baselines.",
+            f"steps for K = {args.k}), {seconds['random BG + Adam']:.0f} s for the same optimization from the random "
+            f"background, {seconds['baselines']:.0f} s for the other baselines.",
         ],
         table=markdown_table(table) + "\n\nThe paper's numbers (other models and data; for the shape of the "
-        "trade-off, not for equality):\n\n" + markdown_table(pd.DataFrame(PAPER)),
+        "trade-off, not for equality):\n\n" + markdown_table(pd.DataFrame(PAPER))
+        + "\n\nWhat the repulsive background adds at equal optimization: per image, ours minus random BG after the "
+        "same Adam steps (step 0: the two starts), mean difference over images with a paired 95% t interval and "
+        "two-sided p-value:\n\n" + markdown_table(paired),
         data={"seed": args.seed, "steps": args.steps, "k": args.k, "lr": args.lr, "checkpoints": checkpoints,
               "mask_size": args.mask_size, "band": args.band, "test_indices": indices, "seconds": seconds,
-              "summary": raw, "per_image": records, "paper": PAPER},
+              "summary": raw, "paired": paired.to_dict("records"), "per_image": records, "paper": PAPER},
         notes=[
             "Step 0 of ours (Object-inv. + repulsive BG) differs from Object-inv. + random BG only in the "
             "background coupling: the same inverted foreground noise and the same underlying Gaussian draws.",
