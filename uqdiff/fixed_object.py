@@ -38,6 +38,7 @@ from uqdiff.designs import Equicorrelated, KAntithetic, NoiseDesign
 from uqdiff.gallery import MeanPairwiseL2
 from uqdiff.inverse.priors import DiffusionPrior
 from uqdiff.samplers.posterior import ddim_step, implied_eps
+from uqdiff.statistics.pixel import PixelMap
 
 #: Background couplings by name: repulsive (the method) and independent (the Object-inv. + random BG baseline).
 BACKGROUNDS = {"repulsive": KAntithetic, "independent": lambda k: Equicorrelated(k, 0.0)}
@@ -234,9 +235,8 @@ def fixed_object_metrics(
     if gallery.ndim != 4 or tuple(gallery.shape[1:]) != tuple(image.shape) or tuple(m.shape) != tuple(image.shape[1:]):
         raise ValueError(f"need a gallery (K, C, h, w), an image (C, h, w) and a mask (h, w); got shapes "
                          f"{tuple(gallery.shape)}, {tuple(image.shape)}, {tuple(m.shape)}")
-    lo, hi = VALUE_RANGE
-    unit = (gallery.double() - lo) / (hi - lo)
-    target = (image.double() - lo) / (hi - lo)
+    scale = PixelMap(value_range=VALUE_RANGE)  # the statistics' own [0, 1] scaling
+    unit, target = scale.to_unit(gallery.double()), scale.to_unit(image.double())
     fg = m.expand(image.shape)
     l2 = MeanPairwiseL2(value_range=VALUE_RANGE, mask=~m)(gallery.double(), gallery_size=len(gallery))
     rmse = (unit - target)[:, fg].reshape(len(gallery), -1).square().mean(dim=1).sqrt()
