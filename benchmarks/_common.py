@@ -32,8 +32,9 @@ def add_common_arguments(parser, script: str) -> None:
     """--seed, --threads, --out and --quick, the same in every script."""
     parser.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    parser.add_argument("--out", type=Path, default=RESULTS / script,
-                        help=f"output folder (default benchmarks/results/{script})")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS / script, help=f"output folder (default benchmarks/results/{script})"
+    )
     parser.add_argument("--quick", action="store_true", help="a tiny run that finishes in seconds (smoke test)")
 
 
@@ -42,7 +43,9 @@ def load_model(model: str, *, steps: int = 50, difficulty: int = 50, device: str
     if model == "terrain":
         from uqdiff.models.terrain import TerrainGenerator
 
-        return TerrainGenerator(difficulty, device=device), f"terrain consistency model, difficulty {difficulty}, 1x128x128"
+        return TerrainGenerator(
+            difficulty, device=device
+        ), f"terrain consistency model, difficulty {difficulty}, 1x128x128"
     if model == "fashion":
         from uqdiff.models.fashion import FashionMNISTGenerator
 
@@ -83,18 +86,24 @@ def command_line() -> str:
     return shlex.join(["python", str(script), *sys.argv[1:]])
 
 
-def write_results(out: Path, name: str, *, title: str, intro: list[str], table: str, data: dict[str, Any],
-                  notes: list[str] = ()) -> None:
+def write_results(
+    out: Path, name: str, *, title: str, intro: list[str], table: str, data: dict[str, Any], notes: list[str] = ()
+) -> None:
     """Write ``out/name.md`` (title, run facts, table, notes) and ``out/name.json`` (the same facts and data)."""
-    facts = {"command": command_line(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-             "machine": machine_info()}
+    facts = {
+        "command": command_line(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+    }
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# {title}", "", *intro, "", f"Command: `{facts['command']}` ({facts['date']}).", "", table, ""]
     if notes:
         lines += ["Notes:", "", *[f"- {n}" for n in notes], ""]
     lines += ["Machine: " + ", ".join(f"{k} {v}" for k, v in facts["machine"].items()), ""]
     (out / f"{name}.md").write_text("\n".join(lines))
-    (out / f"{name}.json").write_text(json.dumps({**facts, **data, "notes": list(notes)}, indent=2, default=_plain) + "\n")
+    (out / f"{name}.json").write_text(
+        json.dumps({**facts, **data, "notes": list(notes)}, indent=2, default=_plain) + "\n"
+    )
     print(f"\nwrote {out / name}.md and .json")
 
 

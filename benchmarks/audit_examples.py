@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uqdiff.audit import audit
-from uqdiff.paired import CommonNoise, paired_estimate
-from uqdiff.simultaneous import group_means, holm_pixels, simultaneous_bands
+from uqdiff.estimators.audit import audit
+from uqdiff.estimators.paired import CommonNoise, paired_estimate
+from uqdiff.estimators.simultaneous import group_means, holm_pixels, simultaneous_bands
 from uqdiff.statistics import MaxSlope, PixelMap
 
 RESULTS = Path(__file__).resolve().parent / "results" / "audit"
@@ -76,19 +76,23 @@ def efficiency_summary(frame) -> dict[str, float]:
 
 
 def fmt_eff(summary: dict) -> str:
-    return "; ".join(f"{k}: median {v['median']:.3g} (range {v['min']:.3g} to {v['max']:.3g}, {v['rows']} rows)"
-                     for k, v in summary.items())
+    return "; ".join(
+        f"{k}: median {v['median']:.3g} (range {v['min']:.3g} to {v['max']:.3g}, {v['rows']} rows)"
+        for k, v in summary.items()
+    )
 
 
 def fashion(cache: Path, budget: int) -> None:
-    from uqdiff.data.fashion_mnist import FASHION_MNIST_CLASSES as NAMES
     from uqdiff.models.classifier import load_fashion_classifier
     from uqdiff.models.fashion import FashionMNISTGenerator
+    from uqdiff.models.fashion_mnist import FASHION_MNIST_CLASSES as NAMES
 
     out = RESULTS / "fashion"
     out.mkdir(parents=True, exist_ok=True)
-    gens = {NAMES[c]: Cached(FashionMNISTGenerator(c, num_inference_steps=20), cache / f"fashion_{c}.npz")
-            for c in range(10)}
+    gens = {
+        NAMES[c]: Cached(FashionMNISTGenerator(c, num_inference_steps=20), cache / f"fashion_{c}.npz")
+        for c in range(10)
+    }
     clf = load_fashion_classifier()
 
     def verdict(images):
@@ -104,8 +108,10 @@ def fashion(cache: Path, budget: int) -> None:
     unit = PixelMap()
     diff_map = lambda x: unit(x[:, 0]) - unit(x[:, 1])
     res, means = group_means(pair, diff_map, budget=budget, design="antithetic", seed=SEED)
-    bands = {m: simultaneous_bands(res, method=m, group_means=means if m == "max-t" else None, seed=SEED)
-             for m in ("max-t", "bonferroni")}
+    bands = {
+        m: simultaneous_bands(res, method=m, group_means=means if m == "max-t" else None, seed=SEED)
+        for m in ("max-t", "bonferroni")
+    }
     holm = holm_pixels(res)
     wall = time.perf_counter() - t0
     for g in gens.values():
@@ -113,12 +119,17 @@ def fashion(cache: Path, budget: int) -> None:
     calls = sum(g.model_calls for g in gens.values())
     model_seconds = sum(g.seconds for g in gens.values())
 
-    fig = r.plot(max_differences=25, title=f"Fashion-MNIST DDPM (DDIM 20 steps): classifier verdict per label, "
-                                           f"{budget} common antithetic noises per label")
+    fig = r.plot(
+        max_differences=25,
+        title=f"Fashion-MNIST DDPM (DDIM 20 steps): classifier verdict per label, "
+        f"{budget} common antithetic noises per label",
+    )
     fig.savefig(out / "audit.png", dpi=130)
-    bfig = bands["max-t"].plot(title=f"E[{a}] - E[{b}] pixel map (28x28, [0,1] scale), {budget} common antithetic "
-                                     f"noises: pointwise c={bands['max-t'].pointwise_critical_value:.2f}, max-t "
-                                     f"c={bands['max-t'].critical_value:.2f}, Bonferroni c={bands['bonferroni'].critical_value:.2f}")
+    bfig = bands["max-t"].plot(
+        title=f"E[{a}] - E[{b}] pixel map (28x28, [0,1] scale), {budget} common antithetic "
+        f"noises: pointwise c={bands['max-t'].pointwise_critical_value:.2f}, max-t "
+        f"c={bands['max-t'].critical_value:.2f}, Bonferroni c={bands['bonferroni'].critical_value:.2f}"
+    )
     bfig.savefig(out / "pixel_bands.png", dpi=130)
 
     off = r.proportions[r.proportions.condition != r.proportions.attribute]
@@ -131,16 +142,25 @@ def fashion(cache: Path, budget: int) -> None:
         "max_t_excludes_0": int(bands["max-t"].excludes(0.0).sum()),
         "bonferroni_excludes_0": int(bands["bonferroni"].excludes(0.0).sum()),
         "holm_rejects": int(holm.sum()),
-        "critical_values": {"pointwise": bands["max-t"].pointwise_critical_value,
-                            "max-t": bands["max-t"].critical_value, "bonferroni": bands["bonferroni"].critical_value},
+        "critical_values": {
+            "pointwise": bands["max-t"].pointwise_critical_value,
+            "max-t": bands["max-t"].critical_value,
+            "bonferroni": bands["bonferroni"].critical_value,
+        },
     }
     summary = {
-        "budget_noises_per_label": budget, "model_calls_total": r.n_evaluations, "model_calls_this_run": calls,
-        "model_seconds_this_run": model_seconds, "analysis_wall_seconds": wall, "design": r.design,
-        "sampler": "DDIM, 20 steps, eta 0", "seed": SEED,
+        "budget_noises_per_label": budget,
+        "model_calls_total": r.n_evaluations,
+        "model_calls_this_run": calls,
+        "model_seconds_this_run": model_seconds,
+        "analysis_wall_seconds": wall,
+        "design": r.design,
+        "sampler": "DDIM, 20 steps, eta 0",
+        "seed": SEED,
         "efficiency_differences": efficiency_summary(r.differences),
         "efficiency_proportions": efficiency_summary(r.proportions),
-        "holm_rejections": int(r.differences.reject.sum()), "differences": len(r.differences),
+        "holm_rejections": int(r.differences.reject.sum()),
+        "differences": len(r.differences),
         "pixel_map": pixel_counts,
     }
     (out / "audit.json").write_text(json.dumps({"summary": summary, "audit": r.to_dict()}, indent=1, default=float))
@@ -169,7 +189,9 @@ def fashion(cache: Path, budget: int) -> None:
         "A cell whose simultaneous lower bound exceeds 0.05 is a confusion the model makes in more than 5% of "
         "its images for that label, with 95% confidence over all 100 cells at once.",
         "",
-        _table(confused[["condition", "attribute", "estimate", "low", "high", "low_simultaneous", "high_simultaneous"]]),
+        _table(
+            confused[["condition", "attribute", "estimate", "low", "high", "low_simultaneous", "high_simultaneous"]]
+        ),
         "",
         f"## Pixel map: E[{a}] - E[{b}] with simultaneous bands",
         "",
@@ -205,31 +227,47 @@ def terrain(cache: Path, budget: int, pilot: int) -> None:
     steep = lambda x: slope(x) > threshold
     steep.__name__ = f"max_slope>{threshold}"
     r = audit(gens, steep, budget=budget, design="antithetic", trend=[0, 1, 2, 3], seed=SEED)
-    mean_slope = paired_estimate(gens, slope, budget=budget, design="antithetic", seed=SEED, contrasts={"trend": [-1.5, -0.5, 0.5, 1.5]})
+    mean_slope = paired_estimate(
+        gens, slope, budget=budget, design="antithetic", seed=SEED, contrasts={"trend": [-1.5, -0.5, 0.5, 1.5]}
+    )
     wall = time.perf_counter() - t0
     for g in [*pilot_gens.values(), *gens.values()]:
         g.save()
     calls = sum(g.model_calls for g in [*pilot_gens.values(), *gens.values()])
     model_seconds = sum(g.seconds for g in [*pilot_gens.values(), *gens.values()])
-    fig = r.plot(title=f"Terrain consistency model: P(max slope > {threshold}) by difficulty, "
-                       f"{budget} common antithetic noises per level")
+    fig = r.plot(
+        title=f"Terrain consistency model: P(max slope > {threshold}) by difficulty, "
+        f"{budget} common antithetic noises per level"
+    )
     fig.savefig(out / "audit.png", dpi=130)
     tr = r.trend.iloc[0]
     summary = {
-        "levels": list(levels), "threshold": threshold, "pilot_noises_per_level": pilot,
+        "levels": list(levels),
+        "threshold": threshold,
+        "pilot_noises_per_level": pilot,
         "pilot_mean_max_slope": {k: float(v.estimate) for k, v in pr.arms["max_slope"].items()},
-        "budget_noises_per_level": budget, "model_calls_total": r.n_evaluations + pr.n_evaluations,
-        "model_calls_this_run": calls, "model_seconds_this_run": model_seconds, "analysis_wall_seconds": wall,
-        "design": r.design, "seed": SEED,
+        "budget_noises_per_level": budget,
+        "model_calls_total": r.n_evaluations + pr.n_evaluations,
+        "model_calls_this_run": calls,
+        "model_seconds_this_run": model_seconds,
+        "analysis_wall_seconds": wall,
+        "design": r.design,
+        "seed": SEED,
         "efficiency_differences": efficiency_summary(r.differences),
         "efficiency_proportions": efficiency_summary(r.proportions),
-        "trend_per_level": {k: float(tr[k]) for k in ("estimate", "low", "high", "p_value", "efficiency", "crn_efficiency")},
+        "trend_per_level": {
+            k: float(tr[k]) for k in ("estimate", "low", "high", "p_value", "efficiency", "crn_efficiency")
+        },
         "holm_rejections": int(r.differences.reject.sum()),
     }
     slope_frame = mean_slope.to_frame()
-    (out / "audit.json").write_text(json.dumps(
-        {"summary": summary, "audit": r.to_dict(), "mean_max_slope": slope_frame.to_dict(orient="records")},
-        indent=1, default=float))
+    (out / "audit.json").write_text(
+        json.dumps(
+            {"summary": summary, "audit": r.to_dict(), "mean_max_slope": slope_frame.to_dict(orient="records")},
+            indent=1,
+            default=float,
+        )
+    )
     lines = [
         f"# Terrain bias audit: P(max slope > {threshold}) across difficulty levels",
         "",
@@ -263,7 +301,7 @@ def terrain(cache: Path, budget: int, pilot: int) -> None:
 
 
 def _table(frame) -> str:
-    from uqdiff.results import markdown_table
+    from uqdiff.estimators.results import markdown_table
 
     return markdown_table(frame)
 

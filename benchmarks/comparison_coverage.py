@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from uqdiff.audit import difference_interval, proportion_interval
 from uqdiff.designs import SobolRQMC
-from uqdiff.generators import LinearGenerator
-from uqdiff.paired import paired_estimate
-from uqdiff.results import markdown_table
-from uqdiff.simultaneous import group_means, simultaneous_bands
+from uqdiff.estimators.audit import difference_interval, proportion_interval
+from uqdiff.estimators.paired import paired_estimate
+from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.simultaneous import group_means, simultaneous_bands
+from uqdiff.samplers import LinearGenerator
 
 J = np.array([[0.6, 0.8]])  # |J| = 1: x = offset + N(0, 1)
 PROBS = {"0.02": 0.02, "0.3": 0.3, "0.45": 0.45, "0.98": 0.98}
@@ -53,8 +53,12 @@ def proportions(design, budget: int, reps: int) -> dict:
             lo, hi = difference_interval(arms[a], arms[b], c.result)
             hit_d[name] = hit_d.get(name, 0) + (lo <= PROBS[a] - PROBS[b] <= hi)
     d = [h / reps for h in hit_d.values()]
-    return {**{f"p={c}": h / reps for c, h in hit.items()}, "differences_worst": min(d),
-            "differences_mean": float(np.mean(d)), "plain_t_at_p=0.02": hit_t / reps}
+    return {
+        **{f"p={c}": h / reps for c, h in hit.items()},
+        "differences_worst": min(d),
+        "differences_mean": float(np.mean(d)),
+        "plain_t_at_p=0.02": hit_t / reps,
+    }
 
 
 def pixel_bands(reps: int) -> dict:
@@ -77,20 +81,26 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=1000)
     args = p.parse_args(argv)
-    rows = [{"design": name, **proportions(d, b, args.reps)}
-            for name, d, b in (("mc", "mc", 64), ("antithetic", "antithetic", 64), ("rqmc 16 x 8", SobolRQMC(16), 128))]
+    rows = [
+        {"design": name, **proportions(d, b, args.reps)}
+        for name, d, b in (("mc", "mc", 64), ("antithetic", "antithetic", 64), ("rqmc 16 x 8", SobolRQMC(16), 128))
+    ]
     bands = pixel_bands(args.reps)
     se = (0.95 * 0.05 / args.reps) ** 0.5
-    text = (f"# Coverage of comparison intervals (nominal 95%, {args.reps} seeded runs per cell, binomial SE "
-            f"{se:.3f})\n\n`python benchmarks/comparison_coverage.py --reps {args.reps}`\n\n"
-            "## Proportions (Wilson on n_eff) and differences (Newcombe), four conditions on common noise\n\n"
-            f"{markdown_table(pd.DataFrame(rows).round(3))}\n\n"
-            "## All 36 pixels covered at once (32 MC groups)\n\n"
-            f"{markdown_table(pd.DataFrame([bands]).round(3))}\n")
+    text = (
+        f"# Coverage of comparison intervals (nominal 95%, {args.reps} seeded runs per cell, binomial SE "
+        f"{se:.3f})\n\n`python benchmarks/comparison_coverage.py --reps {args.reps}`\n\n"
+        "## Proportions (Wilson on n_eff) and differences (Newcombe), four conditions on common noise\n\n"
+        f"{markdown_table(pd.DataFrame(rows).round(3))}\n\n"
+        "## All 36 pixels covered at once (32 MC groups)\n\n"
+        f"{markdown_table(pd.DataFrame([bands]).round(3))}\n"
+    )
     out = Path(__file__).resolve().parent / "results" / "comparisons"
     out.mkdir(parents=True, exist_ok=True)
     (out / "coverage.md").write_text(text)
-    (out / "coverage.json").write_text(json.dumps({"reps": args.reps, "proportions": rows, "pixel_bands": bands}, indent=1))
+    (out / "coverage.json").write_text(
+        json.dumps({"reps": args.reps, "proportions": rows, "pixel_bands": bands}, indent=1)
+    )
     print(text)
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from uqdiff.estimators.results import markdown_table
 from uqdiff.inverse import measure
-from uqdiff.inverse.problems import TASKS, ground_truths, solver_factory
-from uqdiff.results import markdown_table
+from uqdiff.models.problems import TASKS, ground_truths, solver_factory
 from uqdiff.samplers.posterior import DPS_ZETA
 from uqdiff.statistics import PSNR
 
@@ -38,16 +38,24 @@ def main() -> None:
         for label, zeta in (("unscaled", DPS_ZETA[task]), ("default", DPS_ZETA[task] * math.sqrt(1000 / STEPS))):
             g = solver_factory("fashion", "dps", steps=STEPS, zeta=zeta)(m)
             out = g(torch.randn(SAMPLES, *g.noise_shape, generator=torch.Generator().manual_seed(0)))
-            rows.append({"task": task, "zeta": label, "value": round(zeta, 3), "naive_psnr": float(psnr(m.naive)[0]),
-                         "sample_psnr": float(psnr(out).mean()),
-                         "posterior_mean_psnr": float(psnr(out.mean(0, keepdim=True))[0])})
+            rows.append(
+                {
+                    "task": task,
+                    "zeta": label,
+                    "value": round(zeta, 3),
+                    "naive_psnr": float(psnr(m.naive)[0]),
+                    "sample_psnr": float(psnr(out).mean()),
+                    "posterior_mean_psnr": float(psnr(out.mean(0, keepdim=True))[0]),
+                }
+            )
             print(rows[-1], flush=True)
     table = markdown_table(pd.DataFrame(rows).round(2))
     out_dir = Path(__file__).resolve().parent / "results" / "inverse"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "dps_step_size.md").write_text(
         f"# DPS step size at {STEPS} steps\n\n`python benchmarks/dps_step_size.py` (Fashion-MNIST test image "
-        f"{source['test_indices'][0]}, {SAMPLES} samples per row, seed 0)\n\n{table}\n")
+        f"{source['test_indices'][0]}, {SAMPLES} samples per row, seed 0)\n\n{table}\n"
+    )
     (out_dir / "dps_step_size.json").write_text(json.dumps(rows, indent=1))
     print(table)
 

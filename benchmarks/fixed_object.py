@@ -12,7 +12,7 @@ all with the same deterministic DDIM sampler of the project's Fashion DDPM
   isolates what the repulsive coupling adds once the foreground is optimized (paired
   differences per image, with paired t intervals, in a second table).
 
-Metrics on [0, 1] pixels (uqdiff.fixed_object.fixed_object_metrics): L2-B
+Metrics on [0, 1] pixels (uqdiff.estimators.fixed_object.fixed_object_metrics): L2-B
 (pairwise background L2, higher = more diverse), RMSE-F (foreground RMSE,
 lower = more faithful), Boundary-TV in the 5-pixel band (lower = smoother).
 Each is summarized over images as mean (SD) and a 95% t interval.
@@ -27,9 +27,8 @@ import argparse
 import time
 
 import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
-from _common import add_common_arguments, device_name, write_results
-
 import matplotlib
+from _common import add_common_arguments, device_name, write_results
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -38,27 +37,61 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from scipy import stats as sps  # noqa: E402
 
-from uqdiff._rng import group_rng, substream  # noqa: E402
-from uqdiff.accumulator import Moments  # noqa: E402
-from uqdiff.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
-from uqdiff.fixed_object import ddim_sample, fixed_object_gallery, fixed_object_metrics  # noqa: E402
+from uqdiff.designs.seeds import group_rng, substream  # noqa: E402
+from uqdiff.estimators.accumulator import Moments  # noqa: E402
+from uqdiff.estimators.fixed_object import ddim_sample, fixed_object_gallery, fixed_object_metrics  # noqa: E402
+from uqdiff.estimators.results import StatisticResult, markdown_table  # noqa: E402
 from uqdiff.models.fashion import fashion_prior  # noqa: E402
-from uqdiff.results import StatisticResult, markdown_table  # noqa: E402
+from uqdiff.models.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
 
 METRICS = {"l2_background": "L2-B", "rmse_foreground": "RMSE-F", "boundary_tv": "Boundary-TV"}
 #: The paper's numbers, mean (SD), for shape comparison only (SD1.5 / an LSUN pixel DDPM, bedroom images, bed masks).
 PAPER = [
-    {"table": "9 (ddpm-bedroom-256, K=4)", "method": "DDIM inv.", "L2-B": "-", "RMSE-F": "0.20 (0.06)", "Boundary-TV": "0.015 (0.006)"},
-    {"table": "9 (ddpm-bedroom-256, K=4)", "method": "Object-inv. + random BG", "L2-B": "0.22 (0.09)", "RMSE-F": "0.32 (0.08)", "Boundary-TV": "0.017 (0.011)"},
-    {"table": "9 (ddpm-bedroom-256, K=4)", "method": "ours, 100 steps", "L2-B": "0.25 (0.10)", "RMSE-F": "0.05 (0.02)", "Boundary-TV": "0.039 (0.014)"},
-    {"table": "2 (SD1.5, K=8)", "method": "DDIM inv.", "L2-B": "0 (0)", "RMSE-F": "0.09 (0.03)", "Boundary-TV": "0.015 (0.006)"},
-    {"table": "2 (SD1.5, K=8)", "method": "Object-inv. + random BG", "L2-B": "0.05 (0.01)", "RMSE-F": "0.14 (0.03)", "Boundary-TV": "0.023 (0.011)"},
-    *[{"table": "8 (SD1.5, K=8)", "method": f"ours, {s} steps", "L2-B": l2, "RMSE-F": rmse, "Boundary-TV": tv}
-      for s, l2, rmse, tv in [(10, "0.045 (0.013)", "0.086 (0.025)", "0.012 (0.004)"),
-                              (20, "0.040 (0.014)", "0.072 (0.021)", "0.012 (0.004)"),
-                              (30, "0.037 (0.014)", "0.065 (0.019)", "0.012 (0.004)"),
-                              (50, "0.033 (0.015)", "0.057 (0.016)", "0.012 (0.004)"),
-                              (100, "0.029 (0.016)", "0.048 (0.014)", "0.013 (0.004)")]],
+    {
+        "table": "9 (ddpm-bedroom-256, K=4)",
+        "method": "DDIM inv.",
+        "L2-B": "-",
+        "RMSE-F": "0.20 (0.06)",
+        "Boundary-TV": "0.015 (0.006)",
+    },
+    {
+        "table": "9 (ddpm-bedroom-256, K=4)",
+        "method": "Object-inv. + random BG",
+        "L2-B": "0.22 (0.09)",
+        "RMSE-F": "0.32 (0.08)",
+        "Boundary-TV": "0.017 (0.011)",
+    },
+    {
+        "table": "9 (ddpm-bedroom-256, K=4)",
+        "method": "ours, 100 steps",
+        "L2-B": "0.25 (0.10)",
+        "RMSE-F": "0.05 (0.02)",
+        "Boundary-TV": "0.039 (0.014)",
+    },
+    {
+        "table": "2 (SD1.5, K=8)",
+        "method": "DDIM inv.",
+        "L2-B": "0 (0)",
+        "RMSE-F": "0.09 (0.03)",
+        "Boundary-TV": "0.015 (0.006)",
+    },
+    {
+        "table": "2 (SD1.5, K=8)",
+        "method": "Object-inv. + random BG",
+        "L2-B": "0.05 (0.01)",
+        "RMSE-F": "0.14 (0.03)",
+        "Boundary-TV": "0.023 (0.011)",
+    },
+    *[
+        {"table": "8 (SD1.5, K=8)", "method": f"ours, {s} steps", "L2-B": l2, "RMSE-F": rmse, "Boundary-TV": tv}
+        for s, l2, rmse, tv in [
+            (10, "0.045 (0.013)", "0.086 (0.025)", "0.012 (0.004)"),
+            (20, "0.040 (0.014)", "0.072 (0.021)", "0.012 (0.004)"),
+            (30, "0.037 (0.014)", "0.065 (0.019)", "0.012 (0.004)"),
+            (50, "0.033 (0.015)", "0.057 (0.016)", "0.012 (0.004)"),
+            (100, "0.029 (0.016)", "0.048 (0.014)", "0.013 (0.004)"),
+        ]
+    ],
 ]
 
 
@@ -88,8 +121,9 @@ def summarize(per_image: pd.DataFrame, methods: list[str]) -> tuple[pd.DataFrame
         row = {"method": method, "images": len(part)}
         for key, label in METRICS.items():
             values = part[key].to_numpy(np.float64)
-            r = StatisticResult.from_moments(Moments.of(values, np.zeros_like(values)), statistic=label,
-                                             design=method, group_size=1)
+            r = StatisticResult.from_moments(
+                Moments.of(values, np.zeros_like(values)), statistic=label, design=method, group_size=1
+            )
             row[label] = f"{r.estimate:.3f} ({values.std(ddof=1):.3f})"
             row[f"{label} 95% CI"] = f"{r.low:.3f} .. {r.high:.3f}"
             raw.setdefault(method, {})[label] = {**r.to_dict(), "sd": float(values.std(ddof=1))}
@@ -101,8 +135,8 @@ def paired_differences(per_image: pd.DataFrame, steps: list[int]) -> pd.DataFram
     """Per Adam step, ours minus random BG per image (same image, same draws but the coupling): paired t."""
     rows = []
     for s in steps:
-        ours = "ours, %d steps" % s if s else "Object-inv. + repulsive BG"
-        rnd = "random BG, %d steps" % s if s else "Object-inv. + random BG"
+        ours = f"ours, {s} steps" if s else "Object-inv. + repulsive BG"
+        rnd = f"random BG, {s} steps" if s else "Object-inv. + random BG"
         a = per_image[per_image["method"] == ours].set_index("image")
         b = per_image[per_image["method"] == rnd].set_index("image")
         row = {"Adam steps": s, "images": len(a)}
@@ -119,13 +153,19 @@ def paired_differences(per_image: pd.DataFrame, steps: list[int]) -> pd.DataFram
 
 def plot_galleries(path, examples: list[dict], steps: tuple[int, int], k: int) -> None:
     """Per example image: input, mask, DDIM inv., the K images of random BG, of ours at the first and last step."""
-    groups = [("Object-inv. + random BG", "random"), (f"ours, {steps[0]} steps", steps[0]),
-              (f"ours, {steps[1]} steps", steps[1])]
+    groups = [
+        ("Object-inv. + random BG", "random"),
+        (f"ours, {steps[0]} steps", steps[0]),
+        (f"ours, {steps[1]} steps", steps[1]),
+    ]
     cols = 3 + k * len(groups)
     fig, axes = plt.subplots(len(examples), cols, figsize=(cols * 0.9, len(examples) * 1.15 + 0.4), squeeze=False)
     for row, ex in zip(axes, examples):
-        panels = [("input", ex["image"][0]), ("mask", ex["image"][0] * 0.5 - 0.5 + ex["mask"].float()),
-                  ("DDIM inv.", ex["ddim_inv"][0, 0])]
+        panels = [
+            ("input", ex["image"][0]),
+            ("mask", ex["image"][0] * 0.5 - 0.5 + ex["mask"].float()),
+            ("DDIM inv.", ex["ddim_inv"][0, 0]),
+        ]
         for title, key in groups:
             panels += [(title if i == 0 else "", ex[key][i, 0]) for i in range(k)]
         for ax, (title, img) in zip(row, panels):
@@ -145,12 +185,25 @@ def plot_tradeoff(path, raw: dict, steps: list[int]) -> None:
     for ax, label in zip(axes, METRICS.values()):
         ours = [raw[f"ours, {s} steps" if s else "Object-inv. + repulsive BG"][label] for s in steps]
         est = np.array([r["estimate"] for r in ours])
-        ax.errorbar(steps, est, yerr=[est - [r["low"] for r in ours], [r["high"] for r in ours] - est],
-                    marker="o", capsize=3, label="ours (step 0: repulsive BG start)")
+        ax.errorbar(
+            steps,
+            est,
+            yerr=[est - [r["low"] for r in ours], [r["high"] for r in ours] - est],
+            marker="o",
+            capsize=3,
+            label="ours (step 0: repulsive BG start)",
+        )
         rnd = [raw[f"random BG, {s} steps" if s else "Object-inv. + random BG"][label] for s in steps]
         est = np.array([r["estimate"] for r in rnd])
-        ax.errorbar(np.array(steps) + 1.5, est, yerr=[est - [r["low"] for r in rnd], [r["high"] for r in rnd] - est],
-                    marker="s", capsize=3, color="C1", label="same Adam steps from random BG")
+        ax.errorbar(
+            np.array(steps) + 1.5,
+            est,
+            yerr=[est - [r["low"] for r in rnd], [r["high"] for r in rnd] - est],
+            marker="s",
+            capsize=3,
+            color="C1",
+            label="same Adam steps from random BG",
+        )
         ax.axhline(raw["DDIM inv."][label]["estimate"], ls=":", color="gray", label="DDIM inv.")
         ax.set_xlabel("Adam steps on the foreground noise")
         ax.set_title(label + (" (higher = more diverse)" if label == "L2-B" else " (lower = better)"), fontsize=9)
@@ -166,7 +219,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps of sampling and inversion (default 20)")
     parser.add_argument("--k", type=int, default=4, help="gallery size K (default 4)")
     parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate (default 0.01)")
-    parser.add_argument("--checkpoints", default="10,20,30,50,100", help="Adam steps to evaluate (default 10,20,30,50,100)")
+    parser.add_argument(
+        "--checkpoints", default="10,20,30,50,100", help="Adam steps to evaluate (default 10,20,30,50,100)"
+    )
     parser.add_argument("--mask-size", type=int, default=14, help="side of the central square mask (default 14)")
     parser.add_argument("--band", type=int, default=5, help="Boundary-TV band width in pixels (default 5)")
     parser.add_argument("--examples", type=int, default=3, help="images shown in the gallery figure (default 3)")
@@ -189,33 +244,73 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     records, examples, saved, seconds = [], [], {}, {"ours": 0.0, "random BG + Adam": 0.0, "baselines": 0.0}
     for j, (x, test_index, label) in enumerate(zip(images, indices, labels)):
         start = time.perf_counter()
-        ours = fixed_object_gallery(prior, x, mask, k=args.k, optimization_steps=checkpoints, lr=args.lr,
-                                    background="repulsive", seed=args.seed, index=j)
+        ours = fixed_object_gallery(
+            prior,
+            x,
+            mask,
+            k=args.k,
+            optimization_steps=checkpoints,
+            lr=args.lr,
+            background="repulsive",
+            seed=args.seed,
+            index=j,
+        )
         seconds["ours"] += time.perf_counter() - start
         start = time.perf_counter()
-        random_bg = fixed_object_gallery(prior, x, mask, k=args.k, optimization_steps=checkpoints, lr=args.lr,
-                                         background="independent", seed=args.seed, index=j)
+        random_bg = fixed_object_gallery(
+            prior,
+            x,
+            mask,
+            k=args.k,
+            optimization_steps=checkpoints,
+            lr=args.lr,
+            background="independent",
+            seed=args.seed,
+            index=j,
+        )
         seconds["random BG + Adam"] += time.perf_counter() - start
         start = time.perf_counter()
         with torch.no_grad():
             ddim_inv = ddim_sample(prior, ours.inverted_noise[None].to(prior.device)).cpu()
         seconds["baselines"] += time.perf_counter() - start
-        galleries = {"DDIM inv.": ddim_inv.expand(args.k, *ddim_inv.shape[1:]),
-                     "Object-inv. + random BG": random_bg.galleries[0],
-                     **{f"ours, {s} steps" if s else "Object-inv. + repulsive BG": ours.galleries[s] for s in ours_steps},
-                     **{f"random BG, {s} steps": random_bg.galleries[s] for s in checkpoints}}
+        galleries = {
+            "DDIM inv.": ddim_inv.expand(args.k, *ddim_inv.shape[1:]),
+            "Object-inv. + random BG": random_bg.galleries[0],
+            **{f"ours, {s} steps" if s else "Object-inv. + repulsive BG": ours.galleries[s] for s in ours_steps},
+            **{f"random BG, {s} steps": random_bg.galleries[s] for s in checkpoints},
+        }
         saved[j] = torch.stack(list(galleries.values()))
         for method, gallery in galleries.items():
             m = fixed_object_metrics(gallery, x, mask, width=args.band)
-            records.append({"image": j, "test_index": test_index, "class": FASHION_MNIST_CLASSES[label],
-                            "method": method, **vars(m)})
-        print(f"image {j} (test {test_index}, {FASHION_MNIST_CLASSES[label]}): loss {ours.loss[0]:.1f} -> "
-              f"{ours.loss[-1]:.1f}; " + ", ".join(f"{r['method']}: RMSE-F {r['rmse_foreground']:.3f} "
-                                                  f"L2-B {r['l2_background']:.3f}" for r in records[-len(galleries):]),
-              flush=True)
+            records.append(
+                {
+                    "image": j,
+                    "test_index": test_index,
+                    "class": FASHION_MNIST_CLASSES[label],
+                    "method": method,
+                    **vars(m),
+                }
+            )
+        print(
+            f"image {j} (test {test_index}, {FASHION_MNIST_CLASSES[label]}): loss {ours.loss[0]:.1f} -> "
+            f"{ours.loss[-1]:.1f}; "
+            + ", ".join(
+                f"{r['method']}: RMSE-F {r['rmse_foreground']:.3f} L2-B {r['l2_background']:.3f}"
+                for r in records[-len(galleries) :]
+            ),
+            flush=True,
+        )
         if j < args.examples:
-            examples.append({"label": FASHION_MNIST_CLASSES[label], "image": x, "mask": mask, "ddim_inv": ddim_inv,
-                             "random": random_bg.galleries[0], **{s: ours.galleries[s] for s in ours_steps}})
+            examples.append(
+                {
+                    "label": FASHION_MNIST_CLASSES[label],
+                    "image": x,
+                    "mask": mask,
+                    "ddim_inv": ddim_inv,
+                    "random": random_bg.galleries[0],
+                    **{s: ours.galleries[s] for s in ours_steps},
+                }
+            )
 
     per_image = pd.DataFrame(records)
     methods = list(dict.fromkeys(per_image["method"]))
@@ -226,13 +321,19 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     name = "fixed_object_quick" if args.quick else "fixed_object"
     args.out.mkdir(parents=True, exist_ok=True)
     # every gallery, (images, methods, K, 1, 28, 28), so the metrics can be recomputed without the model
-    np.savez_compressed(args.out / f"{name}_galleries.npz", galleries=torch.stack(list(saved.values())).numpy(),
-                        methods=np.array(methods), test_indices=np.array(indices), mask=mask.numpy())
+    np.savez_compressed(
+        args.out / f"{name}_galleries.npz",
+        galleries=torch.stack(list(saved.values())).numpy(),
+        methods=np.array(methods),
+        test_indices=np.array(indices),
+        mask=mask.numpy(),
+    )
     plot_galleries(args.out / f"{name}_galleries.png", examples, (checkpoints[0], checkpoints[-1]), args.k)
     plot_tradeoff(args.out / f"{name}_tradeoff.png", raw, ours_steps)
     adam_steps = args.images * checkpoints[-1]  # per arm
     write_results(
-        args.out, name,
+        args.out,
+        name,
         title="Fixed-object background generation on Fashion-MNIST (coupling paper, sec. 4.2)",
         intro=[
             f"{args.images} Fashion-MNIST test images (seeded choice cycling through the classes: "
@@ -250,13 +351,26 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             f"background, {seconds['baselines']:.0f} s for the other baselines.",
         ],
         table=markdown_table(table) + "\n\nThe paper's numbers (other models and data; for the shape of the "
-        "trade-off, not for equality):\n\n" + markdown_table(pd.DataFrame(PAPER))
+        "trade-off, not for equality):\n\n"
+        + markdown_table(pd.DataFrame(PAPER))
         + "\n\nWhat the repulsive background adds at equal optimization: per image, ours minus random BG after the "
         "same Adam steps (step 0: the two starts), mean difference over images with a paired 95% t interval and "
         "two-sided p-value:\n\n" + markdown_table(paired),
-        data={"seed": args.seed, "steps": args.steps, "k": args.k, "lr": args.lr, "checkpoints": checkpoints,
-              "mask_size": args.mask_size, "band": args.band, "test_indices": indices, "seconds": seconds,
-              "summary": raw, "paired": paired.to_dict("records"), "per_image": records, "paper": PAPER},
+        data={
+            "seed": args.seed,
+            "steps": args.steps,
+            "k": args.k,
+            "lr": args.lr,
+            "checkpoints": checkpoints,
+            "mask_size": args.mask_size,
+            "band": args.band,
+            "test_indices": indices,
+            "seconds": seconds,
+            "summary": raw,
+            "paired": paired.to_dict("records"),
+            "per_image": records,
+            "paper": PAPER,
+        },
         notes=[
             "Step 0 of ours (Object-inv. + repulsive BG) differs from Object-inv. + random BG only in the "
             "background coupling: the same inverted foreground noise and the same underlying Gaussian draws.",

@@ -35,12 +35,19 @@ import torch
 from scipy import stats as sps
 
 from uqdiff.designs import Equicorrelated, KAntithetic, NoiseDesign
-from uqdiff.estimate import design_seed
-from uqdiff.gallery import (GalleryDifference, GalleryMean, MeanPairwiseCosine, MeanPairwiseL2, MeanPairwiseSSIM,
-                            Vendi, estimate_gallery)
+from uqdiff.estimators.estimate import design_seed
+from uqdiff.estimators.gallery import GalleryDifference, estimate_gallery
+from uqdiff.estimators.results import markdown_table
 from uqdiff.models.classifier import load_fashion_classifier
-from uqdiff.results import markdown_table
-from uqdiff.statistics import Brightness, Contrast
+from uqdiff.statistics import (
+    Brightness,
+    Contrast,
+    GalleryMean,
+    MeanPairwiseCosine,
+    MeanPairwiseL2,
+    MeanPairwiseSSIM,
+    Vendi,
+)
 
 GALLERY_SIZES = (2, 3, 4, 5)
 CORRELATIONS = (0.0, -0.125, -0.25, -0.375, -0.5)
@@ -48,12 +55,23 @@ DIVERSITY = ("L2", "SSIM", "MSS", "Vendi")
 SINGLE = ("brightness", "contrast", "confidence")
 HIGHER_IS_MORE_DIVERSE = {"L2": True, "SSIM": False, "MSS": False, "Vendi": True}
 #: SD1.5 over COCO prompts (tables 5 and 6 of the coupling paper): L2, MSS, Vendi.
-PAPER_TABLE5 = {(2, "iid"): (0.1276, 0.1550, 1.9679), (2, "repulsive"): (0.1911, 0.1414, 1.9721),
-                (3, "iid"): (0.1267, 0.1504, 2.9136), (3, "repulsive"): (0.1567, 0.1370, 2.9255),
-                (4, "iid"): (0.1260, 0.1502, 3.8372), (4, "repulsive"): (0.1458, 0.1426, 3.8519),
-                (5, "iid"): (0.1257, 0.1497, 4.7419), (5, "repulsive"): (0.1421, 0.1439, 4.7592)}
-PAPER_TABLE6 = {0.0: (0.1283, 0.1542, 2.9066), -0.125: (0.1353, 0.1429, 2.9176), -0.25: (0.1428, 0.1447, 2.9204),
-                -0.375: (0.1497, 0.1332, 2.9300), -0.5: (0.1574, 0.1346, 2.9281)}
+PAPER_TABLE5 = {
+    (2, "iid"): (0.1276, 0.1550, 1.9679),
+    (2, "repulsive"): (0.1911, 0.1414, 1.9721),
+    (3, "iid"): (0.1267, 0.1504, 2.9136),
+    (3, "repulsive"): (0.1567, 0.1370, 2.9255),
+    (4, "iid"): (0.1260, 0.1502, 3.8372),
+    (4, "repulsive"): (0.1458, 0.1426, 3.8519),
+    (5, "iid"): (0.1257, 0.1497, 4.7419),
+    (5, "repulsive"): (0.1421, 0.1439, 4.7592),
+}
+PAPER_TABLE6 = {
+    0.0: (0.1283, 0.1542, 2.9066),
+    -0.125: (0.1353, 0.1429, 2.9176),
+    -0.25: (0.1428, 0.1447, 2.9204),
+    -0.375: (0.1497, 0.1332, 2.9300),
+    -0.5: (0.1574, 0.1346, 2.9281),
+}
 
 
 def gallery_statistics() -> dict:
@@ -68,9 +86,12 @@ def gallery_statistics() -> dict:
         return classifier.predict_proba(x).max(dim=1).values
 
     return {
-        "L2": MeanPairwiseL2(), "SSIM": MeanPairwiseSSIM(), "MSS": MeanPairwiseCosine(features=features),
+        "L2": MeanPairwiseL2(),
+        "SSIM": MeanPairwiseSSIM(),
+        "MSS": MeanPairwiseCosine(features=features),
         "Vendi": Vendi(features=features),
-        "brightness": GalleryMean(Brightness()), "contrast": GalleryMean(Contrast()),
+        "brightness": GalleryMean(Brightness()),
+        "contrast": GalleryMean(Contrast()),
         "confidence": GalleryMean(confidence, name="confidence"),
     }
 
@@ -81,11 +102,17 @@ def design_for(k: int, c: float) -> NoiseDesign:
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--galleries", type=int, default=180, help="galleries per design (default 180)")
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps (default 20)")
-    parser.add_argument("--tables-from", type=Path, default=None,
-                        help="rebuild the tables and plot from a finished run's JSON instead of sampling")
+    parser.add_argument(
+        "--tables-from",
+        type=Path,
+        default=None,
+        help="rebuild the tables and plot from a finished run's JSON instead of sampling",
+    )
     _common.add_common_arguments(parser, "gallery")
     args = parser.parse_args(argv)
     if args.quick:
@@ -120,17 +147,39 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     out = args.out
     name = "ablation_quick" if args.quick else "ablation"
     _common.write_results(
-        out, name, title="Gallery diversity vs gallery size and correlation (coupling paper tables 5, 6; prop. 3.2)",
-        intro=[f"Model: {model}. {args.galleries} galleries per design, each design on its own stream from seed "
-               f"{args.seed}; 95% t intervals over the iid gallery values; differences from the iid design of the "
-               "same K are Welch t intervals with two-sided p-values. Paper: SD1.5 over COCO prompts (L2, MSS, Vendi).",
-               "", f"Galleries sampled by {sampled_by}."],
-        table="\n\n".join(["## Table 5: gallery size", table5, "## Table 6: correlation at K = 3", table6,
-                           "## Proposition 3.2: single-image statistics (gallery means)", prop32,
-                           "## Proposition 3.2: one E[S] for all designs (Cochran's Q)", q]),
-        data={"model": model, "sampled_by": sampled_by, "galleries": args.galleries, "steps": args.steps, "seed": args.seed,
-              "rows": frame.to_dict("records"), "seconds": seconds},
-        notes=notes)
+        out,
+        name,
+        title="Gallery diversity vs gallery size and correlation (coupling paper tables 5, 6; prop. 3.2)",
+        intro=[
+            f"Model: {model}. {args.galleries} galleries per design, each design on its own stream from seed "
+            f"{args.seed}; 95% t intervals over the iid gallery values; differences from the iid design of the "
+            "same K are Welch t intervals with two-sided p-values. Paper: SD1.5 over COCO prompts (L2, MSS, Vendi).",
+            "",
+            f"Galleries sampled by {sampled_by}.",
+        ],
+        table="\n\n".join(
+            [
+                "## Table 5: gallery size",
+                table5,
+                "## Table 6: correlation at K = 3",
+                table6,
+                "## Proposition 3.2: single-image statistics (gallery means)",
+                prop32,
+                "## Proposition 3.2: one E[S] for all designs (Cochran's Q)",
+                q,
+            ]
+        ),
+        data={
+            "model": model,
+            "sampled_by": sampled_by,
+            "galleries": args.galleries,
+            "steps": args.steps,
+            "seed": args.seed,
+            "rows": frame.to_dict("records"),
+            "seconds": seconds,
+        },
+        notes=notes,
+    )
     plot(frame, out / f"{name}.png")
     return frame
 
@@ -145,8 +194,14 @@ def run(args) -> tuple[pd.DataFrame, dict[str, float], str]:
     for k, c in dict.fromkeys(cells):  # unique cells, in order
         design = design_for(k, c)
         start = time.perf_counter()
-        runs[k, c] = estimate_gallery(generator, stats, design=design, budget=args.galleries * k,
-                                      seed=design_seed(args.seed, design), batch_size=60)
+        runs[k, c] = estimate_gallery(
+            generator,
+            stats,
+            design=design,
+            budget=args.galleries * k,
+            seed=design_seed(args.seed, design),
+            batch_size=60,
+        )
         seconds[f"K={k} c={c:g}"] = time.perf_counter() - start
         print(f"K={k} c={c:+.3f} {design.name}: {seconds[f'K={k} c={c:g}']:.0f} s", flush=True)
     rows = []
@@ -154,14 +209,22 @@ def run(args) -> tuple[pd.DataFrame, dict[str, float], str]:
         for stat in (*DIVERSITY, *SINGLE):
             r = result[stat]
             d = GalleryDifference.welch(r, runs[k, 0.0][stat]) if c != 0.0 else None
-            rows.append({
-                "K": k, "c": c, "design": result.design, "statistic": stat, "galleries": r.n_groups,
-                "estimate": r.estimate, "low": r.low, "high": r.high,
-                "diff vs iid": None if d is None else d.difference,
-                "diff low": None if d is None else d.confidence_interval.low,
-                "diff high": None if d is None else d.confidence_interval.high,
-                "p": None if d is None else d.p_value,
-            })
+            rows.append(
+                {
+                    "K": k,
+                    "c": c,
+                    "design": result.design,
+                    "statistic": stat,
+                    "galleries": r.n_groups,
+                    "estimate": r.estimate,
+                    "low": r.low,
+                    "high": r.high,
+                    "diff vs iid": None if d is None else d.difference,
+                    "diff low": None if d is None else d.confidence_interval.low,
+                    "diff high": None if d is None else d.confidence_interval.high,
+                    "p": None if d is None else d.p_value,
+                }
+            )
     return pd.DataFrame(rows), seconds, model
 
 
@@ -178,9 +241,17 @@ def homogeneity(frame: pd.DataFrame) -> str:
         w = 1.0 / se**2
         pooled = float((w * part["estimate"]).sum() / w.sum())
         q = float((w * (part["estimate"] - pooled) ** 2).sum())
-        rows.append({"statistic": stat, "designs": len(part), "pooled E[S]": round(pooled, 4),
-                     "largest |z|": round(float((abs(part["estimate"] - pooled) / se).max()), 2),
-                     "Q": round(q, 2), "df": len(part) - 1, "p": round(float(sps.chi2.sf(q, len(part) - 1)), 3)})
+        rows.append(
+            {
+                "statistic": stat,
+                "designs": len(part),
+                "pooled E[S]": round(pooled, 4),
+                "largest |z|": round(float((abs(part["estimate"] - pooled) / se).max()), 2),
+                "Q": round(q, 2),
+                "df": len(part) - 1,
+                "p": round(float(sps.chi2.sf(q, len(part) - 1)), 3),
+            }
+        )
     return markdown_table(pd.DataFrame(rows))
 
 
@@ -239,7 +310,10 @@ def plot(frame: pd.DataFrame, path) -> None:
     fig, axes = plt.subplots(2, len(DIVERSITY), figsize=(3.4 * len(DIVERSITY), 6.4))
     for j, stat in enumerate(DIVERSITY):
         ax = axes[0, j]
-        for label, color, cs in (("iid", "tab:gray", [0.0] * 4), ("repulsive", "tab:red", [-1 / (k - 1) for k in GALLERY_SIZES])):
+        for label, color, cs in (
+            ("iid", "tab:gray", [0.0] * 4),
+            ("repulsive", "tab:red", [-1 / (k - 1) for k in GALLERY_SIZES]),
+        ):
             rows = [_cell(frame, k, c, stat) for k, c in zip(GALLERY_SIZES, cs)]
             est = np.array([r["estimate"] for r in rows])
             err = np.array([[e - r["low"], r["high"] - e] for r, e in zip(rows, est)]).T

@@ -23,18 +23,16 @@ import argparse
 import time
 
 import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
-from _common import add_common_arguments, write_results
-
 import numpy as np
 import pandas as pd
 import torch
+from _common import add_common_arguments, write_results
 from scipy import stats
 
 from uqdiff import IID, Antithetic, Equicorrelated, KAntithetic, SobolRQMC, estimate
-from uqdiff._rng import substream
-from uqdiff.generators import ClippedGaussianDDIM
-from uqdiff.generators import LinearGenerator
-from uqdiff.results import markdown_table, quantile
+from uqdiff.designs.seeds import substream
+from uqdiff.estimators.results import markdown_table, quantile
+from uqdiff.samplers import ClippedGaussianDDIM, LinearGenerator
 from uqdiff.statistics import PixelMean
 
 DESIGNS = [IID(), Antithetic(), KAntithetic(4), KAntithetic(8), Equicorrelated(4, -0.2), SobolRQMC(16)]
@@ -50,10 +48,13 @@ def problems() -> dict[str, tuple]:
     sd0 = float(np.sqrt(linear.output_cov[0, 0]))
     return {
         "clipped DDIM": (ddim, {"pixel mean": (PixelMean(value_range=(-1, 1)), ddim.true_pixel_mean())}),
-        "linear": (linear, {
-            "mean of x^2": (lambda x: (x**2).mean(dim=1), float(np.mean(a**2 + np.diag(linear.output_cov)))),
-            "x_0 > 0.5": (lambda x: (x[:, 0] > 0.5).double(), float(stats.norm.sf((0.5 - a[0]) / sd0))),
-        }),
+        "linear": (
+            linear,
+            {
+                "mean of x^2": (lambda x: (x**2).mean(dim=1), float(np.mean(a**2 + np.diag(linear.output_cov)))),
+                "x_0 > 0.5": (lambda x: (x[:, 0] > 0.5).double(), float(stats.norm.sf((0.5 - a[0]) / sd0))),
+            },
+        ),
     }
 
 
@@ -72,10 +73,19 @@ def coverage(generator, statistics: dict, design, *, reps: int, budget: int, see
     rows = []
     for name, (_, truth) in statistics.items():
         t_cov, n_cov = hits[name].mean(axis=0)
-        rows.append({"statistic": name, "truth": truth, "design": design.name, "groups": budget // design.group_size,
-                     "coverage t": t_cov, "SE": float(np.sqrt(t_cov * (1 - t_cov) / reps)),
-                     "coverage normal": n_cov, "mean width": float(widths[name].mean()),
-                     "within 95 +- 2%": bool(abs(t_cov - 0.95) <= 0.02)})
+        rows.append(
+            {
+                "statistic": name,
+                "truth": truth,
+                "design": design.name,
+                "groups": budget // design.group_size,
+                "coverage t": t_cov,
+                "SE": float(np.sqrt(t_cov * (1 - t_cov) / reps)),
+                "coverage normal": n_cov,
+                "mean width": float(widths[name].mean()),
+                "within 95 +- 2%": bool(abs(t_cov - 0.95) <= 0.02),
+            }
+        )
     return rows
 
 
@@ -94,28 +104,42 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     rows = []
     for p, (problem, (generator, statistics)) in enumerate(problems().items()):
         for d, design in enumerate(DESIGNS):
-            for row in coverage(generator, statistics, design, reps=args.reps, budget=args.budget,
-                                seed=substream(args.seed, p, d)):
+            for row in coverage(
+                generator, statistics, design, reps=args.reps, budget=args.budget, seed=substream(args.seed, p, d)
+            ):
                 rows.append({"problem": problem, **row})
-                print(f"{problem:>13} {row['statistic']:>12} {design.name:>28}: t {row['coverage t']:.3f} "
-                      f"+- {row['SE']:.3f}, normal {row['coverage normal']:.3f}", flush=True)
+                print(
+                    f"{problem:>13} {row['statistic']:>12} {design.name:>28}: t {row['coverage t']:.3f} "
+                    f"+- {row['SE']:.3f}, normal {row['coverage normal']:.3f}",
+                    flush=True,
+                )
     seconds = time.perf_counter() - start
     frame = pd.DataFrame(rows)
     within = int(frame["within 95 +- 2%"].sum())
     print(f"\n{within} of {len(frame)} (design, statistic) cells within 95% +- 2%; {seconds:.0f} s")
 
     write_results(
-        args.out, "coverage_quick" if args.quick else "coverage",
+        args.out,
+        "coverage_quick" if args.quick else "coverage",
         title="Coverage of 95% intervals on problems with known truth",
-        intro=[f"{args.reps} repetitions per cell, budget {args.budget} model evaluations each, seed {args.seed}; "
-               f"{seconds:.0f} s. Target: 95% +- 2%. {within} of {len(frame)} cells within it (t interval).",
-               "coverage t: uqdiff's default interval (Student-t, groups - 1 df); coverage normal: the same runs "
-               "with the normal quantile; SE: binomial standard error of coverage t."],
+        intro=[
+            f"{args.reps} repetitions per cell, budget {args.budget} model evaluations each, seed {args.seed}; "
+            f"{seconds:.0f} s. Target: 95% +- 2%. {within} of {len(frame)} cells within it (t interval).",
+            "coverage t: uqdiff's default interval (Student-t, groups - 1 df); coverage normal: the same runs "
+            "with the normal quantile; SE: binomial standard error of coverage t.",
+        ],
         table=markdown_table(frame),
-        data={"reps": args.reps, "budget": args.budget, "seed": args.seed, "seconds": seconds,
-              "rows": frame.to_dict(orient="records")},
-        notes=["Antithetic designs are worse than MC on 'mean of x^2' (an even function of z): a valid interval, "
-               "just wider; coverage must hold either way."],
+        data={
+            "reps": args.reps,
+            "budget": args.budget,
+            "seed": args.seed,
+            "seconds": seconds,
+            "rows": frame.to_dict(orient="records"),
+        },
+        notes=[
+            "Antithetic designs are worse than MC on 'mean of x^2' (an even function of z): a valid interval, "
+            "just wider; coverage must hold either way."
+        ],
     )
     return frame
 

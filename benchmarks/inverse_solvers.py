@@ -25,18 +25,25 @@ import pandas as pd
 import torch
 
 from uqdiff.designs import fit_to_generator, parse_design
+from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.solvers import evaluate_solver
 from uqdiff.inverse import measure
-from uqdiff.inverse.evaluate import evaluate_solver
-from uqdiff.results import markdown_table
-from uqdiff.inverse.problems import TASKS, ground_truths, solver_factory
+from uqdiff.models.problems import TASKS, ground_truths, solver_factory
 
 RESULTS = Path(__file__).resolve().parent / "results" / "inverse"
 
 # Paper 001, table 3 (DPS on CelebA-HQ 256 px, 200 images x 50 samples): efficiency (CI_MC / CI)^2 of AMC.
-PAPER_TABLE3 = {("inpainting", "l1"): 1.54, ("inpainting", "psnr"): 1.84, ("super_resolution", "l1"): 1.41,
-                ("super_resolution", "psnr"): 1.54, ("gaussian_blur", "l1"): 1.34, ("gaussian_blur", "psnr"): 1.56}
+PAPER_TABLE3 = {
+    ("inpainting", "l1"): 1.54,
+    ("inpainting", "psnr"): 1.84,
+    ("super_resolution", "l1"): 1.41,
+    ("super_resolution", "psnr"): 1.54,
+    ("gaussian_blur", "l1"): 1.34,
+    ("gaussian_blur", "psnr"): 1.56,
+}
 # Paper 001, section 5.2.2 (DDS on fastMRI): efficiency of AMC 1.44 (L1) and 1.37 (PSNR).
 PAPER_DDS = {"l1": 1.44, "psnr": 1.37}
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,9 +80,17 @@ def main(argv=None) -> int:
             probe = make(measure(truths[0], task, **TASKS[args.model][task]))  # RQMC goes on x_T of its stream
             designs = [fit_to_generator(parse_design(spec), probe) for spec in args.designs.split(",")]
             t0 = time.perf_counter()
-            ev = evaluate_solver(make, truths, task, samples_per_image=args.samples, designs=designs,
-                                 operator_params=TASKS[args.model][task], seed=args.seed,
-                                 batch_size=args.batch_size, name=solver.upper())
+            ev = evaluate_solver(
+                make,
+                truths,
+                task,
+                samples_per_image=args.samples,
+                designs=designs,
+                operator_params=TASKS[args.model][task],
+                seed=args.seed,
+                batch_size=args.batch_size,
+                name=solver.upper(),
+            )
             seconds = time.perf_counter() - t0
             print(ev.to_markdown(), f"({seconds:.0f} s)\n", flush=True)
             (out / f"{solver}_{task}.md").write_text(ev.to_markdown())
@@ -87,33 +102,84 @@ def main(argv=None) -> int:
             ]
             summaries.append(s)
             if not ev.correlations.empty:
-                correlations.append(ev.correlations.drop(columns=["image", "pairs"]).mean().to_frame().T.assign(
-                    solver=solver.upper(), task=task))
-            sanity.append(ev.sanity.drop(columns="image").mean().to_frame().T.assign(
-                solver=solver.upper(), task=task, images_beaten=int((ev.sanity.posterior_mean_psnr > ev.sanity.naive_psnr).sum()),
-                images=len(ev.sanity)))
+                correlations.append(
+                    ev.correlations.drop(columns=["image", "pairs"])
+                    .mean()
+                    .to_frame()
+                    .T.assign(solver=solver.upper(), task=task)
+                )
+            sanity.append(
+                ev.sanity.drop(columns="image")
+                .mean()
+                .to_frame()
+                .T.assign(
+                    solver=solver.upper(),
+                    task=task,
+                    images_beaten=int((ev.sanity.posterior_mean_psnr > ev.sanity.naive_psnr).sum()),
+                    images=len(ev.sanity),
+                )
+            )
             records.append({"solver": solver, "task": task, "seconds": round(seconds, 1)})
 
-    summary = pd.concat(summaries)[["solver", "task", "statistic", "design", "estimate", "width", "efficiency", "implied_efficiency", "paper_amc", "n_evaluations", "images"]]
-    lines = [f"# Inverse solvers on the {args.model} model", "",
-             f"Command: `python benchmarks/inverse_solvers.py {' '.join(argv if argv is not None else __import__('sys').argv[1:])}`",
-             f"Images: {len(truths)}, posterior samples per image and design: {args.samples}, steps: DPS {args.dps_steps}, "
-             f"DDS {args.dds_steps}, sigma_y 0.05, seed {args.seed}, device {_device()}, torch threads {args.threads}.",
-             f"Ground truth: {json.dumps(truth_info)}.", "",
-             "## CI widths and efficiency (CI_MC / CI)^2, averaged over images (table 3 structure)", "",
-             "`efficiency` compares with the independent MC run (table 3's definition); `implied_efficiency` is read "
-             "from the design's own run (marginal variance / (n se^2), pooled over images), which carries less sampling error.",
-             "`paper_amc`: paper 001's antithetic efficiency (table 3 for DPS on CelebA-HQ; section 5.2.2 for DDS on fastMRI).", "",
-             markdown_table(summary.round(4)), ""]
+    summary = pd.concat(summaries)[
+        [
+            "solver",
+            "task",
+            "statistic",
+            "design",
+            "estimate",
+            "width",
+            "efficiency",
+            "implied_efficiency",
+            "paper_amc",
+            "n_evaluations",
+            "images",
+        ]
+    ]
+    lines = [
+        f"# Inverse solvers on the {args.model} model",
+        "",
+        f"Command: `python benchmarks/inverse_solvers.py {' '.join(argv if argv is not None else __import__('sys').argv[1:])}`",
+        f"Images: {len(truths)}, posterior samples per image and design: {args.samples}, steps: DPS {args.dps_steps}, "
+        f"DDS {args.dds_steps}, sigma_y 0.05, seed {args.seed}, device {_device()}, torch threads {args.threads}.",
+        f"Ground truth: {json.dumps(truth_info)}.",
+        "",
+        "## CI widths and efficiency (CI_MC / CI)^2, averaged over images (table 3 structure)",
+        "",
+        "`efficiency` compares with the independent MC run (table 3's definition); `implied_efficiency` is read "
+        "from the design's own run (marginal variance / (n se^2), pooled over images), which carries less sampling error.",
+        "`paper_amc`: paper 001's antithetic efficiency (table 3 for DPS on CelebA-HQ; section 5.2.2 for DDS on fastMRI).",
+        "",
+        markdown_table(summary.round(4)),
+        "",
+    ]
     if correlations:
-        lines += ["## PN vs RR correlations of reconstruction errors (table 7 / 8 structure; paper: PN centralized about -0.72, RR about -0.01)", "",
-                  markdown_table(pd.concat(correlations).round(3)), ""]
-    lines += ["## Sanity: PSNR (dB) of the posterior mean vs the naive reconstruction, mean over images", "",
-              markdown_table(pd.concat(sanity).round(2)), "", "Wall time per solver and task: " +
-              ", ".join(f"{r['solver']}/{r['task']} {r['seconds']} s" for r in records), ""]
+        lines += [
+            "## PN vs RR correlations of reconstruction errors (table 7 / 8 structure; paper: PN centralized about -0.72, RR about -0.01)",
+            "",
+            markdown_table(pd.concat(correlations).round(3)),
+            "",
+        ]
+    lines += [
+        "## Sanity: PSNR (dB) of the posterior mean vs the naive reconstruction, mean over images",
+        "",
+        markdown_table(pd.concat(sanity).round(2)),
+        "",
+        "Wall time per solver and task: " + ", ".join(f"{r['solver']}/{r['task']} {r['seconds']} s" for r in records),
+        "",
+    ]
     (out / "summary.md").write_text("\n".join(lines))
-    (out / "summary.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "truth": truth_info,
-                                                  "timings": records, "summary": json.loads(summary.to_json(orient="records"))}, indent=1))
+    (out / "summary.json").write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "truth": truth_info,
+                "timings": records,
+                "summary": json.loads(summary.to_json(orient="records")),
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {out}")
     return 0
 

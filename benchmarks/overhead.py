@@ -25,15 +25,14 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
-from _common import add_common_arguments, device_name, load_model, write_results
-
 import numpy as np
 import pandas as pd
 import torch
+from _common import add_common_arguments, device_name, load_model, write_results
 
 from uqdiff import estimate, get_design
-from uqdiff.generators import GaussianDDIM
-from uqdiff.results import markdown_table
+from uqdiff.estimators.results import markdown_table
+from uqdiff.samplers import GaussianDDIM
 from uqdiff.statistics import PixelMap, PixelMean
 
 
@@ -56,21 +55,30 @@ def time_ratio(generator, *, design: str, budget: int, batch_size: int, reps: in
     design = get_design(design)
     statistic = PixelMean(scale=255)
     runs = {
-        "uqdiff": lambda: estimate(generator, statistic, budget=budget, design=design, batch_size=batch_size,
-                                   seed=seed)["mean"].estimate,
+        "uqdiff": lambda: (
+            estimate(generator, statistic, budget=budget, design=design, batch_size=batch_size, seed=seed)[
+                "mean"
+            ].estimate
+        ),
         "bare": lambda: bare_loop(generator, statistic, design, budget=budget, batch_size=batch_size, seed=seed),
     }
     seconds = {name: [] for name in runs}
     values = {}
     for rep in range(reps):
-        for name in (("uqdiff", "bare") if rep % 2 else ("bare", "uqdiff")):
+        for name in ("uqdiff", "bare") if rep % 2 else ("bare", "uqdiff"):
             start = time.perf_counter()
             values[name] = runs[name]()
             seconds[name].append(time.perf_counter() - start)
     ratios = np.array(seconds["uqdiff"]) / np.array(seconds["bare"])
-    return {"design": design.name, "seconds": seconds, "ratios": ratios.tolist(),
-            "median ratio": float(np.median(ratios)), "total ratio": sum(seconds["uqdiff"]) / sum(seconds["bare"]),
-            "estimates": values, "same estimate": bool(np.isclose(values["uqdiff"], values["bare"], rtol=1e-9))}
+    return {
+        "design": design.name,
+        "seconds": seconds,
+        "ratios": ratios.tolist(),
+        "median ratio": float(np.median(ratios)),
+        "total ratio": sum(seconds["uqdiff"]) / sum(seconds["bare"]),
+        "estimates": values,
+        "same estimate": bool(np.isclose(values["uqdiff"], values["bare"], rtol=1e-9)),
+    }
 
 
 def memory_child(budget: int, seed: int) -> None:
@@ -91,8 +99,12 @@ def _status_mib(field: str) -> float:
 
 
 def peak_memory(budget: int, seed: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--memory-child", str(budget), "--seed", str(seed)],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", str(budget), "--seed", str(seed)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -115,34 +127,57 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         torch.set_num_threads(args.threads)
 
     generator, description = load_model("fashion", steps=args.steps)
-    timing = [time_ratio(generator, design=d, budget=args.budget, batch_size=args.batch_size, reps=args.reps,
-                         seed=args.seed) for d in args.designs.split(",")]
+    timing = [
+        time_ratio(generator, design=d, budget=args.budget, batch_size=args.batch_size, reps=args.reps, seed=args.seed)
+        for d in args.designs.split(",")
+    ]
     memory = [peak_memory(int(b), args.seed) for b in args.memory_budgets.split(",")]
-    rows = [{"measure": f"wall time uqdiff / bare loop, {t['design']} (median of {args.reps})",
-             "value": t["median ratio"], "detail": f"total ratio {t['total ratio']:.4f}; bare "
-             f"{np.median(t['seconds']['bare']):.2f} s; same estimate: {t['same estimate']}"} for t in timing]
+    rows = [
+        {
+            "measure": f"wall time uqdiff / bare loop, {t['design']} (median of {args.reps})",
+            "value": t["median ratio"],
+            "detail": f"total ratio {t['total ratio']:.4f}; bare "
+            f"{np.median(t['seconds']['bare']):.2f} s; same estimate: {t['same estimate']}",
+        }
+        for t in timing
+    ]
     small, large = memory[0], memory[-1]
     rows += [
-        {"measure": f"peak RSS, {large['budget']} / {small['budget']} samples", "value": large["peak_mib"] / small["peak_mib"],
-         "detail": f"{small['peak_mib']:.0f} MiB vs {large['peak_mib']:.0f} MiB"},
-        {"measure": f"peak RSS above pre-estimate, {large['budget']} / {small['budget']} samples",
-         "value": (large["peak_mib"] - large["before_mib"]) / (small["peak_mib"] - small["before_mib"]),
-         "detail": f"{small['peak_mib'] - small['before_mib']:.0f} MiB vs {large['peak_mib'] - large['before_mib']:.0f} MiB"},
+        {
+            "measure": f"peak RSS, {large['budget']} / {small['budget']} samples",
+            "value": large["peak_mib"] / small["peak_mib"],
+            "detail": f"{small['peak_mib']:.0f} MiB vs {large['peak_mib']:.0f} MiB",
+        },
+        {
+            "measure": f"peak RSS above pre-estimate, {large['budget']} / {small['budget']} samples",
+            "value": (large["peak_mib"] - large["before_mib"]) / (small["peak_mib"] - small["before_mib"]),
+            "detail": f"{small['peak_mib'] - small['before_mib']:.0f} MiB vs {large['peak_mib'] - large['before_mib']:.0f} MiB",
+        },
     ]
     frame = pd.DataFrame(rows)
     print(frame.to_string(index=False))
 
     write_results(
-        args.out, "overhead_quick" if args.quick else "overhead",
+        args.out,
+        "overhead_quick" if args.quick else "overhead",
         title="Overhead of uqdiff against a bare loop",
-        intro=[f"Timing: {description}, budget {args.budget}, batch size {args.batch_size}, {args.reps} interleaved "
-               f"repetitions, seed {args.seed}, device {device_name()}. Targets: time ratio within 1.05; "
-               "peak memory ratio within 1.2.",
-               "Memory: PixelMap (3x32x32) estimate of an exact Gaussian DDIM (2 steps), batch size 64, each budget "
-               "in a fresh process; peak RSS (VmHWM, reset before the estimate) of the whole process, and above the RSS before the estimate."],
+        intro=[
+            f"Timing: {description}, budget {args.budget}, batch size {args.batch_size}, {args.reps} interleaved "
+            f"repetitions, seed {args.seed}, device {device_name()}. Targets: time ratio within 1.05; "
+            "peak memory ratio within 1.2.",
+            "Memory: PixelMap (3x32x32) estimate of an exact Gaussian DDIM (2 steps), batch size 64, each budget "
+            "in a fresh process; peak RSS (VmHWM, reset before the estimate) of the whole process, and above the RSS before the estimate.",
+        ],
         table=markdown_table(frame),
-        data={"timing": timing, "memory": memory, "steps": args.steps, "budget": args.budget,
-              "batch_size": args.batch_size, "seed": args.seed, "device": device_name()},
+        data={
+            "timing": timing,
+            "memory": memory,
+            "steps": args.steps,
+            "budget": args.budget,
+            "batch_size": args.batch_size,
+            "seed": args.seed,
+            "device": device_name(),
+        },
     )
     return frame
 

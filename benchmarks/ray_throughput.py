@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 try:
@@ -31,7 +30,7 @@ try:
 except ImportError:  # run from a checkout without installing the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from uqdiff import estimate
-from uqdiff.distributed import RayExecutor
+from uqdiff.estimators.distributed import RayExecutor
 
 
 class MLPGenerator:
@@ -89,14 +88,27 @@ def main() -> None:
     result = {
         "benchmark": "ray_throughput",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "torch": torch.__version__, "ray": ray.__version__},
-        "setup": {"generator": "8-layer tanh MLP, width 768, float64, 1 torch thread per worker",
-                  "budget": args.budget, "design": "antithetic", "batch_size": args.batch_size,
-                  "repeats": args.repeats, "shards": "about 4 per worker (RayExecutor default)"},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "ray": ray.__version__,
+        },
+        "setup": {
+            "generator": "8-layer tanh MLP, width 768, float64, 1 torch thread per worker",
+            "budget": args.budget,
+            "design": "antithetic",
+            "batch_size": args.batch_size,
+            "repeats": args.repeats,
+            "shards": "about 4 per worker (RayExecutor default)",
+        },
         "seconds": {"in_process": t_in_process, "ray_1_worker": times[1], "ray_2_workers": times[2]},
-        "evaluations_per_second": {"in_process": args.budget / t_in_process,
-                                   "ray_1_worker": args.budget / best[1], "ray_2_workers": args.budget / best[2]},
+        "evaluations_per_second": {
+            "in_process": args.budget / t_in_process,
+            "ray_1_worker": args.budget / best[1],
+            "ray_2_workers": args.budget / best[2],
+        },
         "speedup_2_vs_1_workers": best[1] / best[2],
         "bit_identical_to_in_process": True,
         # other processes on the 2 cores lower the 2-worker gain: the 1-minute load average (before, after)
@@ -106,17 +118,19 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "ray_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
     eps = result["evaluations_per_second"]
-    table = "\n".join([
-        "| run | evaluations / s |",
-        "|---|---|",
-        f"| in-process | {eps['in_process']:.0f} |",
-        f"| Ray, 1 worker | {eps['ray_1_worker']:.0f} |",
-        f"| Ray, 2 workers | {eps['ray_2_workers']:.0f} |",
-        "",
-        f"Speedup of 2 workers over 1: **{result['speedup_2_vs_1_workers']:.2f}x** "
-        f"({args.budget} evaluations, best of {args.repeats}; all runs bit-identical to the in-process result; "
-        f"1-minute load average {result['load_average_1min'][0]:.2f} before, {result['load_average_1min'][1]:.2f} after).",
-    ])
+    table = "\n".join(
+        [
+            "| run | evaluations / s |",
+            "|---|---|",
+            f"| in-process | {eps['in_process']:.0f} |",
+            f"| Ray, 1 worker | {eps['ray_1_worker']:.0f} |",
+            f"| Ray, 2 workers | {eps['ray_2_workers']:.0f} |",
+            "",
+            f"Speedup of 2 workers over 1: **{result['speedup_2_vs_1_workers']:.2f}x** "
+            f"({args.budget} evaluations, best of {args.repeats}; all runs bit-identical to the in-process result; "
+            f"1-minute load average {result['load_average_1min'][0]:.2f} before, {result['load_average_1min'][1]:.2f} after).",
+        ]
+    )
     (out / "ray_throughput.md").write_text(table + "\n")
     print(table)
 

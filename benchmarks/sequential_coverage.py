@@ -4,7 +4,7 @@ Oracle: GaussianDDIM in 4 dimensions (10 DDIM steps), statistics "second
 moment" (smooth) and "share above 0.1" (an indicator average: discrete,
 skewed). For each design, ``--reps`` independent runs of:
 
-- the two-stage rule of uqdiff.sequential (the code estimate() runs): pilot of
+- the two-stage rule of uqdiff.estimators.stopping (the code estimate() runs): pilot of
   32 groups, main stage of ceil((t * 1.2 * s0 / target)^2) fresh groups,
   interval from the main stage with the pilot's spread;
 - the naive rule: add groups after the same pilot and stop as soon as the
@@ -35,12 +35,18 @@ try:
 except ImportError:  # run from a checkout without installing the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from uqdiff import Antithetic, SobolRQMC
-from uqdiff.accumulator import Moments
 from uqdiff.designs import as_design
-from uqdiff.estimate import evaluate_groups
-from uqdiff.generators import GaussianDDIM
-from uqdiff.results import markdown_table
-from uqdiff.sequential import DEFAULT_INFLATION, DEFAULT_PILOT_GROUPS, planned_groups, tolerances, two_stage_result
+from uqdiff.estimators.accumulator import Moments
+from uqdiff.estimators.estimate import evaluate_groups
+from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.stopping import (
+    DEFAULT_INFLATION,
+    DEFAULT_PILOT_GROUPS,
+    planned_groups,
+    tolerances,
+    two_stage_result,
+)
+from uqdiff.samplers import GaussianDDIM
 
 THRESHOLD = 0.1
 STATISTICS = {
@@ -68,29 +74,53 @@ def run_design(design, oracle, truth, *, reps: int, mean_groups: int, seed: int,
     pilot = evaluate_groups(oracle, STATISTICS, design, np.arange(reps * pilot_n), seed=[seed, 0], **kw)
     main = evaluate_groups(oracle, STATISTICS, design, np.arange(reps * cap), seed=[seed, 1], **kw)
     q = stats.t.ppf(0.5 + level / 2, pilot_n - 1)
-    target = {n: q * DEFAULT_INFLATION * float(np.std(m, ddof=1)) / math.sqrt(mean_groups) for n, (m, _) in pilot.items()}
+    target = {
+        n: q * DEFAULT_INFLATION * float(np.std(m, ddof=1)) / math.sqrt(mean_groups) for n, (m, _) in pilot.items()
+    }
     rows = {n: {"two_stage": [], "naive": []} for n in STATISTICS}
     for r in range(reps):
-        p = {n: Moments.of(m[r * pilot_n:(r + 1) * pilot_n], w[r * pilot_n:(r + 1) * pilot_n]) for n, (m, w) in pilot.items()}
+        p = {
+            n: Moments.of(m[r * pilot_n : (r + 1) * pilot_n], w[r * pilot_n : (r + 1) * pilot_n])
+            for n, (m, w) in pilot.items()
+        }
         tol = tolerances(p, target_halfwidth=target, rel_tol=None)
-        n_main = int(min(planned_groups(p, tol, confidence_level=level, interval="t", inflation=DEFAULT_INFLATION), cap))
+        n_main = int(
+            min(planned_groups(p, tol, confidence_level=level, interval="t", inflation=DEFAULT_INFLATION), cap)
+        )
         for name, (m, w) in main.items():
             sl = slice(r * cap, r * cap + n_main)
-            res = two_stage_result(Moments.of(m[sl], w[sl]), p[name], statistic=name, design=design.name,
-                                   group_size=design.group_size, confidence_level=level, interval="t",
-                                   inflation=DEFAULT_INFLATION)
-            rows[name]["two_stage"].append((res.low <= truth[name] <= res.high, pilot_n + n_main,
-                                            res.width / 2 <= target[name] * (1 + 1e-12)))
+            res = two_stage_result(
+                Moments.of(m[sl], w[sl]),
+                p[name],
+                statistic=name,
+                design=design.name,
+                group_size=design.group_size,
+                confidence_level=level,
+                interval="t",
+                inflation=DEFAULT_INFLATION,
+            )
+            rows[name]["two_stage"].append(
+                (res.low <= truth[name] <= res.high, pilot_n + n_main, res.width / 2 <= target[name] * (1 + 1e-12))
+            )
             # naive: the same pilot followed by the same fresh groups, stopping at the first narrow interval
-            stream = np.concatenate([pilot[name][0][r * pilot_n:(r + 1) * pilot_n], m[r * cap:(r + 1) * cap]])
+            stream = np.concatenate([pilot[name][0][r * pilot_n : (r + 1) * pilot_n], m[r * cap : (r + 1) * cap]])
             est, half, used = naive_stop(stream, pilot_n, target[name], level)
             rows[name]["naive"].append((abs(est - truth[name]) <= half, used, half <= target[name]))
     out = []
     for name, by_rule in rows.items():
         for rule, runs in by_rule.items():
             cover, used, met = (np.array(v) for v in zip(*runs))
-            out.append({"design": design.name, "statistic": name, "rule": rule, "coverage": float(cover.mean()),
-                        "mean_groups": float(used.mean()), "target_met": float(met.mean()), "reps": reps})
+            out.append(
+                {
+                    "design": design.name,
+                    "statistic": name,
+                    "rule": rule,
+                    "coverage": float(cover.mean()),
+                    "mean_groups": float(used.mean()),
+                    "target_met": float(met.mean()),
+                    "reps": reps,
+                }
+            )
     return out
 
 
@@ -104,8 +134,10 @@ def main() -> None:
     rng = np.random.default_rng(7)
     oracle = GaussianDDIM(rng.uniform(-0.6, 0.6, size=(4,)), std=rng.uniform(0.2, 0.9, size=(4,)), num_steps=10)
     a, b = oracle.output_mean, oracle.output_std
-    truth = {"second_moment": float(np.mean(a**2 + b**2)),
-             "share_above": float(np.mean(stats.norm.sf((THRESHOLD - a) / b)))}
+    truth = {
+        "second_moment": float(np.mean(a**2 + b**2)),
+        "share_above": float(np.mean(stats.norm.sf((THRESHOLD - a) / b))),
+    }
     rows = []
     for i, design in enumerate(["mc", Antithetic(), SobolRQMC(8)]):
         rows += run_design(as_design(design), oracle, truth, reps=args.reps, mean_groups=args.mean_groups, seed=100 + i)
@@ -114,18 +146,31 @@ def main() -> None:
     frame = pd.DataFrame(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sequential_coverage.json").write_text(json.dumps({
-        "benchmark": "sequential_coverage",
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "setup": {"oracle": "GaussianDDIM, 4 dims, 10 steps", "confidence_level": 0.95, "reps": args.reps,
-                  "pilot_groups": DEFAULT_PILOT_GROUPS, "inflation": DEFAULT_INFLATION,
-                  "target": f"main stage of about {args.mean_groups} groups on average"},
-        "rows": rows,
-    }, indent=2) + "\n")
+    (out / "sequential_coverage.json").write_text(
+        json.dumps(
+            {
+                "benchmark": "sequential_coverage",
+                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "setup": {
+                    "oracle": "GaussianDDIM, 4 dims, 10 steps",
+                    "confidence_level": 0.95,
+                    "reps": args.reps,
+                    "pilot_groups": DEFAULT_PILOT_GROUPS,
+                    "inflation": DEFAULT_INFLATION,
+                    "target": f"main stage of about {args.mean_groups} groups on average",
+                },
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     table = markdown_table(frame.drop(columns="reps"))
     (out / "sequential_coverage.md").write_text(
         f"95% intervals, {args.reps} runs per row (pilot {DEFAULT_PILOT_GROUPS} groups, inflation {DEFAULT_INFLATION}).\n\n"
-        + table + "\n")
+        + table
+        + "\n"
+    )
     print(table)
 
 

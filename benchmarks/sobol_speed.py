@@ -25,16 +25,15 @@ import time
 import warnings
 from pathlib import Path
 
+import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
 import numpy as np
 import scipy
 import scipy.special
 import torch
+from _common import machine_info as _machine_info
 from scipy.stats import qmc
 
-import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
-from _common import machine_info as _machine_info
-
-from uqdiff.qmc import scrambled_sobol, scrambled_sobol_normal, to_uniform
+from uqdiff.designs.sobol_points import scrambled_sobol, scrambled_sobol_normal, to_uniform
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -159,10 +158,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per method; the minimum is kept")
     parser.add_argument("--qmcpy-repeats", type=int, default=None, help="timed repeats for qmcpy (default: --repeats)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs per method (default 1)")
-    parser.add_argument("--scipy-bits", type=int, default=30,
-                        help="scipy Sobol precision (default 30, scipy's own default; 52 costs ~3 s per replicate)")
-    parser.add_argument("--scipy-repeats", type=int, default=1,
-                        help="timed repeats for scipy, run without warm-up (default 1: it is the slowest)")
+    parser.add_argument(
+        "--scipy-bits",
+        type=int,
+        default=30,
+        help="scipy Sobol precision (default 30, scipy's own default; 52 costs ~3 s per replicate)",
+    )
+    parser.add_argument(
+        "--scipy-repeats",
+        type=int,
+        default=1,
+        help="timed repeats for scipy, run without warm-up (default 1: it is the slowest)",
+    )
     parser.add_argument(
         "--qmcpy-mode",
         choices=["replications", "loop"],

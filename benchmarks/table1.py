@@ -17,16 +17,15 @@ import math
 import time
 
 import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
-from _common import MODELS, add_common_arguments, device_name, load_model, write_results
-
 import numpy as np
 import pandas as pd
 import torch
+from _common import MODELS, add_common_arguments, device_name, load_model, write_results
 from scipy import stats
 
 from uqdiff import IID, Antithetic
-from uqdiff._rng import substream
-from uqdiff.results import markdown_table
+from uqdiff.designs.seeds import substream
+from uqdiff.estimators.results import markdown_table
 from uqdiff.statistics import pn_rr_correlations
 
 #: Paper 001, table 1: mean (SD) of PN std, RR std, PN centralized, RR centralized.
@@ -59,8 +58,11 @@ def correlations(generator, pairs: int, *, seed: int, batch_size: int):
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pairs", default="terrain=1600,fashion=1600",
-                        help="pairs of each kind per model, e.g. terrain=100,fashion=100 (default 1600 each)")
+    parser.add_argument(
+        "--pairs",
+        default="terrain=1600,fashion=1600",
+        help="pairs of each kind per model, e.g. terrain=100,fashion=100 (default 1600 each)",
+    )
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps of the Fashion-MNIST DDPM (default 50)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -82,31 +84,53 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         seconds[model] = time.perf_counter() - start
         summary = result.summary()
         p = stats.ttest_ind(result.pn_centralized, result.rr_centralized, equal_var=False).pvalue
-        rows.append({"model": f"ours: {description}", "pairs": int(count),
-                     **{c: str(v) for c, v in zip(COLUMNS, summary.values())}, "PN vs RR centralized p": f"{p:.1e}"})
-        raw[model] = {"description": description, "pairs": int(count), "seconds": seconds[model],
-                      "summary": {k: v._asdict() for k, v in summary.items()}, "p_value_centralized": p}
+        rows.append(
+            {
+                "model": f"ours: {description}",
+                "pairs": int(count),
+                **{c: str(v) for c, v in zip(COLUMNS, summary.values())},
+                "PN vs RR centralized p": f"{p:.1e}",
+            }
+        )
+        raw[model] = {
+            "description": description,
+            "pairs": int(count),
+            "seconds": seconds[model],
+            "summary": {k: v._asdict() for k, v in summary.items()},
+            "p_value_centralized": p,
+        }
         print(rows[-1], flush=True)
-    rows += [{"model": f"paper: {name}", "pairs": 1600, **dict(zip(COLUMNS, values)), "PN vs RR centralized p": "< 1e-10"}
-             for name, values in PAPER.items()]
+    rows += [
+        {"model": f"paper: {name}", "pairs": 1600, **dict(zip(COLUMNS, values)), "PN vs RR centralized p": "< 1e-10"}
+        for name, values in PAPER.items()
+    ]
     frame = pd.DataFrame(rows)
     print(frame.to_string(index=False))
 
     write_results(
-        args.out, "table1_quick" if args.quick else "table1",
+        args.out,
+        "table1_quick" if args.quick else "table1",
         title="Table 1 (paper 001): pixel correlations of PN vs RR pairs",
         intro=[
             f"Mean (SD) over pairs of the Pearson correlation between the two flattened images of a pair; "
             f"centralized: after subtracting the mean image of that scheme's 2K images. Seed {args.seed}, "
             f"device {device_name(args.device)}; seconds per model: "
-            + ", ".join(f"{m} {s:.0f}" for m, s in seconds.items()) + ".",
+            + ", ".join(f"{m} {s:.0f}" for m, s in seconds.items())
+            + ".",
             "p: Welch t-test of PN vs RR centralized correlations.",
         ],
         table=markdown_table(frame),
-        data={"seed": args.seed, "steps": args.steps, "device": device_name(args.device), "models": raw,
-              "paper": {k: dict(zip(COLUMNS, v)) for k, v in PAPER.items()}},
-        notes=["The terrain model is a one-step consistency model (compare with the paper's consistency rows); "
-               "the Fashion-MNIST DDPM is an unconditional-mode DDIM sampler (compare with its unconditional rows)."],
+        data={
+            "seed": args.seed,
+            "steps": args.steps,
+            "device": device_name(args.device),
+            "models": raw,
+            "paper": {k: dict(zip(COLUMNS, v)) for k, v in PAPER.items()},
+        },
+        notes=[
+            "The terrain model is a one-step consistency model (compare with the paper's consistency rows); "
+            "the Fashion-MNIST DDPM is an unconditional-mode DDIM sampler (compare with its unconditional rows)."
+        ],
     )
     return frame
 

@@ -20,14 +20,13 @@ import json
 import time
 
 import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
-from _common import MODELS, add_common_arguments, device_name, load_model, write_results
-
 import pandas as pd
 import torch
+from _common import MODELS, add_common_arguments, device_name, load_model, write_results
 
 from uqdiff import IID, Antithetic, KAntithetic, SobolRQMC, compare
 from uqdiff.designs import fit_to_generator
-from uqdiff.results import markdown_table, quantile
+from uqdiff.estimators.results import markdown_table, quantile
 from uqdiff.statistics import Contrast, PixelMean, VerticalCentroid
 
 #: Paper 001, CIFAR-10 (the closest of its models to ours: small, unconditional, 50 DDIM steps).
@@ -69,16 +68,18 @@ def table(comparison, chosen: dict, budget: int, level: float = 0.95) -> pd.Data
         for key, design in chosen.items():
             r = comparison.estimates[design.name][stat]
             mc = key == "mc"
-            rows.append({
-                "statistic": stat,
-                "design": label(key, budget),
-                "groups x size": f"{r.n_groups} x {r.group_size}",
-                "estimate": r.estimate,
-                "CI width": paper_width[stat, key],
-                "efficiency": None if mc else (paper_width[stat, "mc"] / paper_width[stat, key]) ** 2,
-                "implied efficiency": None if r.efficiency is None else float(r.efficiency),
-                "paper CIFAR-10": f"width {PAPER_CIFAR10[stat][key]}" if mc else PAPER_CIFAR10[stat].get(key, ""),
-            })
+            rows.append(
+                {
+                    "statistic": stat,
+                    "design": label(key, budget),
+                    "groups x size": f"{r.n_groups} x {r.group_size}",
+                    "estimate": r.estimate,
+                    "CI width": paper_width[stat, key],
+                    "efficiency": None if mc else (paper_width[stat, "mc"] / paper_width[stat, key]) ** 2,
+                    "implied efficiency": None if r.efficiency is None else float(r.efficiency),
+                    "paper CIFAR-10": f"width {PAPER_CIFAR10[stat][key]}" if mc else PAPER_CIFAR10[stat].get(key, ""),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -103,8 +104,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     chosen = designs_for(generator, args.budget, replicates)
     print(f"{description}; budget {args.budget} per design, seed {args.seed}, {device_name(args.device)}", flush=True)
     start = time.perf_counter()
-    comparison = compare(generator, statistics, budget=args.budget, designs=list(chosen.values()), seed=args.seed,
-                         batch_size=args.batch_size)
+    comparison = compare(
+        generator,
+        statistics,
+        budget=args.budget,
+        designs=list(chosen.values()),
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
     seconds = time.perf_counter() - start
     frame = table(comparison, chosen, args.budget)
     print(frame.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
@@ -112,7 +119,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
     name = args.model + ("_quick" if args.quick else "")
     write_results(
-        args.out, name,
+        args.out,
+        name,
         title=f"Table 2 (paper 001) on the {description}",
         intro=[
             f"Budget {args.budget} model evaluations per design, seed {args.seed}, batch size {args.batch_size}; "
@@ -124,11 +132,19 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             "half), centroid = row index.",
         ],
         table=markdown_table(frame),
-        data={"model": args.model, "description": description, "budget": args.budget, "seed": args.seed,
-              "replicates": replicates, "steps": args.steps if args.model == "fashion" else None,
-              "device": device_name(args.device), "seconds": seconds, "table": frame.to_dict(orient="records"),
-              "paper_cifar10": {s: {str(k): v for k, v in d.items()} for s, d in PAPER_CIFAR10.items()},
-              "comparison": json.loads(comparison.to_json())},
+        data={
+            "model": args.model,
+            "description": description,
+            "budget": args.budget,
+            "seed": args.seed,
+            "replicates": replicates,
+            "steps": args.steps if args.model == "fashion" else None,
+            "device": device_name(args.device),
+            "seconds": seconds,
+            "table": frame.to_dict(orient="records"),
+            "paper_cifar10": {s: {str(k): v for k, v in d.items()} for s, d in PAPER_CIFAR10.items()},
+            "comparison": json.loads(comparison.to_json()),
+        },
         notes=[
             "Paper column: CIFAR-10 in paper 001 (table 2 for MC width, AMC and RQMC 50 x 64; table 11 for RQMC "
             "25 x 128 and 200 x 16), budget 3200. Our RQMC row with R replicates is compared with the paper's row "

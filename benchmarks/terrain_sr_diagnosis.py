@@ -20,14 +20,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from uqdiff.estimators.results import markdown_table
 from uqdiff.inverse import VEDenoiserPrior, measure
 from uqdiff.models.terrain import SIZE, TerrainGenerator
-from uqdiff.results import markdown_table
 from uqdiff.samplers.posterior import DDS
 from uqdiff.statistics import PSNR
 
 SETTINGS = [  # (steps, sigma_min, factor, lam)
-    (10, 0.02, 4, 0.0), (10, 0.02, 4, "auto"), (6, 1.0, 4, "auto"), (6, 3.0, 4, "auto"), (6, 3.0, 8, "auto"), (6, 3.0, 16, "auto"),
+    (10, 0.02, 4, 0.0),
+    (10, 0.02, 4, "auto"),
+    (6, 1.0, 4, "auto"),
+    (6, 3.0, 4, "auto"),
+    (6, 3.0, 8, "auto"),
+    (6, 3.0, 16, "auto"),
 ]
 
 
@@ -42,16 +47,25 @@ def main() -> None:
         m = measure(truth, "super_resolution", seed=[0, 0], factor=factor, mode="avgpool")
         g = DDS(VEDenoiserPrior(model.denoise, (1, SIZE, SIZE), num_steps=steps, sigma_min=sigma_min), m, lam=lam)
         out = g(torch.randn(8, *g.noise_shape, generator=torch.Generator().manual_seed(0)))
-        rows.append({"steps": steps, "sigma_min": sigma_min, "factor": factor, "lam": str(lam),
-                     "naive_psnr": float(psnr(m.naive)[0]), "sample_psnr": float(psnr(out).mean()),
-                     "posterior_mean_psnr": float(psnr(out.mean(0, keepdim=True))[0]),
-                     "lowres_of_samples_psnr": float(psnr(m.operator.naive(m.operator(out))).mean())})
+        rows.append(
+            {
+                "steps": steps,
+                "sigma_min": sigma_min,
+                "factor": factor,
+                "lam": str(lam),
+                "naive_psnr": float(psnr(m.naive)[0]),
+                "sample_psnr": float(psnr(out).mean()),
+                "posterior_mean_psnr": float(psnr(out.mean(0, keepdim=True))[0]),
+                "lowres_of_samples_psnr": float(psnr(m.operator.naive(m.operator(out))).mean()),
+            }
+        )
         print(rows[-1], flush=True)
     out_dir = Path(__file__).resolve().parent / "results" / "inverse"
     table = markdown_table(__import__("pandas").DataFrame(rows).round(2))
     (out_dir / "terrain_sr_diagnosis.md").write_text(
         "# DDS super-resolution on the terrain model: diagnosis\n\n`python benchmarks/terrain_sr_diagnosis.py` "
-        f"(1 held-out terrain, 8 samples per row; truth std {float(truth.std()):.3f} on the [-1, 1] scale)\n\n{table}\n")
+        f"(1 held-out terrain, 8 samples per row; truth std {float(truth.std()):.3f} on the [-1, 1] scale)\n\n{table}\n"
+    )
     (out_dir / "terrain_sr_diagnosis.json").write_text(json.dumps(rows, indent=1))
     print(table)
 

@@ -6,7 +6,7 @@
 For anchors z0 (seeded draws) of the Fashion-MNIST DDPM (unconditional, DDIM),
 variations G(c z0 + sqrt(1 - c^2) w) with antithetic w, for c from 0.99 (close
 to the anchor) to 0 (ordinary sampling). For each statistic S,
-:func:`uqdiff.variations.estimate_variations` gives S(G(z0)), E[S] with its 95%
+:func:`uqdiff.estimators.variations.estimate_variations` gives S(G(z0)), E[S] with its 95%
 interval and the root mean squared deviation from S(G(z0)) with its interval:
 
 * brightness (mean pixel in [0, 1]);
@@ -25,18 +25,21 @@ import _common
 import pandas as pd
 import torch
 
-from uqdiff.audit import proportion_interval
 from uqdiff.designs import IID
+from uqdiff.estimators.audit import proportion_interval
+from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.variations import estimate_variations
 from uqdiff.models.classifier import load_fashion_classifier
-from uqdiff.results import markdown_table
+from uqdiff.samplers import blend
 from uqdiff.statistics import SSIM, Brightness
-from uqdiff.variations import blend, estimate_variations
 
 STRENGTHS = (0.99, 0.95, 0.9, 0.8, 0.6, 0.0)
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--anchors", type=int, default=3, help="number of anchor noises (default 3)")
     parser.add_argument("--budget", type=int, default=64, help="variations per anchor and strength (default 64)")
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps (default 20)")
@@ -63,19 +66,24 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
         stats = {"brightness": Brightness(), "SSIM to anchor": SSIM(image[0]), "class change": class_change}
         for c in STRENGTHS:
-            r = estimate_variations(generator, z0, stats, c=c, budget=args.budget, seed=[args.seed, a],
-                                    batch_size=64)
+            r = estimate_variations(generator, z0, stats, c=c, budget=args.budget, seed=[args.seed, a], batch_size=64)
             frame = r.to_frame()
-            m = r["class change"].mean  # a proportion: Wilson on n_eff, not the t interval (uqdiff.audit)
+            m = r["class change"].mean  # a proportion: Wilson on n_eff, not the t interval (uqdiff.estimators.audit)
             ci = proportion_interval(m.estimate, m.standard_error, n_evaluations=m.n_evaluations, df=m.df)
             frame.loc[frame["statistic"] == "class change", ["mean low", "mean high"]] = [ci.low, ci.high]
             frame.insert(0, "anchor", a)
             frame["anchor class"] = label
             rows.append(frame)
-            print(f"anchor {a} c={c}: " + ", ".join(f"{n} {v.mean.estimate:.3f}" for n, v in r.summaries.items()),
-                  flush=True)
+            print(
+                f"anchor {a} c={c}: " + ", ".join(f"{n} {v.mean.estimate:.3f}" for n, v in r.summaries.items()),
+                flush=True,
+            )
         if a == 0:
-            w = IID().groups(range(4), anchors[0].numel(), seed=[args.seed, 999])[:, 0].reshape(4, *generator.noise_shape)
+            w = (
+                IID()
+                .groups(range(4), anchors[0].numel(), seed=[args.seed, 999])[:, 0]
+                .reshape(4, *generator.noise_shape)
+            )
             with torch.no_grad():
                 examples = [image[0]] + [generator(blend(z0, w, c)) for c in STRENGTHS]
     frame = pd.concat(rows, ignore_index=True)
@@ -83,13 +91,26 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print(table)
     name = "variations_quick" if args.quick else "variations"
     _common.write_results(
-        args.out, name, title="Variations around a chosen noise: how far statistics move, with intervals",
-        intro=[f"Model: {model}. {args.anchors} anchors z0 (seed {args.seed}), {args.budget} antithetic "
-               "variations c z0 + sqrt(1 - c^2) w per anchor and strength c; 95% t intervals. 'rms deviation' is "
-               "sqrt(E[(S - S(G(z0)))^2]); for 'class change' E[S] is the probability that the classifier's label "
-               "differs from the anchor's (anchor classes: " + ", ".join(map(str, frame.groupby("anchor")["anchor class"].first())) + ")."],
-        table=table, data={"rows": frame.to_dict("records"), "strengths": STRENGTHS, "budget": args.budget,
-                           "steps": args.steps, "seed": args.seed})
+        args.out,
+        name,
+        title="Variations around a chosen noise: how far statistics move, with intervals",
+        intro=[
+            f"Model: {model}. {args.anchors} anchors z0 (seed {args.seed}), {args.budget} antithetic "
+            "variations c z0 + sqrt(1 - c^2) w per anchor and strength c; 95% t intervals. 'rms deviation' is "
+            "sqrt(E[(S - S(G(z0)))^2]); for 'class change' E[S] is the probability that the classifier's label "
+            "differs from the anchor's (anchor classes: "
+            + ", ".join(map(str, frame.groupby("anchor")["anchor class"].first()))
+            + ")."
+        ],
+        table=table,
+        data={
+            "rows": frame.to_dict("records"),
+            "strengths": STRENGTHS,
+            "budget": args.budget,
+            "steps": args.steps,
+            "seed": args.seed,
+        },
+    )
     plot(frame, examples, args.out / f"{name}.png")
     return frame
 
@@ -107,8 +128,14 @@ def plot(frame: pd.DataFrame, examples: list, path) -> None:
     for j, stat in enumerate(stats):
         ax = fig.add_subplot(top[0, j])
         for a, part in frame[frame["statistic"] == stat].groupby("anchor"):
-            ax.errorbar(part["c"], part["mean"], yerr=[part["mean"] - part["mean low"], part["mean high"] - part["mean"]],
-                        marker="o", capsize=3, label=f"anchor {a}")
+            ax.errorbar(
+                part["c"],
+                part["mean"],
+                yerr=[part["mean"] - part["mean low"], part["mean high"] - part["mean"]],
+                marker="o",
+                capsize=3,
+                label=f"anchor {a}",
+            )
             ax.axhline(part["value at z0"].iloc[0], color=ax.lines[-1].get_color(), lw=0.6, ls=":")
         ax.set_xlabel("blend strength c")
         ax.set_title(f"{stat}: E[S] and 95% interval")

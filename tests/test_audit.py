@@ -5,10 +5,10 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from uqdiff.audit import audit, difference_interval, difference_p_value, proportion_interval
 from uqdiff.designs import SobolRQMC
-from uqdiff.generators import LinearGenerator
-from uqdiff.paired import paired_estimate
+from uqdiff.estimators.audit import audit, difference_interval, difference_p_value, proportion_interval
+from uqdiff.estimators.paired import paired_estimate
+from uqdiff.samplers import LinearGenerator
 
 J = np.array([[0.6, 0.8]])  # |J| = 1: x = offset + N(0, 1)
 PROBS = {"rare": 0.02, "mid": 0.3, "mid2": 0.45, "common": 0.98}
@@ -70,7 +70,8 @@ def test_holm_and_bonferroni_match_statsmodels_and_the_intervals():
         a, b, c = arms[row.condition_a], arms[row.condition_b], run.contrast(row.contrast).result
         assert (row.low, row.high) == pytest.approx(difference_interval(a, b, c))
         assert (row.low_adjusted, row.high_adjusted) == pytest.approx(
-            difference_interval(a, b, c, confidence_level=1 - 0.05 / len(d)))
+            difference_interval(a, b, c, confidence_level=1 - 0.05 / len(d))
+        )
         assert row.p_value == pytest.approx(difference_p_value(a, b, c))
         if 1e-12 < row.p_value < 1:  # the interval at level 1 - p touches 0
             lo, hi = difference_interval(a, b, c, confidence_level=1 - row.p_value)
@@ -79,8 +80,15 @@ def test_holm_and_bonferroni_match_statsmodels_and_the_intervals():
 
 def test_vector_attributes_reference_trend_and_tables(tmp_path):
     onehot = lambda x: np.stack([(x[:, 0] <= 0).numpy(), (x[:, 0] > 0).numpy()], axis=1)
-    r = audit({c: GENS[c] for c in ("rare", "mid", "common")}, onehot, budget=64, reference="mid",
-              attribute_names=["no", "yes"], trend=[0, 1, 2], seed=2)
+    r = audit(
+        {c: GENS[c] for c in ("rare", "mid", "common")},
+        onehot,
+        budget=64,
+        reference="mid",
+        attribute_names=["no", "yes"],
+        trend=[0, 1, 2],
+        seed=2,
+    )
     assert r.matrix().shape == (3, 2)
     np.testing.assert_allclose(r.matrix().sum(axis=1), 1.0)
     assert sorted(set(r.differences.contrast)) == ["common - mid", "rare - mid"]

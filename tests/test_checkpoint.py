@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -14,9 +13,9 @@ import pytest
 import torch
 
 from uqdiff import GaussianCoupling, KAntithetic, SobolRQMC, estimate
-from uqdiff.accumulator import GroupAccumulator
-from uqdiff.checkpoint import CheckpointError, load
-from uqdiff.generators import GaussianDDIM
+from uqdiff.estimators.accumulator import GroupAccumulator
+from uqdiff.estimators.checkpoint import CheckpointError, load
+from uqdiff.samplers import GaussianDDIM
 
 ROOT = Path(__file__).resolve().parents[1]
 ORACLE = GaussianDDIM(np.linspace(-0.5, 0.5, 6), std=np.linspace(0.3, 0.8, 6), num_steps=8)
@@ -67,8 +66,15 @@ def test_resume_after_failure_gives_the_uninterrupted_result(tmp_path, design):
     k = whole.config["group_size"]
     assert 0 < stages["main"].n_done * k <= 600 and stages["main"].done == [(0, stages["main"].n_done)]
     evaluations = []
-    resumed = estimate(ORACLE, STATS, checkpoint=path, resume=True, batch_size=40,
-                       callback=lambda n, accs: evaluations.append(n), **{k: v for k, v in kw.items() if k != "batch_size"})
+    resumed = estimate(
+        ORACLE,
+        STATS,
+        checkpoint=path,
+        resume=True,
+        batch_size=40,
+        callback=lambda n, accs: evaluations.append(n),
+        **{k: v for k, v in kw.items() if k != "batch_size"},
+    )
     assert resumed.to_dict()["results"] == whole.to_dict()["results"] and resumed.budget == 1024
     assert evaluations[0] > stages["main"].n_done * k and evaluations[-1] == 1024
     again = estimate(ORACLE, STATS, checkpoint=path, resume=True, callback=lambda n, a: evaluations.append(-1), **kw)
@@ -79,7 +85,7 @@ SCRIPT = """
 import sys, time
 import numpy as np, torch
 from uqdiff import estimate
-from uqdiff.generators import GaussianDDIM
+from uqdiff.samplers import GaussianDDIM
 
 class Slow(GaussianDDIM):
     def __call__(self, z):
@@ -105,10 +111,13 @@ def _uninterrupted(mode):
     return estimate(ORACLE, STATS, target_halfwidth=0.01, max_budget=4000, **kw)
 
 
-@pytest.mark.parametrize("mode, kills", [
-    pytest.param("fixed", (0.3, 0.02, 0.6), marks=pytest.mark.slow),
-    ("sequential", (0.3,)),  # one kill in the default suite; the slow case kills three times
-])
+@pytest.mark.parametrize(
+    "mode, kills",
+    [
+        pytest.param("fixed", (0.3, 0.02, 0.6), marks=pytest.mark.slow),
+        ("sequential", (0.3,)),  # one kill in the default suite; the slow case kills three times
+    ],
+)
 def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path, mode, kills):
     """Real subprocesses killed with SIGKILL at several moments, including mid-write; the last run finishes."""
     script = tmp_path / "run.py"
@@ -117,8 +126,13 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path, mode, k
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     progress = []
     for i, delay in enumerate(kills):
-        proc = subprocess.Popen([sys.executable, str(script), str(path), str(1 + i % 2), mode], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(path), str(1 + i % 2), mode],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+        )
         deadline = time.monotonic() + 60
         before = progress[-1] if progress else 0
         while time.monotonic() < deadline and proc.poll() is None:  # wait for new progress, then kill
@@ -132,8 +146,14 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path, mode, k
         meta, stages = load(path)  # never torn: always the previous or the new state
         progress.append(sum(s.n_done for s in stages.values()))
     assert progress == sorted(progress) and progress[0] > 0
-    final = subprocess.run([sys.executable, str(script), str(path), "3", mode], env=env, cwd=ROOT,
-                           capture_output=True, text=True, timeout=120)
+    final = subprocess.run(
+        [sys.executable, str(script), str(path), "3", mode],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert final.returncode == 0, final.stderr[-2000:]
     got = json.loads(final.stdout.strip().splitlines()[-1])
     assert got == json.loads(_uninterrupted(mode).to_json())
@@ -187,7 +207,7 @@ def test_damaged_checkpoint_is_refused(tmp_path, damage):
 
 def test_compare_keeps_one_checkpoint_per_design(tmp_path):
     from uqdiff import compare
-    from uqdiff.generators import LinearGenerator
+    from uqdiff.samplers import LinearGenerator
 
     g = LinearGenerator(np.array([0.5]), np.array([[0.3, 0.1]]))
     stat = {"sq": lambda x: x[:, 0] ** 2}

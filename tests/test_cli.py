@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from uqdiff import SobolRQMC, compare, estimate
-from uqdiff.cli import main
-from uqdiff.generators import landscape_oracle
+from uqdiff.cli.main import main
+from uqdiff.samplers import landscape_oracle
 from uqdiff.statistics import Contrast, PixelMap, PixelMean, VerticalCentroid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,15 +34,42 @@ def _markdown_rows(report: str) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def compare_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
-    argv = ["compare", *ORACLE, "--budget", "64", "--designs", "antithetic", "rqmc:8",
-            "--statistics", "mean", "contrast", "pixel_map", "--seed", "3", "--pairs", "8", "--out", str(out), "-q"]
+    argv = [
+        "compare",
+        *ORACLE,
+        "--budget",
+        "64",
+        "--designs",
+        "antithetic",
+        "rqmc:8",
+        "--statistics",
+        "mean",
+        "contrast",
+        "pixel_map",
+        "--seed",
+        "3",
+        "--pairs",
+        "8",
+        "--out",
+        str(out),
+        "-q",
+    ]
     assert main(argv) == 0
     return out
 
 
 def test_compare_writes_every_output(compare_run):
-    names = ["report.md", "results.json", "results.csv", "config.yaml", "pixel_maps.npz", "ci_width.png",
-             "running_estimate.png", "pixel_map_maps.png", "pn_rr_correlations.png"]
+    names = [
+        "report.md",
+        "results.json",
+        "results.csv",
+        "config.yaml",
+        "pixel_maps.npz",
+        "ci_width.png",
+        "running_estimate.png",
+        "pixel_map_maps.png",
+        "pn_rr_correlations.png",
+    ]
     for name in names:
         assert (compare_run / name).stat().st_size > 0, name
     import matplotlib.image
@@ -65,8 +92,14 @@ def test_compare_numbers_agree_everywhere(compare_run):
         for text, value in zip(shown[col], from_csv[col]):
             assert text == ("" if np.isnan(value) else f"{value:.4g}"), (col, text, value)
     # the same numbers as the library at the same seed
-    direct = compare(landscape_oracle(8), [PixelMean(), Contrast(), PixelMap()], budget=64,
-                     designs=["antithetic", SobolRQMC(8)], seed=3, batch_size=32).to_frame()
+    direct = compare(
+        landscape_oracle(8),
+        [PixelMean(), Contrast(), PixelMap()],
+        budget=64,
+        designs=["antithetic", SobolRQMC(8)],
+        seed=3,
+        batch_size=32,
+    ).to_frame()
     for col in ("estimate", "low", "high", "width", "efficiency"):
         np.testing.assert_array_equal(from_csv[col], direct[col], err_msg=col)
     truth = from_csv[(from_csv.statistic == "mean")]["truth"]
@@ -79,19 +112,40 @@ def test_estimate_by_subprocess_matches_library(tmp_path):
     out = tmp_path / "est"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-m", "uqdiff", "estimate", *ORACLE, "--budget", "32", "--design", "kantithetic:4",
-         "--out", str(out), "--no-plots"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "uqdiff",
+            "estimate",
+            *ORACLE,
+            "--budget",
+            "32",
+            "--design",
+            "kantithetic:4",
+            "--out",
+            str(out),
+            "--no-plots",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "| mean | k-antithetic(k=4) |" in proc.stdout
     assert "k-antithetic(k=4)" in proc.stderr and "mean=" in proc.stderr  # the progress bar and running estimate
     rows = pd.read_csv(out / "results.csv").set_index("statistic")
-    direct = estimate(landscape_oracle(8), [PixelMean(), Contrast(), VerticalCentroid()], budget=32,
-                      design="kantithetic:4", seed=0)
+    direct = estimate(
+        landscape_oracle(8), [PixelMean(), Contrast(), VerticalCentroid()], budget=32, design="kantithetic:4", seed=0
+    )
     for name in ("mean", "contrast", "centroid"):
         r = direct[name]
-        assert (rows.loc[name, "estimate"], rows.loc[name, "low"], rows.loc[name, "high"]) == (r.estimate, r.low, r.high)
+        assert (rows.loc[name, "estimate"], rows.loc[name, "low"], rows.loc[name, "high"]) == (
+            r.estimate,
+            r.low,
+            r.high,
+        )
     assert "efficiency" not in rows  # no MC run to compare with
     assert not list(out.glob("*.png"))
 
@@ -199,7 +253,7 @@ def test_bad_configs_give_one_line_naming_the_field(name, text, field, allowed, 
 def test_module_callable_models(tmp_path, monkeypatch, capsys):
     (tmp_path / "my_models.py").write_text(
         "import numpy as np\n"
-        "from uqdiff.generators import LinearGenerator\n"
+        "from uqdiff.samplers import LinearGenerator\n"
         "def make(level=0.0):\n"
         "    return LinearGenerator(np.full((1, 2, 2), level), 0.1 * np.eye(4))\n"
         "READY = make(0.5)\n"
@@ -219,8 +273,21 @@ def test_help_lists_every_flag_and_examples(capsys):
     for command in ("estimate", "compare"):
         assert main([command, "--help"]) == 0
         text = capsys.readouterr().out
-        for flag in ("--config", "--model", "--model-option", "--statistics", "--budget", "--batch-size",
-                     "--device", "--seed", "--confidence-level", "--out", "--quiet", "examples:", "[model_options]"):
+        for flag in (
+            "--config",
+            "--model",
+            "--model-option",
+            "--statistics",
+            "--budget",
+            "--batch-size",
+            "--device",
+            "--seed",
+            "--confidence-level",
+            "--out",
+            "--quiet",
+            "examples:",
+            "[model_options]",
+        ):
             assert flag in text, (command, flag)
         assert f"uqdiff {command} --model oracle" in text
     assert main(["--help"]) == 0 and "compare" in capsys.readouterr().out

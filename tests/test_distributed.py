@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from uqdiff import KAntithetic, SobolRQMC, estimate
-from uqdiff.checkpoint import load
-from uqdiff.generators import GaussianDDIM, LinearGenerator
+from uqdiff.estimators.checkpoint import load
+from uqdiff.samplers import GaussianDDIM, LinearGenerator
 
 ray = pytest.importorskip("ray")
-from uqdiff.distributed import RayExecutor  # noqa: E402
+from uqdiff.estimators.distributed import RayExecutor  # noqa: E402
 
 ORACLE = GaussianDDIM(np.linspace(-0.5, 0.5, 6), std=0.5, num_steps=6)
 STATS = {"m2": lambda x: (x**2).mean(dim=1), "map": lambda x: x}
@@ -37,7 +37,9 @@ def test_ray_result_is_bit_identical_to_in_process(design):
 def test_shards_are_whole_batches_so_matmul_generators_match_too():
     """BLAS results can depend on the batch size; shards cut at batch boundaries keep every call identical."""
     g = LinearGenerator(np.zeros(6), np.random.default_rng(1).standard_normal((6, 6)))
-    assert RayExecutor(2, shard_groups=37).shards(0, 500, per_batch=20) == [(a, min(a + 40, 500)) for a in range(0, 500, 40)]
+    assert RayExecutor(2, shard_groups=37).shards(0, 500, per_batch=20) == [
+        (a, min(a + 40, 500)) for a in range(0, 500, 40)
+    ]
     kw = dict(budget=2000, design="antithetic", seed=3, batch_size=40)
     ref = estimate(g, STATS, **kw)
     got = estimate(g, STATS, executor=RayExecutor(2, shard_groups=37), **kw)
@@ -71,8 +73,14 @@ def test_crashed_worker_shard_is_retried_once_and_counted_once(tmp_path):
     kw = dict(budget=1600, design="antithetic", seed=2, batch_size=32, dtype=torch.float64)
     ref = estimate(ORACLE, STATS, **kw)
     path = tmp_path / "run.ckpt"
-    got = estimate(CrashOnce(), STATS, executor=RayExecutor(2, shard_groups=100, max_retries=2),
-                   checkpoint=path, checkpoint_every=1, **kw)
+    got = estimate(
+        CrashOnce(),
+        STATS,
+        executor=RayExecutor(2, shard_groups=100, max_retries=2),
+        checkpoint=path,
+        checkpoint_every=1,
+        **kw,
+    )
     assert os.path.exists(marker)
     assert got.to_dict()["results"] == ref.to_dict()["results"] and got.budget == 1600
     assert load(path)[1]["main"].done == [(0, 800)]

@@ -7,11 +7,20 @@ import pytest
 import torch
 from scipy import stats
 
-from uqdiff import Antithetic, Equicorrelated, GaussianCoupling, KAntithetic, SobolRQMC, SubspaceCoupling, compare, estimate
-from uqdiff.accumulator import GroupAccumulator
-from uqdiff.estimate import evaluate_groups, named_statistics
-from uqdiff.generators import GaussianDDIM, LinearGenerator, NumpyGenerator
-from uqdiff.results import StatisticResult
+from uqdiff import (
+    Antithetic,
+    Equicorrelated,
+    GaussianCoupling,
+    KAntithetic,
+    SobolRQMC,
+    SubspaceCoupling,
+    compare,
+    estimate,
+)
+from uqdiff.estimators.accumulator import GroupAccumulator
+from uqdiff.estimators.estimate import evaluate_groups, named_statistics
+from uqdiff.estimators.results import StatisticResult
+from uqdiff.samplers import GaussianDDIM, LinearGenerator, NumpyGenerator
 
 RNG = np.random.default_rng(2024)
 ORACLE = GaussianDDIM(RNG.uniform(-0.6, 0.6, size=(8,)), std=RNG.uniform(0.2, 0.9, size=(8,)), num_steps=20)
@@ -55,8 +64,15 @@ def test_interval_coverage_on_oracle(design, groups):
     design = as_design(design)
     stats_ = named_statistics([second_moment, share_above])
     parts = evaluate_groups(
-        ORACLE, stats_, design, np.arange(REPS * groups), noise_shape=(8,), seed=99,
-        batch_size=4096, device=torch.device("cpu"), dtype=torch.float64,
+        ORACLE,
+        stats_,
+        design,
+        np.arange(REPS * groups),
+        noise_shape=(8,),
+        seed=99,
+        batch_size=4096,
+        device=torch.device("cpu"),
+        dtype=torch.float64,
     )
     for name, (means, within) in parts.items():
         hits = 0
@@ -64,8 +80,9 @@ def test_interval_coverage_on_oracle(design, groups):
             acc = GroupAccumulator()
             sl = slice(r * groups, (r + 1) * groups)
             acc.add(0, means[sl], within[sl])
-            res = StatisticResult.from_moments(acc.moments(), statistic=name, design=design.name,
-                                               group_size=design.group_size)
+            res = StatisticResult.from_moments(
+                acc.moments(), statistic=name, design=design.name, group_size=design.group_size
+            )
             hits += res.low <= TRUTH[name] <= res.high
         assert abs(hits / REPS - 0.95) <= 0.02, (design.name, name, hits / REPS)
 
@@ -73,8 +90,13 @@ def test_interval_coverage_on_oracle(design, groups):
 def test_antithetic_cancels_linear_statistic_of_linear_generator():
     g = LinearGenerator(np.array([0.3, -0.2]), RNG.standard_normal((2, 5)))
     for design in (Antithetic(), KAntithetic(6)):
-        r = estimate(g, {"lin": lambda x: x @ torch.tensor([1.0, 2.0], dtype=x.dtype)}, budget=120,
-                     design=design, dtype=torch.float64)["lin"]
+        r = estimate(
+            g,
+            {"lin": lambda x: x @ torch.tensor([1.0, 2.0], dtype=x.dtype)},
+            budget=120,
+            design=design,
+            dtype=torch.float64,
+        )["lin"]
         assert r.estimate == pytest.approx(0.3 - 0.4, abs=1e-12)
         assert r.width < 1e-12
     mc = estimate(g, {"lin": lambda x: x[:, 0]}, budget=120, design="mc")["lin"]
@@ -84,8 +106,15 @@ def test_antithetic_cancels_linear_statistic_of_linear_generator():
 def test_pair_correlation_and_efficiency_are_reported():
     # G(z) = z, S = z + z^2: Corr(S(z), S(-z)) = 1/3, so efficiency vs MC is 1 / (1 + 1/3) = 0.75
     g = LinearGenerator(np.zeros(1), np.ones((1, 1)))
-    r = estimate(g, {"s": lambda x: x[:, 0] + x[:, 0] ** 2}, budget=200_000, design="antithetic",
-                 batch_size=20_000, dtype=torch.float64, seed=5)["s"]
+    r = estimate(
+        g,
+        {"s": lambda x: x[:, 0] + x[:, 0] ** 2},
+        budget=200_000,
+        design="antithetic",
+        batch_size=20_000,
+        dtype=torch.float64,
+        seed=5,
+    )["s"]
     assert r.rho == pytest.approx(1 / 3, abs=0.02)
     assert r.efficiency == pytest.approx(0.75, abs=0.02)
     assert r.marginal_variance == pytest.approx(3.0, rel=0.03)
@@ -208,7 +237,8 @@ def test_compare_reports_efficiency_against_mc():
     assert frame.loc["mc", "efficiency"] == pytest.approx(1.0)
     assert frame.loc["antithetic", "efficiency"] > 10
     assert c.efficiency("s", "antithetic") == pytest.approx(
-        (c.estimates["mc"]["s"].width / c.estimates["antithetic"]["s"].width) ** 2)
+        (c.estimates["mc"]["s"].width / c.estimates["antithetic"]["s"].width) ** 2
+    )
     assert json.loads(c.to_json())["baseline"] == "mc"
     for est in c.estimates.values():
         assert est["s"].n_evaluations == 2048
@@ -232,11 +262,27 @@ class _Bad:
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(generator=_Bad("nan"), budget=400), FloatingPointError, r"generator output has NaN or Inf at group \d+ .*seed 0"),
+        (
+            dict(generator=_Bad("nan"), budget=400),
+            FloatingPointError,
+            r"generator output has NaN or Inf at group \d+ .*seed 0",
+        ),
         (dict(generator=_Bad("short"), budget=64), ValueError, "returned 63 outputs for a batch of 64"),
-        (dict(statistics={"bad": lambda x: torch.log(x[:, 0])}), FloatingPointError, r"statistic 'bad' is NaN or Inf at group \d+"),
-        (dict(statistics={"bad": lambda x: x[:3, 0]}), ValueError, r"statistic 'bad' returned shape \(3,\) for a batch of 64"),
-        (dict(budget=65, design="antithetic"), ValueError, "budget 65 is not a multiple of the group size 2 .* use 64 or 66"),
+        (
+            dict(statistics={"bad": lambda x: torch.log(x[:, 0])}),
+            FloatingPointError,
+            r"statistic 'bad' is NaN or Inf at group \d+",
+        ),
+        (
+            dict(statistics={"bad": lambda x: x[:3, 0]}),
+            ValueError,
+            r"statistic 'bad' returned shape \(3,\) for a batch of 64",
+        ),
+        (
+            dict(budget=65, design="antithetic"),
+            ValueError,
+            "budget 65 is not a multiple of the group size 2 .* use 64 or 66",
+        ),
         (dict(budget=100, design=KAntithetic(8)), ValueError, "use 96 or 104"),
         (dict(budget=2, design="antithetic"), ValueError, "at least 2 groups"),
         (dict(budget=64, design=SobolRQMC(64)), ValueError, "at least 2 groups"),
@@ -275,8 +321,15 @@ def test_statistic_shape_changing_between_batches():
 def test_callback_sees_running_counts_and_final_moments():
     g = LinearGenerator(np.array([0.5]), np.array([[0.1, 0.2]]))
     seen = []
-    r = estimate(g, lambda x: x[:, 0], budget=40, design="antithetic", batch_size=8, seed=3,
-                 callback=lambda n, accs: seen.append((n, accs["<lambda>"].count, float(accs["<lambda>"].moments().mean))))
+    r = estimate(
+        g,
+        lambda x: x[:, 0],
+        budget=40,
+        design="antithetic",
+        batch_size=8,
+        seed=3,
+        callback=lambda n, accs: seen.append((n, accs["<lambda>"].count, float(accs["<lambda>"].moments().mean))),
+    )
     assert [n for n, _, _ in seen] == [8, 16, 24, 32, 40]
     assert [c for _, c, _ in seen] == [4, 8, 12, 16, 20]
     assert seen[-1][2] == r["<lambda>"].estimate

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from uqdiff import KAntithetic, estimate
-from uqdiff.estimate import GeneratorError
-from uqdiff.generators import GaussianDDIM
+from uqdiff.estimators.estimate import GeneratorError
+from uqdiff.samplers import GaussianDDIM
 
 ORACLE = GaussianDDIM(np.linspace(-0.5, 0.5, 5), std=0.4, num_steps=6)
 STATS = {"m2": lambda x: (x**2).mean(dim=1), "first": lambda x: x[:, :2]}
@@ -27,11 +27,17 @@ class MemoryLimited:
         return ORACLE(z)
 
 
-@pytest.mark.parametrize("error", [
-    torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
-    MemoryError(),
-    RuntimeError("[enforce fail at alloc_cpu.cpp:114] DefaultCPUAllocator: not enough memory: you tried... out of memory"),
-], ids=["cuda", "host", "runtime"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        MemoryError(),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:114] DefaultCPUAllocator: not enough memory: you tried... out of memory"
+        ),
+    ],
+    ids=["cuda", "host", "runtime"],
+)
 def test_out_of_memory_halves_the_batch_once_with_identical_results(error):
     kw = dict(budget=800, design=KAntithetic(4), seed=3, dtype=torch.float64)
     ref = estimate(ORACLE, STATS, batch_size=64, **kw)
@@ -44,8 +50,11 @@ def test_out_of_memory_halves_the_batch_once_with_identical_results(error):
 
 def test_out_of_memory_after_halving_fails_clearly():
     with pytest.warns(UserWarning, match="going on with 32"):
-        with pytest.raises(MemoryError, match=r"out of memory at batch_size 32 \(already halved from 64\), groups from 0; "
-                                              "pass a smaller batch_size"):
+        with pytest.raises(
+            MemoryError,
+            match=r"out of memory at batch_size 32 \(already halved from 64\), groups from 0; "
+            "pass a smaller batch_size",
+        ):
             estimate(MemoryLimited(20, MemoryError()), STATS, budget=800, batch_size=64)
 
 
@@ -60,8 +69,11 @@ def test_failing_generator_names_group_and_seed():
                 raise ValueError("weights went missing")
             return ORACLE(z)
 
-    with pytest.raises(GeneratorError, match=r"generator raised ValueError: weights went missing on groups 48\.\.55, "
-                                             r"seed \[4, 2\]") as info:
+    with pytest.raises(
+        GeneratorError,
+        match=r"generator raised ValueError: weights went missing on groups 48\.\.55, "
+        r"seed \[4, 2\]",
+    ) as info:
         estimate(Broken(), STATS, budget=256, batch_size=16, design="antithetic", seed=[4, 2])
     assert isinstance(info.value.__cause__, ValueError)
 
@@ -75,8 +87,11 @@ def test_generator_output_shape_change_names_both_shapes():
             self.calls += 1
             return torch.cat([z, z[:, :1]], dim=1) if self.calls > 2 else z
 
-    with pytest.raises(ValueError, match=r"generator output shape changed from \(3,\) to \(4,\) per image between "
-                                         r"batches, at group 128 \(noise 0 of the group\), seed 0"):
+    with pytest.raises(
+        ValueError,
+        match=r"generator output shape changed from \(3,\) to \(4,\) per image between "
+        r"batches, at group 128 \(noise 0 of the group\), seed 0",
+    ):
         estimate(Growing(), {"mean": lambda x: x.mean(dim=1)}, budget=256, batch_size=64)
 
 

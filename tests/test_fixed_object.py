@@ -13,7 +13,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 from uqdiff.designs import KAntithetic
-from uqdiff.fixed_object import (
+from uqdiff.estimators.fixed_object import (
     boundary_band,
     boundary_tv,
     coupled_noise,
@@ -23,18 +23,25 @@ from uqdiff.fixed_object import (
     fixed_object_metrics,
     noise_mask,
 )
-from uqdiff.gallery import MeanPairwiseL2
 from uqdiff.inverse import UNetPrior
 from uqdiff.samplers import DiffusersSampler
+from uqdiff.statistics import MeanPairwiseL2
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def tiny_unet(seed: int = 0, *, zero_output: bool = False) -> UNet2DModel:
     torch.manual_seed(seed)
-    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       layers_per_block=1, norm_num_groups=4)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+    )
     if zero_output:  # eps = 0: DDIM is x -> x * sqrt(ab_prev / ab), exactly invertible
         torch.nn.init.zeros_(unet.conv_out.weight)
         torch.nn.init.zeros_(unet.conv_out.bias)
@@ -43,8 +50,13 @@ def tiny_unet(seed: int = 0, *, zero_output: bool = False) -> UNet2DModel:
 
 def tiny_prior(steps: int = 4, *, clip: bool = True, zero_output: bool = False) -> UNetPrior:
     """8x8 samples cropped to 6x6 images, like the Fashion model's 32 -> 28."""
-    return UNetPrior(tiny_unet(zero_output=zero_output), DDPMScheduler(clip_sample=clip), num_inference_steps=steps,
-                     crop=(1, 1, 1, 1), device="cpu")
+    return UNetPrior(
+        tiny_unet(zero_output=zero_output),
+        DDPMScheduler(clip_sample=clip),
+        num_inference_steps=steps,
+        crop=(1, 1, 1, 1),
+        device="cpu",
+    )
 
 
 def object_and_mask(seed: int = 0):
@@ -71,8 +83,8 @@ def test_inversion_inverts_sampling_when_the_noise_estimate_is_zero():
 
 
 def test_inversion_reconstructs_a_fashion_image_with_the_real_model():
-    from uqdiff.data.fashion_mnist import load_fashion_mnist
     from uqdiff.models.fashion import fashion_prior
+    from uqdiff.models.fashion_mnist import load_fashion_mnist
 
     torch.manual_seed(0)
     prior = fashion_prior(20, device="cpu")
@@ -159,19 +171,22 @@ def test_masked_pairwise_l2_is_the_l2_of_the_selected_pixels():
         MeanPairwiseL2(mask=np.zeros((4, 4), dtype=bool))
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"mask": torch.ones(5, 5, dtype=torch.bool)}, "mask must be a boolean"),
-    ({"mask": torch.zeros(6, 6, dtype=torch.bool)}, "some pixels"),
-    ({"mask": torch.ones(6, 6, dtype=torch.bool)}, "some pixels"),
-    ({"mask": torch.ones(6, 6)}, "mask must be a boolean"),
-    ({"image": torch.zeros(1, 6, 6) + 1.5}, r"values must lie in \[-1.0, 1.0\]"),
-    ({"image": torch.zeros(1, 5, 5)}, "image shape"),
-    ({"k": 1}, "k .* >= 2"),
-    ({"background": "antithetic"}, "background must be one of"),
-    ({"background": KAntithetic(3)}, "group size 3, not k=4"),
-    ({"optimization_steps": (-1, 5)}, "non-negative ints"),
-    ({"lr": 0.0}, "lr must be"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"mask": torch.ones(5, 5, dtype=torch.bool)}, "mask must be a boolean"),
+        ({"mask": torch.zeros(6, 6, dtype=torch.bool)}, "some pixels"),
+        ({"mask": torch.ones(6, 6, dtype=torch.bool)}, "some pixels"),
+        ({"mask": torch.ones(6, 6)}, "mask must be a boolean"),
+        ({"image": torch.zeros(1, 6, 6) + 1.5}, r"values must lie in \[-1.0, 1.0\]"),
+        ({"image": torch.zeros(1, 5, 5)}, "image shape"),
+        ({"k": 1}, "k .* >= 2"),
+        ({"background": "antithetic"}, "background must be one of"),
+        ({"background": KAntithetic(3)}, "group size 3, not k=4"),
+        ({"optimization_steps": (-1, 5)}, "non-negative ints"),
+        ({"lr": 0.0}, "lr must be"),
+    ],
+)
 def test_bad_input_gives_a_clear_error(change, message):
     image, mask = object_and_mask()
     args = {"image": image, "mask": mask, "k": 4, "optimization_steps": (1,), "lr": 0.01, "background": "repulsive"}

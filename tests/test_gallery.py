@@ -11,22 +11,12 @@ import torch
 from scipy import stats as sps
 
 from uqdiff import estimate
-
 from uqdiff.designs import IID, Equicorrelated, KAntithetic
-from uqdiff.estimate import design_seed
-from uqdiff.gallery import (
-    GalleryMean,
-    MeanPairwiseCosine,
-    MeanPairwiseL2,
-    MeanPairwiseSSIM,
-    PerImage,
-    Vendi,
-    compare_galleries,
-    estimate_gallery,
-)
-from uqdiff.generators import LinearGenerator
-from uqdiff.statistics import SSIM
-from uqdiff.variations import Variations, blend, estimate_variations
+from uqdiff.estimators.estimate import design_seed
+from uqdiff.estimators.gallery import PerImage, compare_galleries, estimate_gallery
+from uqdiff.estimators.variations import Variations, estimate_variations
+from uqdiff.samplers import LinearGenerator, blend
+from uqdiff.statistics import SSIM, GalleryMean, MeanPairwiseCosine, MeanPairwiseL2, MeanPairwiseSSIM, Vendi
 
 SCALE = 0.5  # pixel standard deviation of the linear oracle below
 
@@ -42,8 +32,14 @@ def l2_truth(c: float) -> float:
 
 
 def test_pairwise_l2_by_hand_on_two_galleries():
-    galleries = np.array([[0.0, 0.0], [2.0, 0.0],     # gallery 1: one pair, mean sq distance (4 + 0)/2 = 2
-                          [1.0, 1.0], [1.0, 1.0]])    # gallery 2: identical images
+    galleries = np.array(
+        [
+            [0.0, 0.0],
+            [2.0, 0.0],  # gallery 1: one pair, mean sq distance (4 + 0)/2 = 2
+            [1.0, 1.0],
+            [1.0, 1.0],
+        ]
+    )  # gallery 2: identical images
     assert MeanPairwiseL2(value_range=(0, 1))(galleries, gallery_size=2).tolist() == [2.0, 0.0]
     # value_range (-1, 1) halves distances before squaring: a quarter of the value
     assert MeanPairwiseL2()(galleries, gallery_size=2).tolist() == [0.5, 0.0]
@@ -113,9 +109,9 @@ def test_equicorrelated_zero_is_the_iid_gallery():
 def test_estimate_gallery_is_the_mean_of_the_gallery_values(design):
     g, k, n = oracle(), design.group_size, 50
     stat = MeanPairwiseL2(value_range=(0, 1))
-    noise = design.groups(np.arange(n), 6, seed=7)                   # the design's own noise
+    noise = design.groups(np.arange(n), 6, seed=7)  # the design's own noise
     values = stat(g(noise.reshape(n * k, 6)), gallery_size=k).numpy()
-    for batch_size in (k, 7, 64):                                    # batches never split a gallery
+    for batch_size in (k, 7, 64):  # batches never split a gallery
         r = estimate_gallery(g, stat, design=design, budget=n * k, seed=7, batch_size=batch_size)["pairwise_l2"]
         assert r.estimate == pytest.approx(values.mean(), rel=1e-12)
         assert r.standard_error == pytest.approx(values.std(ddof=1) / math.sqrt(n), rel=1e-9)
@@ -239,8 +235,15 @@ def test_variation_spread_intervals_cover_the_closed_form(design):
     rms = math.sqrt((1 - c) ** 2 * z0**2 + 1 - c**2)
     hits_rms, hits_mean = [], []
     for rep in range(200):
-        v = estimate_variations(LinearGenerator([0.0]), torch.tensor([z0]), {"x": lambda x: x[:, 0]}, c=c,
-                                budget=48, design=design, seed=[9, rep])["x"]
+        v = estimate_variations(
+            LinearGenerator([0.0]),
+            torch.tensor([z0]),
+            {"x": lambda x: x[:, 0]},
+            c=c,
+            budget=48,
+            design=design,
+            seed=[9, rep],
+        )["x"]
         assert v.anchor == pytest.approx(z0, rel=1e-6) and v.c == c
         hits_rms.append(v.rms_interval.low <= rms <= v.rms_interval.high)
         hits_mean.append(v.mean.low - 1e-6 <= c * z0 <= v.mean.high + 1e-6)  # float32 images

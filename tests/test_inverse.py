@@ -10,8 +10,8 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 from uqdiff import KAntithetic, estimate
+from uqdiff.estimators.solvers import evaluate_solver
 from uqdiff.inverse import OPERATORS, Inpainting, UNetPrior, VEDenoiserPrior, get_operator, measure
-from uqdiff.inverse.evaluate import evaluate_solver
 from uqdiff.samplers import DiffusersSampler
 from uqdiff.samplers.posterior import DDS, DPS, ddim_step, implied_eps
 from uqdiff.statistics import L1
@@ -21,9 +21,16 @@ SHAPE = (1, 8, 8)
 
 def tiny_unet(seed: int = 0) -> UNet2DModel:
     torch.manual_seed(seed)
-    return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       layers_per_block=1, norm_num_groups=4)
+    return UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+    )
 
 
 def tiny_prior(steps: int = 4, crop=(0, 0, 0, 0), clip: bool = True) -> UNetPrior:
@@ -59,7 +66,9 @@ def test_closed_form_adjoints_match_autograd():
 
 def test_operator_definitions():
     x = torch.arange(64.0).reshape(1, 1, 8, 8)
-    torch.testing.assert_close(get_operator("super_resolution", SHAPE, mode="avgpool")(x)[0, 0, 0, 0], torch.tensor(4.5))
+    torch.testing.assert_close(
+        get_operator("super_resolution", SHAPE, mode="avgpool")(x)[0, 0, 0, 0], torch.tensor(4.5)
+    )
     blur = get_operator("gaussian_blur", (1, 16, 16), std=1.0)
     assert blur.kernel.shape == (7, 7) and torch.isclose(blur.kernel.sum(), torch.tensor(1.0))
     assert torch.allclose(blur(torch.ones(1, 1, 16, 16)), torch.ones(1, 1, 16, 16))  # preserves constants
@@ -138,7 +147,9 @@ def test_dds_without_cg_is_the_ddim_sampler():
     prior = UNetPrior(tiny_unet(), DDPMScheduler(clip_sample=False), num_inference_steps=5, device="cpu")
     for eta in (0.0, 0.85):
         dds = DDS(prior, m, eta=eta, cg_steps=0)
-        ref = DiffusersSampler(tiny_unet(), DDIMScheduler(clip_sample=False), num_inference_steps=5, eta=eta, device="cpu")
+        ref = DiffusersSampler(
+            tiny_unet(), DDIMScheduler(clip_sample=False), num_inference_steps=5, eta=eta, device="cpu"
+        )
         assert dds.noise_shape == ref.noise_shape
         z = torch.randn(3, *dds.noise_shape, generator=torch.Generator().manual_seed(2))
         torch.testing.assert_close(dds(z), ref(z), rtol=1e-4, atol=1e-5)
@@ -183,7 +194,9 @@ def test_dds_data_consistency_solves_the_measurement():
     torch.testing.assert_close(sr.operator(fitted), sr.y.expand(3, 1, 3, 3))  # A A^T = I/4: one step is exact
     # CG on the normal equations minimizes ||y - A x|| over growing Krylov spaces: never worse with more steps
     blur = measure(truth[:, 1:7, 1:7], "gaussian_blur", seed=1, sigma_y=0.0, std=0.7)
-    residual = [blur.residual_norm(prior.image(DDS(prior, blur, cg_steps=n).data_consistency(x0))) for n in (0, 1, 3, 10)]
+    residual = [
+        blur.residual_norm(prior.image(DDS(prior, blur, cg_steps=n).data_consistency(x0))) for n in (0, 1, 3, 10)
+    ]
     assert all((b <= a * (1 + 1e-5)).all() for a, b in zip(residual, residual[1:]))
     assert (residual[-1] < 0.05 * residual[0]).all()
 
@@ -193,7 +206,9 @@ def test_dds_auto_weight_follows_the_noise_levels():
     prior = tiny_prior(steps=3)
     z = torch.randn(2, 4, *SHAPE, generator=torch.Generator().manual_seed(0))
     clean = measure(truth, "inpainting", seed=1, sigma_y=0.0)
-    torch.testing.assert_close(DDS(prior, clean, lam="auto")(z), DDS(prior, clean, lam=0.0)(z))  # sigma_y = 0: exact fit
+    torch.testing.assert_close(
+        DDS(prior, clean, lam="auto")(z), DDS(prior, clean, lam=0.0)(z)
+    )  # sigma_y = 0: exact fit
     noisy = measure(truth, "inpainting", seed=1, sigma_y=0.2)
     x0 = torch.randn(2, *SHAPE)
     dds = DDS(prior, noisy)
@@ -236,9 +251,18 @@ def test_evaluation_returns_intervals_for_every_image_design_and_statistic():
         seen.append(m)
         return DDS(prior, m, cg_steps=2)
 
-    ev = evaluate_solver(solver, truths, "inpainting", samples_per_image=8, designs=["antithetic", KAntithetic(4)],
-                         statistics=("l1", "psnr"),
-                         seed=3, batch_size=4, correlation_pairs=4, name="DDS-tiny")
+    ev = evaluate_solver(
+        solver,
+        truths,
+        "inpainting",
+        samples_per_image=8,
+        designs=["antithetic", KAntithetic(4)],
+        statistics=("l1", "psnr"),
+        seed=3,
+        batch_size=4,
+        correlation_pairs=4,
+        name="DDS-tiny",
+    )
     assert len(seen) == 2 and not torch.equal(seen[0].y, seen[1].y)  # one measurement per image
     assert set(ev.per_image.design) == {"mc", "antithetic", "k-antithetic(k=4)"}
     assert len(ev.per_image) == 2 * 3 * 2 and (ev.per_image.low <= ev.per_image.high).all()
@@ -249,9 +273,17 @@ def test_evaluation_returns_intervals_for_every_image_design_and_statistic():
     m0 = measure(truths[0], "inpainting", seed=[3, 0])
     import zlib
 
-    direct = estimate(DDS(prior, m0, cg_steps=2), L1(m0.truth), budget=8, design="antithetic", batch_size=4,
-                      seed=[3, 0, zlib.crc32(b"antithetic")])["l1"]
-    row = ev.per_image[(ev.per_image.image == 0) & (ev.per_image.design == "antithetic") & (ev.per_image.statistic == "l1")]
+    direct = estimate(
+        DDS(prior, m0, cg_steps=2),
+        L1(m0.truth),
+        budget=8,
+        design="antithetic",
+        batch_size=4,
+        seed=[3, 0, zlib.crc32(b"antithetic")],
+    )["l1"]
+    row = ev.per_image[
+        (ev.per_image.image == 0) & (ev.per_image.design == "antithetic") & (ev.per_image.statistic == "l1")
+    ]
     assert row.estimate.iloc[0] == pytest.approx(direct.estimate, rel=1e-12)
     assert set(ev.summary.columns) >= {"statistic", "design", "estimate", "width", "efficiency"}
     assert ev.efficiency("l1", "mc") == pytest.approx(1.0)
@@ -276,18 +308,51 @@ def test_evaluation_input_errors():
 
 
 def test_cli_evaluate_writes_the_report_and_matches_the_library(tmp_path):
-    from uqdiff.cli import main
-    from uqdiff.inverse.problems import TASKS, ground_truths, solver_factory
+    from uqdiff.cli.main import main
+    from uqdiff.models.problems import TASKS, ground_truths, solver_factory
 
     out = tmp_path / "ev"
-    argv = ["evaluate", "--model", "fashion", "--solver", "dds", "--task", "super_resolution", "--images", "1",
-            "--budget", "4", "--steps", "3", "--batch-size", "8", "--seed", "5", "--out", str(out), "-q"]
+    argv = [
+        "evaluate",
+        "--model",
+        "fashion",
+        "--solver",
+        "dds",
+        "--task",
+        "super_resolution",
+        "--images",
+        "1",
+        "--budget",
+        "4",
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--seed",
+        "5",
+        "--out",
+        str(out),
+        "-q",
+    ]
     assert main(argv) == 0
-    assert {p.name for p in out.iterdir()} == {"report.md", "results.json", "results.csv", "per_image.csv", "config.yaml"}
+    assert {p.name for p in out.iterdir()} == {
+        "report.md",
+        "results.json",
+        "results.csv",
+        "per_image.csv",
+        "config.yaml",
+    }
     saved = json.loads((out / "results.json").read_text())
     truths, _ = ground_truths("fashion", 1)
-    direct = evaluate_solver(solver_factory("fashion", "dds", steps=3), truths, "super_resolution", samples_per_image=4,
-                             operator_params=TASKS["fashion"]["super_resolution"], seed=5, batch_size=8)
+    direct = evaluate_solver(
+        solver_factory("fashion", "dds", steps=3),
+        truths,
+        "super_resolution",
+        samples_per_image=4,
+        operator_params=TASKS["fashion"]["super_resolution"],
+        seed=5,
+        batch_size=8,
+    )
     got = {(r["design"], r["statistic"]): r["estimate"] for r in saved["per_image"]}
     for r in direct.per_image.itertuples():
         assert got[r.design, r.statistic] == pytest.approx(r.estimate, rel=1e-9)
@@ -296,12 +361,17 @@ def test_cli_evaluate_writes_the_report_and_matches_the_library(tmp_path):
 
 @pytest.mark.parametrize(
     "flags, field",
-    [(["--model", "oracle"], "model"), (["--model", "terrain", "--solver", "dps"], "solver"),
-     (["--model", "fashion", "--task", "deblur"], "task"), (["--model", "fashion", "--statistics", "mean"], "statistics"),
-     (["--model", "fashion", "--images", "0"], "images"), (["--model", "fashion", "--sigma-y", "-1"], "sigma_y")],
+    [
+        (["--model", "oracle"], "model"),
+        (["--model", "terrain", "--solver", "dps"], "solver"),
+        (["--model", "fashion", "--task", "deblur"], "task"),
+        (["--model", "fashion", "--statistics", "mean"], "statistics"),
+        (["--model", "fashion", "--images", "0"], "images"),
+        (["--model", "fashion", "--sigma-y", "-1"], "sigma_y"),
+    ],
 )
 def test_cli_evaluate_rejects_bad_problems(flags, field, capsys):
-    from uqdiff.cli import main
+    from uqdiff.cli.main import main
 
     assert main(["evaluate", *flags, "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -9,25 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from uqdiff.designs import (
-    GaussianCoupling,
-    KAntithetic,
-    Equicorrelated,
-    SkipGradient,
-    learn_coupling,
-    load_coupling,
-    parse_design,
-    save_coupling,
-)
-from uqdiff.gallery import (
-    BrightnessContrast,
-    BrightnessGap,
-    BrightnessMargin,
-    MeanPairwiseDistance,
-    MeanPairwiseL2,
-    estimate_gallery,
-)
-from uqdiff.generators import LinearGenerator, NumpyGenerator
+from uqdiff.designs import Equicorrelated, GaussianCoupling, KAntithetic, load_coupling, parse_design, save_coupling
+from uqdiff.estimators import learn_coupling
+from uqdiff.estimators.gallery import estimate_gallery
+from uqdiff.samplers import LinearGenerator, NumpyGenerator, SkipGradient
+from uqdiff.statistics import BrightnessContrast, BrightnessGap, BrightnessMargin, MeanPairwiseDistance, MeanPairwiseL2
 
 D = 64
 IDENTITY = LinearGenerator(np.zeros(D))  # x = z: the skip gradient is the exact gradient
@@ -42,8 +28,16 @@ def test_projected_updates_keep_unit_norm_rows_at_every_step():
     init = rng.normal(size=(4, 6))
     init /= np.linalg.norm(init, axis=1, keepdims=True)
     norms = []
-    fit = learn_coupling(SkipGradient(IDENTITY), MeanPairwiseDistance(), init=init, steps=200, lr=0.3,
-                         galleries_per_step=4, seed=1, callback=lambda s, v, a: norms.append(np.linalg.norm(a, axis=1)))
+    fit = learn_coupling(
+        SkipGradient(IDENTITY),
+        MeanPairwiseDistance(),
+        init=init,
+        steps=200,
+        lr=0.3,
+        galleries_per_step=4,
+        seed=1,
+        callback=lambda s, v, a: norms.append(np.linalg.norm(a, axis=1)),
+    )
     assert fit.design.matrix.shape == (4, 6) and len(norms) == 200
     assert np.abs(np.array(norms) - 1).max() < 1e-6
     assert np.abs(np.diagonal(fit.correlations, axis1=1, axis2=2) - 1).max() < 1e-6
@@ -66,8 +60,9 @@ def test_pairwise_l2_only_pins_the_mean_correlation():
 
 
 def test_brightness_objective_learns_the_two_block_pattern():
-    fit = learn_coupling(SkipGradient(IDENTITY), BrightnessContrast(lam=0.35), k=4, steps=200,
-                         galleries_per_step=32, seed=0)
+    fit = learn_coupling(
+        SkipGradient(IDENTITY), BrightnessContrast(lam=0.35), k=4, steps=200, galleries_per_step=32, seed=0
+    )
     c = fit.correlation
     # for Gaussian brightness the optimum has c12 = c34 = (1 - lam^2) / (1 + lam^2) = 0.78, cross mean -0.89
     assert abs(c[0, 1] - 0.782) < 0.15 and abs(c[2, 3] - 0.782) < 0.15, c.round(2)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from uqdiff import Antithetic, estimate
-from uqdiff.data import load_fashion_mnist
+from uqdiff.models.fashion_mnist import load_fashion_mnist
 from uqdiff.statistics import MeanSlope, PixelMean, pair_correlation
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -6,9 +6,9 @@ import torch
 
 from uqdiff import estimate
 from uqdiff.designs import SobolRQMC
-from uqdiff.estimate import GeneratorError
-from uqdiff.generators import LinearGenerator, NumpyGenerator
-from uqdiff.paired import CommonNoise, ContrastStatistic, paired_estimate
+from uqdiff.estimators.estimate import GeneratorError
+from uqdiff.estimators.paired import CommonNoise, ContrastStatistic, paired_estimate
+from uqdiff.samplers import LinearGenerator, NumpyGenerator
 
 J = np.array([[0.6, 0.8, 0.0, 0.0]])  # |J| = 1
 
@@ -30,8 +30,10 @@ def test_difference_interval_covers_the_truth(design, budget):
     reps = 300
     hits = sum(
         r.low <= truth <= r.high
-        for r in (paired_estimate(gens, cosine, budget=budget, design=design, seed=[3, i]).contrast("A - B").result
-                  for i in range(reps))
+        for r in (
+            paired_estimate(gens, cosine, budget=budget, design=design, seed=[3, i]).contrast("A - B").result
+            for i in range(reps)
+        )
     )
     assert 0.91 <= hits / reps <= 0.985
 

@@ -39,9 +39,15 @@ def one_thread():
 def tiny_unet(channels: int = 1, size: int = 8, num_class_embeds: int | None = 3) -> UNet2DModel:
     torch.manual_seed(0)  # random weights, fixed for the test
     return UNet2DModel(
-        sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-        layers_per_block=1, norm_num_groups=4, num_class_embeds=num_class_embeds,
+        sample_size=size,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+        num_class_embeds=num_class_embeds,
     ).eval()
 
 
@@ -108,10 +114,19 @@ def record_injected(s: DiffusersSampler, monkeypatch) -> list[torch.Tensor]:
 
 DDPM_CONFIGS = [
     {},  # fixed_small, clip_sample, epsilon, leading spacing (last step t = 0 adds no noise)
-    {"variance_type": "fixed_large", "clip_sample": False, "prediction_type": "v_prediction",
-     "timestep_spacing": "trailing"},
-    {"thresholding": True, "sample_max_value": 2.0, "prediction_type": "sample",
-     "beta_schedule": "squaredcos_cap_v2", "timestep_spacing": "linspace"},
+    {
+        "variance_type": "fixed_large",
+        "clip_sample": False,
+        "prediction_type": "v_prediction",
+        "timestep_spacing": "trailing",
+    },
+    {
+        "thresholding": True,
+        "sample_max_value": 2.0,
+        "prediction_type": "sample",
+        "beta_schedule": "squaredcos_cap_v2",
+        "timestep_spacing": "linspace",
+    },
 ]
 
 
@@ -202,8 +217,10 @@ def test_classifier_free_guidance():
     torch.testing.assert_close(guided(z), x, rtol=0, atol=1e-5)
     # w = 0 is the null class alone
     torch.testing.assert_close(
-        sampler(sched, unet=unet, guidance_scale=0.0, null_class=0)(z), sampler(sched, unet=unet, class_label=0)(z),
-        rtol=0, atol=1e-5,
+        sampler(sched, unet=unet, guidance_scale=0.0, null_class=0)(z),
+        sampler(sched, unet=unet, class_label=0)(z),
+        rtol=0,
+        atol=1e-5,
     )
     with pytest.raises(ValueError, match="null_class"):
         sampler(sched, unet=unet, guidance_scale=3.0)
@@ -213,7 +230,9 @@ def test_classifier_free_guidance():
 
 def test_estimate_end_to_end():
     s = sampler(DDPMScheduler())
-    r = uqdiff.estimate(s, lambda x: x.mean(dim=(1, 2, 3)), budget=8, design="antithetic", batch_size=4, seed=0)
+    r = uqdiff.estimators.estimate(
+        s, lambda x: x.mean(dim=(1, 2, 3)), budget=8, design="antithetic", batch_size=4, seed=0
+    )
     res = r["<lambda>"]
     assert np.isfinite(res.estimate) and np.isfinite(res.width) and res.width > 0
 
@@ -260,9 +279,16 @@ def test_bad_inputs():
         sampler(EulerDiscreteScheduler())
     with pytest.raises(ValueError, match="variance_type 'learned_range'"):
         sampler(DDPMScheduler(variance_type="learned_range"))
-    learned_variance = UNet2DModel(sample_size=8, in_channels=1, out_channels=2, block_out_channels=(8, 16),
-                                   down_block_types=("DownBlock2D", "DownBlock2D"),
-                                   up_block_types=("UpBlock2D", "UpBlock2D"), layers_per_block=1, norm_num_groups=4)
+    learned_variance = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=2,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+    )
     with pytest.raises(ValueError, match="maps 1 channels to 2"):
         sampler(DDIMScheduler(), unet=learned_variance, class_label=None)
     with pytest.raises(ValueError, match="eta"):

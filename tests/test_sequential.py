@@ -9,11 +9,11 @@ import torch
 from scipy import stats
 
 from uqdiff import Antithetic, SobolRQMC, estimate
-from uqdiff.accumulator import GroupAccumulator, Moments
 from uqdiff.designs import as_design
-from uqdiff.estimate import evaluate_groups, named_statistics
-from uqdiff.generators import GaussianDDIM
-from uqdiff.sequential import DEFAULT_INFLATION, planned_groups, tolerances, two_stage_result
+from uqdiff.estimators.accumulator import GroupAccumulator
+from uqdiff.estimators.estimate import evaluate_groups, named_statistics
+from uqdiff.estimators.stopping import DEFAULT_INFLATION, planned_groups, tolerances, two_stage_result
+from uqdiff.samplers import GaussianDDIM
 
 RNG = np.random.default_rng(7)
 ORACLE = GaussianDDIM(RNG.uniform(-0.6, 0.6, size=(4,)), std=RNG.uniform(0.2, 0.9, size=(4,)), num_steps=10)
@@ -23,10 +23,12 @@ TRUTH = {
     "second_moment": float(np.mean(ALPHA**2 + BETA**2)),
     "share_above": float(np.mean(stats.norm.sf((THRESHOLD - ALPHA) / BETA))),
 }
-STATS = named_statistics({
-    "second_moment": lambda x: (x**2).mean(dim=1),
-    "share_above": lambda x: (x > THRESHOLD).to(torch.float64).mean(dim=1),
-})
+STATS = named_statistics(
+    {
+        "second_moment": lambda x: (x**2).mean(dim=1),
+        "share_above": lambda x: (x > THRESHOLD).to(torch.float64).mean(dim=1),
+    }
+)
 REPS, PILOT, MEAN_GROUPS = 1000, 32, 32
 
 
@@ -37,7 +39,8 @@ def _moments(means, within):
 
 
 @pytest.mark.parametrize(
-    "design", ["mc", Antithetic(), pytest.param(SobolRQMC(8), marks=pytest.mark.slow)],  # RQMC: ~40 s; see
+    "design",
+    ["mc", Antithetic(), pytest.param(SobolRQMC(8), marks=pytest.mark.slow)],  # RQMC: ~40 s; see
     ids=lambda d: as_design(d).name,  # benchmarks/sequential_coverage.py for all designs, results committed
 )
 def test_two_stage_interval_covers_on_oracle(design):
@@ -57,14 +60,21 @@ def test_two_stage_interval_covers_on_oracle(design):
     hits = {n: 0 for n in STATS}
     planned = []
     for r in range(REPS):
-        p = {n: _moments(m[r * PILOT:(r + 1) * PILOT], w[r * PILOT:(r + 1) * PILOT]) for n, (m, w) in pilot.items()}
+        p = {n: _moments(m[r * PILOT : (r + 1) * PILOT], w[r * PILOT : (r + 1) * PILOT]) for n, (m, w) in pilot.items()}
         tol = tolerances(p, target_halfwidth=target, rel_tol=None)
         n_main = int(min(planned_groups(p, tol, confidence_level=0.95, interval="t", inflation=DEFAULT_INFLATION), cap))
         planned.append(n_main)
         for name, (m, w) in main.items():
-            res = two_stage_result(_moments(m[r * cap:r * cap + n_main], w[r * cap:r * cap + n_main]), p[name],
-                                   statistic=name, design=design.name, group_size=design.group_size,
-                                   confidence_level=0.95, interval="t", inflation=DEFAULT_INFLATION)
+            res = two_stage_result(
+                _moments(m[r * cap : r * cap + n_main], w[r * cap : r * cap + n_main]),
+                p[name],
+                statistic=name,
+                design=design.name,
+                group_size=design.group_size,
+                confidence_level=0.95,
+                interval="t",
+                inflation=DEFAULT_INFLATION,
+            )
             assert res.width / 2 <= tol[name] * (1 + 1e-12) or n_main == cap
             hits[name] += res.low <= TRUTH[name] <= res.high
     assert 16 <= np.mean(planned) <= 64, np.mean(planned)
@@ -74,8 +84,16 @@ def test_two_stage_interval_covers_on_oracle(design):
 
 def test_estimate_runs_the_same_rule_and_meets_the_target():
     target = {"second_moment": 0.01, "share_above": 0.02}
-    r = estimate(ORACLE, STATS, target_halfwidth=target, max_budget=20_000, design="antithetic", seed=5,
-                 batch_size=50, dtype=torch.float64)
+    r = estimate(
+        ORACLE,
+        STATS,
+        target_halfwidth=target,
+        max_budget=20_000,
+        design="antithetic",
+        seed=5,
+        batch_size=50,
+        dtype=torch.float64,
+    )
     info = r.config["sequential"]
     assert info["stopped_by"] == "target" and all(info["target_met"].values())
     n0, n1 = info["pilot_groups"], info["main_groups"]
@@ -89,15 +107,30 @@ def test_estimate_runs_the_same_rule_and_meets_the_target():
     for name, (m, w) in main.items():
         acc = GroupAccumulator()
         acc.add(n0, m, w)
-        want = two_stage_result(acc.moments(), pilot[name], statistic=name, design=design.name, group_size=2,
-                                confidence_level=0.95, interval="t", inflation=1.2)
+        want = two_stage_result(
+            acc.moments(),
+            pilot[name],
+            statistic=name,
+            design=design.name,
+            group_size=2,
+            confidence_level=0.95,
+            interval="t",
+            inflation=1.2,
+        )
         assert r[name] == want
         assert r[name].width / 2 <= target[name] and r[name].df == n0 - 1
 
 
 def test_rel_tol_and_rqmc_add_replicates():
-    r = estimate(ORACLE, STATS["second_moment"], rel_tol=0.01, max_budget=100_000, design=SobolRQMC(16), seed=2,
-                 pilot_budget=16 * 16)
+    r = estimate(
+        ORACLE,
+        STATS["second_moment"],
+        rel_tol=0.01,
+        max_budget=100_000,
+        design=SobolRQMC(16),
+        seed=2,
+        pilot_budget=16 * 16,
+    )
     res, info = r["<lambda>"], r.config["sequential"]
     assert info["target_met"] == {"<lambda>": True} and res.n_groups == info["main_groups"] >= 2
     assert res.width / 2 <= 0.01 * abs(info["tolerance"]["<lambda>"] / 0.01)  # tolerance = rel_tol * |pilot mean|
@@ -117,8 +150,14 @@ def test_max_budget_first_is_reported():
 
 def test_degenerate_spread_needs_only_two_groups():
     # The oracle's output is affine in z: antithetic pairs cancel x[:, 0] exactly, zero spread plans 2 groups.
-    r = estimate(ORACLE, {"x0": lambda x: x[:, 0]}, target_halfwidth=0.1, max_budget=1000, design="antithetic",
-                 dtype=torch.float64)
+    r = estimate(
+        ORACLE,
+        {"x0": lambda x: x[:, 0]},
+        target_halfwidth=0.1,
+        max_budget=1000,
+        design="antithetic",
+        dtype=torch.float64,
+    )
     assert r.config["sequential"]["main_groups"] == 2
     assert r["x0"].estimate == pytest.approx(ALPHA[0], abs=1e-12) and r["x0"].width == pytest.approx(0, abs=1e-12)
 

@@ -1,14 +1,14 @@
 """Simultaneous pixel bands: all-pixel coverage on an oracle map, agreement with estimate and statsmodels."""
 
 import numpy as np
-import torch
 import pytest
+import torch
 from statsmodels.stats.multitest import multipletests
 
 from uqdiff import estimate
-from uqdiff.generators import LinearGenerator
-from uqdiff.paired import p_value
-from uqdiff.simultaneous import group_means, holm_pixels, simultaneous_bands
+from uqdiff.estimators.paired import p_value
+from uqdiff.estimators.simultaneous import group_means, holm_pixels, simultaneous_bands
+from uqdiff.samplers import LinearGenerator
 
 RNG = np.random.default_rng(0)
 OFFSET = RNG.normal(size=(6, 6))

@@ -1,4 +1,4 @@
-"""Tests for uqdiff.qmc.sobol and the SobolRQMC design.
+"""Tests for uqdiff.designs.sobol_points and the SobolRQMC design.
 
 Checks, each of which can fail: bit-for-bit agreement of the unscrambled
 points with scipy and qmcpy, the (t, m, 2)-net property of scrambled 2-D
@@ -19,7 +19,7 @@ from scipy import stats
 from scipy.stats import qmc
 
 from uqdiff.designs import SobolRQMC, SubspaceCoupling
-from uqdiff.qmc import (
+from uqdiff.designs.sobol_points import (
     MAX_DIM,
     scrambled_sobol,
     scrambled_sobol_normal,

@@ -112,9 +112,7 @@ class TestPixel:
 
     def test_mean_matches_numpy(self, rng: np.random.Generator) -> None:
         x = rng.uniform(0, 255, size=(4, 3, 6, 7))
-        np.testing.assert_allclose(
-            PixelMean(value_range=(0, 255), scale=255)(x), x.mean(axis=(1, 2, 3))
-        )
+        np.testing.assert_allclose(PixelMean(value_range=(0, 255), scale=255)(x), x.mean(axis=(1, 2, 3)))
 
     def test_scale_validation(self) -> None:
         for bad in (0.0, -1.0, float("nan")):
@@ -125,9 +123,7 @@ class TestPixel:
             with pytest.raises(ValueError, match="scale"):
                 PixelMap(scale=bad)
 
-    @pytest.mark.parametrize(
-        "channel, weight", [(0, 0.299), (1, 0.587), (2, 0.114)]
-    )
+    @pytest.mark.parametrize("channel, weight", [(0, 0.299), (1, 0.587), (2, 0.114)])
     def test_brightness_weights(self, channel: int, weight: float) -> None:
         x = np.zeros((1, 3, 4, 4))
         x[:, channel] = 1.0
@@ -312,8 +308,13 @@ class TestReconstruction:
         a = rng.uniform(0, 1, size=(17, 19))
         b = rng.uniform(0, 1, size=(17, 19))
         _, full = structural_similarity(
-            a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-            data_range=1.0, full=True,
+            a,
+            b,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=1.0,
+            full=True,
         )
         cropped = full[5:-5, 5:-5]
         assert cropped.shape == (17 - 10, 19 - 10)
@@ -347,7 +348,16 @@ class TestReconstruction:
 class TestRegistry:
     def test_names(self) -> None:
         assert set(STATISTICS) == {
-            "mean", "brightness", "contrast", "centroid", "pixel_map", "slope", "max_slope", "l1", "psnr", "ssim",
+            "mean",
+            "brightness",
+            "contrast",
+            "centroid",
+            "pixel_map",
+            "slope",
+            "max_slope",
+            "l1",
+            "psnr",
+            "ssim",
         }
         for name, cls in STATISTICS.items():
             assert cls.name == name
@@ -451,9 +461,7 @@ class TestDiagnostics:
         with pytest.raises(ValueError, match="non-empty"):
             pn_rr_correlations(np.zeros((0, 3)), np.zeros((0, 3)), z, z)
 
-    @pytest.mark.parametrize(
-        "f", [lambda x: 3 * x + 2, lambda x: np.sin(x) + 1, lambda x: -x, lambda x: x**3 - 5]
-    )
+    @pytest.mark.parametrize("f", [lambda x: 3 * x + 2, lambda x: np.sin(x) + 1, lambda x: -x, lambda x: x**3 - 5])
     def test_antisymmetry_one(self, f) -> None:  # type: ignore[no-untyped-def]
         assert affine_antisymmetry_score(f) == pytest.approx(1.0, abs=1e-12)
 

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 
 from uqdiff import IID
-from uqdiff.data import FASHION_MNIST_CLASSES
 from uqdiff.models.classifier import load_fashion_classifier
 from uqdiff.models.fashion import FASHION_DDPM_DIR, FashionMNISTGenerator
+from uqdiff.models.fashion_mnist import FASHION_MNIST_CLASSES
 
 
 def main() -> None:
@@ -41,8 +41,11 @@ def main() -> None:
     out = FASHION_DDPM_DIR / "sample_grid.png"
     Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(out)
     report = {
-        "per_class": args.per_class, "ddim_steps": args.steps, "guidance_scale": args.guidance,
-        "classifier_agreement": dict(zip(FASHION_MNIST_CLASSES, hits)), "mean_agreement": float(np.mean(hits)),
+        "per_class": args.per_class,
+        "ddim_steps": args.steps,
+        "guidance_scale": args.guidance,
+        "classifier_agreement": dict(zip(FASHION_MNIST_CLASSES, hits)),
+        "mean_agreement": float(np.mean(hits)),
     }
     (FASHION_DDPM_DIR / "sample_quality.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -1,6 +1,6 @@
 """Train the small Fashion-MNIST classifier shipped in uqdiff/assets (safetensors + metrics JSON).
 
-    python training/train_fashion_classifier.py --epochs 8 --threads 1
+python training/train_fashion_classifier.py --epochs 8 --threads 1
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from uqdiff.data import load_fashion_mnist
 from uqdiff.models.classifier import CLASSIFIER_FILE, FashionClassifier
+from uqdiff.models.fashion_mnist import load_fashion_mnist
 
 
 def to_input(images: np.ndarray) -> torch.Tensor:
@@ -65,13 +65,21 @@ def main() -> None:
             loss.backward()
             opt.step()
             sched.step()
-        print(f"epoch {epoch + 1}: test accuracy {accuracy(model, xt, yt):.4f} ({time.time() - start:.0f}s)", flush=True)
+        print(
+            f"epoch {epoch + 1}: test accuracy {accuracy(model, xt, yt):.4f} ({time.time() - start:.0f}s)", flush=True
+        )
     acc = accuracy(model, xt, yt)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(args.out))
     n_params = sum(p.numel() for p in model.parameters())
-    metrics = {"test_accuracy": acc, "test_images": len(xt), "parameters": n_params, "epochs": args.epochs,
-               "file_bytes": args.out.stat().st_size, "seconds": round(time.time() - start, 1)}
+    metrics = {
+        "test_accuracy": acc,
+        "test_images": len(xt),
+        "parameters": n_params,
+        "epochs": args.epochs,
+        "file_bytes": args.out.stat().st_size,
+        "seconds": round(time.time() - start, 1),
+    }
     args.out.with_suffix(".json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics))
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from uqdiff.data import load_fashion_mnist
+from uqdiff.models.fashion_mnist import load_fashion_mnist
 
 NULL_CLASS = 10
 
@@ -71,8 +71,12 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--ema", type=float, default=0.999)
-    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
-                   help="learning rate after warm-up; constant suits runs that may be cut short (EMA smooths)")
+    p.add_argument(
+        "--schedule",
+        choices=["constant", "cosine"],
+        default="constant",
+        help="learning rate after warm-up; constant suits runs that may be cut short (EMA smooths)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=500)
@@ -96,6 +100,7 @@ def main() -> None:
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type="epsilon")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     warmup = 500
+
     def lr_factor(s: int) -> float:
         decay = 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)) if args.schedule == "cosine" else 1.0
         return min(1.0, (s + 1) / warmup) * decay
@@ -126,17 +131,32 @@ def main() -> None:
             print(f"step {step} loss {running:.4f} ({time.time() - start:.0f}s)", flush=True)
         if step % args.save_every == 0 or step == args.steps:
             held = heldout_loss(ema, scheduler, x_test, y_test)
-            history.append({"step": step, "train_loss_ema": running, "heldout_loss": held,
-                            "seconds": round(time.time() - start, 1)})
+            history.append(
+                {
+                    "step": step,
+                    "train_loss_ema": running,
+                    "heldout_loss": held,
+                    "seconds": round(time.time() - start, 1),
+                }
+            )
             print(f"step {step} held-out loss {held:.4f}", flush=True)
             ema.save_pretrained(args.out / "unet", safe_serialization=True)
             scheduler.save_pretrained(args.out / "scheduler")
             metrics = {
-                "parameters": n_params, "steps_done": step, "steps_planned": args.steps,
-                "batch_size": args.batch_size, "lr": args.lr, "schedule": args.schedule, "ema": args.ema,
-                "device": str(device), "threads": args.threads,
-                "heldout_images": len(x_test), "heldout_loss": held, "history": history,
-                "null_class": NULL_CLASS, "image_padding": "28x28 padded to 32x32 with -1",
+                "parameters": n_params,
+                "steps_done": step,
+                "steps_planned": args.steps,
+                "batch_size": args.batch_size,
+                "lr": args.lr,
+                "schedule": args.schedule,
+                "ema": args.ema,
+                "device": str(device),
+                "threads": args.threads,
+                "heldout_images": len(x_test),
+                "heldout_loss": held,
+                "history": history,
+                "null_class": NULL_CLASS,
+                "image_padding": "28x28 padded to 32x32 with -1",
             }
             (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 

@@ -3,9 +3,14 @@
 Estimate E[S(G(z))], z ~ N(0, I), with an honest confidence interval, using
 noise designs (antithetic pairs, K-antithetic groups, couplings, scrambled
 Sobol' RQMC) in which every single noise stays exactly N(0, I).
+
+Every task function and its result type is exported here; the layers are the
+subpackages, each importing only those below it:
+
+``designs`` -> ``statistics`` -> ``inverse`` -> ``samplers`` -> ``models`` | ``estimators`` -> ``cli``.
 """
 
-from uqdiff.checkpoint import CheckpointError
+from uqdiff._util import package_version
 from uqdiff.designs import (
     IID,
     Antithetic,
@@ -13,40 +18,87 @@ from uqdiff.designs import (
     GaussianCoupling,
     KAntithetic,
     NoiseDesign,
+    SeedLike,
     SobolRQMC,
     SubspaceCoupling,
     get_design,
+    load_coupling,
+    save_coupling,
 )
-from uqdiff.distributed import RayExecutor
-from uqdiff.estimate import GeneratorError, compare, estimate
-from uqdiff.gallery import compare_galleries, estimate_gallery
-from uqdiff.results import ComparisonResult, ConfidenceInterval, EstimateResult, StatisticResult
-from uqdiff.paired import paired_estimate
-from uqdiff.simultaneous import simultaneous_bands
+from uqdiff.estimators import (
+    AuditResult,
+    CheckpointError,
+    ComparisonResult,
+    ConfidenceInterval,
+    ContrastResult,
+    EstimateResult,
+    FixedObjectResult,
+    GalleryComparison,
+    GalleryDifference,
+    GeneratorError,
+    LearnedCoupling,
+    MapBands,
+    PairedResult,
+    RayExecutor,
+    SolverEvaluation,
+    StatisticResult,
+    VariationResult,
+    VariationSummary,
+    audit,
+    compare,
+    compare_galleries,
+    estimate,
+    estimate_gallery,
+    estimate_variations,
+    evaluate_solver,
+    fixed_object_gallery,
+    learn_coupling,
+    paired_estimate,
+    simultaneous_bands,
+)
 
-__version__ = "0.1.0"
+__version__ = package_version()
 
 __all__ = [
     "IID",
     "Antithetic",
+    "AuditResult",
     "CheckpointError",
     "ComparisonResult",
     "ConfidenceInterval",
+    "ContrastResult",
     "Equicorrelated",
     "EstimateResult",
+    "FixedObjectResult",
+    "GalleryComparison",
+    "GalleryDifference",
     "GaussianCoupling",
     "GeneratorError",
     "KAntithetic",
+    "LearnedCoupling",
+    "MapBands",
     "NoiseDesign",
+    "PairedResult",
     "RayExecutor",
+    "SeedLike",
     "SobolRQMC",
+    "SolverEvaluation",
     "StatisticResult",
     "SubspaceCoupling",
+    "VariationResult",
+    "VariationSummary",
+    "audit",
     "compare",
     "compare_galleries",
     "estimate",
     "estimate_gallery",
+    "estimate_variations",
+    "evaluate_solver",
+    "fixed_object_gallery",
     "get_design",
+    "learn_coupling",
+    "load_coupling",
     "paired_estimate",
+    "save_coupling",
     "simultaneous_bands",
 ]

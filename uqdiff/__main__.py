@@ -1,6 +1,6 @@
 """``python -m uqdiff``: the same as the ``uqdiff`` console script."""
 
-from uqdiff.cli import main
+from uqdiff.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

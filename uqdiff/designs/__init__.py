@@ -7,8 +7,9 @@ the command line can name them.
 from __future__ import annotations
 
 from uqdiff.designs.base import NoiseDesign
+from uqdiff.designs.coupling_file import load_coupling, save_coupling
 from uqdiff.designs.gaussian import IID, Antithetic, Equicorrelated, GaussianCoupling, KAntithetic
-from uqdiff.designs.learned import LearnedCoupling, SkipGradient, learn_coupling, load_coupling, save_coupling
+from uqdiff.designs.seeds import SeedLike
 from uqdiff.designs.sobol import SobolRQMC
 from uqdiff.designs.subspace import SubspaceCoupling, fit_to_generator, on_leading_coordinates
 
@@ -98,15 +99,13 @@ __all__ = [
     "Equicorrelated",
     "GaussianCoupling",
     "KAntithetic",
-    "LearnedCoupling",
     "NoiseDesign",
-    "SkipGradient",
+    "SeedLike",
     "SobolRQMC",
     "SubspaceCoupling",
     "as_design",
     "get_design",
     "fit_to_generator",
-    "learn_coupling",
     "load_coupling",
     "on_leading_coordinates",
     "parse_design",

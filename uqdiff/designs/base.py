@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from uqdiff._rng import SeedLike
+from uqdiff.designs.seeds import SeedLike
 
 
 class NoiseDesign(ABC):

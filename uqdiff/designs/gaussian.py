@@ -12,8 +12,8 @@ import math
 import numpy as np
 import torch
 
-from uqdiff._rng import SeedLike, group_rng
 from uqdiff.designs.base import NoiseDesign
+from uqdiff.designs.seeds import SeedLike, group_rng
 
 ROW_NORM_TOL = 1e-6
 

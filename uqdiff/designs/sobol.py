@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from uqdiff._rng import SeedLike, group_rng
 from uqdiff.designs.base import NoiseDesign
-from uqdiff.qmc.sobol import DEFAULT_BITS, MAX_DIM, SCRAMBLES, scrambled_sobol_normal
+from uqdiff.designs.seeds import SeedLike, group_rng
+from uqdiff.designs.sobol_points import DEFAULT_BITS, MAX_DIM, SCRAMBLES, scrambled_sobol_normal
 
 
 class SobolRQMC(NoiseDesign):

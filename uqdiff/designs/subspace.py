@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from uqdiff._rng import SeedLike, substream
 from uqdiff.designs.base import NoiseDesign
 from uqdiff.designs.gaussian import IID
+from uqdiff.designs.seeds import SeedLike, substream
 from uqdiff.designs.sobol import SobolRQMC
 
 
@@ -57,7 +57,9 @@ class SubspaceCoupling(NoiseDesign):
                 raise ValueError(f"basis must be a dim x p matrix with 1 <= p <= dim, got shape {v.shape}")
             gram_err = np.abs(v.T @ v - np.eye(v.shape[1])).max()
             if gram_err > 1e-6:
-                raise ValueError(f"basis columns must be orthonormal (max |V^T V - I| = {gram_err:.3g}); orthonormalize with numpy.linalg.qr")
+                raise ValueError(
+                    f"basis columns must be orthonormal (max |V^T V - I| = {gram_err:.3g}); orthonormalize with numpy.linalg.qr"
+                )
             self.basis = v
             self.sub_dim, self.full_dim = v.shape[1], v.shape[0]
         self.group_size = inner.group_size

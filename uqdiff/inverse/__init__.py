@@ -1,7 +1,8 @@
-"""Inverse problems: measurement operators, measurements, diffusion priors and solver evaluation.
+"""Inverse problems, what a solver needs: measurement operators, measurements and diffusion priors.
 
-The solvers themselves (DPS, DDS) live in :mod:`uqdiff.samplers.posterior`;
-they are ordinary uqdiff generators, so every noise design applies to them.
+The solvers (DPS, DDS) are samplers (:mod:`uqdiff.samplers.posterior`), ordinary uqdiff
+generators, so every noise design applies to them; their evaluation over ground-truth
+images is :func:`uqdiff.evaluate_solver`.
 """
 
 from uqdiff.inverse.measurement import Measurement, measure

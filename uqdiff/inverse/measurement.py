@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from uqdiff._rng import SeedLike, entropy, substream
+from uqdiff.designs.seeds import SeedLike, entropy, substream
 from uqdiff.inverse.operators import MeasurementOperator, get_operator
 
 

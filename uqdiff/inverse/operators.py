@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from uqdiff._rng import SeedLike, entropy
+from uqdiff.designs.seeds import SeedLike, entropy
 
 ImageShape = tuple[int, int, int]
 
@@ -97,7 +97,9 @@ class RandomInpainting(Inpainting):
 
     name = "inpainting"
 
-    def __init__(self, image_shape: ImageShape, *, missing: tuple[float, float] = (0.3, 0.7), seed: SeedLike = 0) -> None:
+    def __init__(
+        self, image_shape: ImageShape, *, missing: tuple[float, float] = (0.3, 0.7), seed: SeedLike = 0
+    ) -> None:
         lo, hi = (float(v) for v in missing)
         if not 0 <= lo <= hi < 1:
             raise ValueError(f"missing must be a range (lo, hi) with 0 <= lo <= hi < 1, got {missing!r}")
@@ -153,7 +155,9 @@ class SuperResolution(MeasurementOperator):
         if self.mode == "avgpool":
             return F.avg_pool2d(x, self.factor)
         _, h, w = self.image_shape
-        return F.interpolate(x, size=(h // self.factor, w // self.factor), mode="bicubic", align_corners=False, antialias=True)
+        return F.interpolate(
+            x, size=(h // self.factor, w // self.factor), mode="bicubic", align_corners=False, antialias=True
+        )
 
     def transpose(self, y: torch.Tensor) -> torch.Tensor:
         if self.mode == "avgpool":  # each low-res pixel spreads evenly over its factor x factor block
@@ -176,7 +180,9 @@ class _Convolution(MeasurementOperator):
         size = kernel.shape[0]
         _, h, w = self.image_shape
         if size // 2 >= min(h, w):
-            raise ValueError(f"kernel size {size} is too large for a ({h}, {w}) image (reflect padding needs < {2 * min(h, w) - 1})")
+            raise ValueError(
+                f"kernel size {size} is too large for a ({h}, {w}) image (reflect padding needs < {2 * min(h, w) - 1})"
+            )
         self.register_buffer("kernel", torch.as_tensor(kernel / kernel.sum(), dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

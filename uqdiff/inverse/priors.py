@@ -80,7 +80,9 @@ class UNetPrior(DiffusionPrior):
     ) -> None:
         cfg = scheduler.config
         if cfg.prediction_type != "epsilon":
-            raise ValueError(f"UNetPrior needs an epsilon-prediction model, got prediction_type={cfg.prediction_type!r}")
+            raise ValueError(
+                f"UNetPrior needs an epsilon-prediction model, got prediction_type={cfg.prediction_type!r}"
+            )
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be a positive int, got {num_inference_steps!r}")
         sched = scheduler.__class__.from_config(cfg)
@@ -94,7 +96,9 @@ class UNetPrior(DiffusionPrior):
         self.sample_shape = (int(ucfg.in_channels), int(h), int(w))
         self.crop = tuple(int(m) for m in crop)  # type: ignore[assignment]
         if len(self.crop) != 4 or min(self.crop) < 0 or self.image_shape[1] < 1 or self.image_shape[2] < 1:
-            raise ValueError(f"crop must be 4 non-negative margins (top, bottom, left, right) inside the sample, got {crop!r}")
+            raise ValueError(
+                f"crop must be 4 non-negative margins (top, bottom, left, right) inside the sample, got {crop!r}"
+            )
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)

@@ -87,7 +87,9 @@ def load_model(spec: str, options: Mapping[str, Any] | None = None, *, device: s
         raise UnknownModel(f"unknown model {spec!r}; allowed: {', '.join(MODEL_OPTIONS)} or module:callable")
     unknown = sorted(set(options) - set(MODEL_OPTIONS[spec]))
     if unknown:
-        raise KeyError(f"model {spec!r} has no option {unknown[0]!r}; allowed options: {', '.join(MODEL_OPTIONS[spec])}")
+        raise KeyError(
+            f"model {spec!r} has no option {unknown[0]!r}; allowed options: {', '.join(MODEL_OPTIONS[spec])}"
+        )
     loader = {"terrain": _terrain, "fashion": _fashion, "oracle": _oracle}[spec]
     return loader(options, device)
 
@@ -97,11 +99,17 @@ def _terrain(options: dict[str, Any], device: str | None) -> LoadedModel:
 
     g = TerrainGenerator(**options, **({"device": device} if device else {}))
     return LoadedModel(
-        generator=g, spec="terrain", options=options,
+        generator=g,
+        spec="terrain",
+        options=options,
         description=f"terrain consistency model (adaptive-terrain-diffusion, difficulty {g.difficulty}, "
-                    f"{1 + len(g.sigmas)} step(s), 1x128x128 heightmaps)",
-        identity={"package": "adaptive-terrain-diffusion", "version": _version("adaptive-terrain-diffusion"),
-                  "difficulty": g.difficulty, "sigmas": list(g.sigmas)},
+        f"{1 + len(g.sigmas)} step(s), 1x128x128 heightmaps)",
+        identity={
+            "package": "adaptive-terrain-diffusion",
+            "version": _version("adaptive-terrain-diffusion"),
+            "difficulty": g.difficulty,
+            "sigmas": list(g.sigmas),
+        },
         default_statistics=DEFAULT_STATISTICS["terrain"],
     )
 
@@ -115,30 +123,45 @@ def _fashion(options: dict[str, Any], device: str | None) -> LoadedModel:
     weights = FASHION_DDPM_DIR / "unet" / "diffusion_pytorch_model.safetensors"
     label = "unconditional" if g.class_label is None else f"class {g.class_label}"
     s = g.sampler
-    sampler = (f"{type(s.scheduler).__name__} {len(s.scheduler.timesteps)} steps, eta {s.eta:g}, "
-               f"guidance {s.guidance_scale:g}")
+    sampler = (
+        f"{type(s.scheduler).__name__} {len(s.scheduler.timesteps)} steps, eta {s.eta:g}, guidance {s.guidance_scale:g}"
+    )
     return LoadedModel(
-        generator=g, spec="fashion", options=options,
+        generator=g,
+        spec="fashion",
+        options=options,
         description=f"Fashion-MNIST DDPM (uqdiff asset; {label}; {sampler}; 1x28x28 images)",
-        identity={"asset": "uqdiff/assets/fashion_mnist_ddpm", "weights_sha256": _sha256(weights)[:16],
-                  "parameters": metrics["parameters"], "training_steps": metrics["steps_done"],
-                  "heldout_loss": metrics["heldout_loss"], "classifier_agreement": quality["mean_agreement"],
-                  "class_label": g.class_label, "sampler": sampler},
+        identity={
+            "asset": "uqdiff/assets/fashion_mnist_ddpm",
+            "weights_sha256": _sha256(weights)[:16],
+            "parameters": metrics["parameters"],
+            "training_steps": metrics["steps_done"],
+            "heldout_loss": metrics["heldout_loss"],
+            "classifier_agreement": quality["mean_agreement"],
+            "class_label": g.class_label,
+            "sampler": sampler,
+        },
         default_statistics=DEFAULT_STATISTICS["fashion"],
     )
 
 
 def _oracle(options: dict[str, Any], device: str | None) -> LoadedModel:
-    from uqdiff.generators import landscape_oracle
+    from uqdiff.samplers import landscape_oracle
 
     g = landscape_oracle(**_renamed(options, "steps", "num_steps"))
     size = g.noise_shape[-1]
     return LoadedModel(
-        generator=g, spec="oracle", options=options,
+        generator=g,
+        spec="oracle",
+        options=options,
         description=f"oracle: clipped Gaussian DDIM, 1x{size}x{size}, {len(g.schedule)} steps (exact answers "
-                    "for affine statistics)",
-        identity={"class": "uqdiff.generators.ClippedGaussianDDIM", "size": size, "std": float(g.std.flat[0]),
-                  "steps": len(g.schedule)},
+        "for affine statistics)",
+        identity={
+            "class": "uqdiff.samplers.ClippedGaussianDDIM",
+            "size": size,
+            "std": float(g.std.flat[0]),
+            "steps": len(g.schedule),
+        },
         default_statistics=DEFAULT_STATISTICS["oracle"],
         expected_output=g.expected_output(),
     )
@@ -165,7 +188,10 @@ def _load_entry_point(spec: str, options: dict[str, Any]) -> LoadedModel:
     top = module_name.split(".")[0]
     version = getattr(importlib.import_module(top), "__version__", None) or _version(top)
     return LoadedModel(
-        generator=generator, spec=spec, options=options, description=f"{spec} ({type(generator).__name__})",
+        generator=generator,
+        spec=spec,
+        options=options,
+        description=f"{spec} ({type(generator).__name__})",
         identity={"entry_point": spec, "module_version": version, "repr": repr(generator)[:200]},
     )
 

@@ -45,7 +45,9 @@ class FashionClassifier(nn.Module):
         return self(x).softmax(dim=-1)
 
 
-def load_fashion_classifier(path: str | Path = CLASSIFIER_FILE, device: str | torch.device = "cpu") -> FashionClassifier:
+def load_fashion_classifier(
+    path: str | Path = CLASSIFIER_FILE, device: str | torch.device = "cpu"
+) -> FashionClassifier:
     """The committed classifier, in eval mode."""
     from safetensors.torch import load_file
 

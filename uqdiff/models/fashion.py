@@ -26,19 +26,23 @@ def load_fashion_ddpm(path: str | Path = FASHION_DDPM_DIR):
     path = Path(path)
     if not (path / "unet" / "config.json").is_file():
         raise FileNotFoundError(f"no trained model in {path}; train it with training/train_fashion_ddpm.py")
-    unet = UNet2DModel.from_pretrained(str(path / "unet"), local_files_only=True)
+    # low_cpu_mem_usage=False: the small model needs no accelerate, and diffusers then does not ask for it.
+    unet = UNet2DModel.from_pretrained(str(path / "unet"), local_files_only=True, low_cpu_mem_usage=False)
     scheduler = DDPMScheduler.from_pretrained(str(path / "scheduler"), local_files_only=True)
     return unet, scheduler
 
 
-def fashion_prior(num_inference_steps: int = 100, *, class_label: int | None = None, device: torch.device | str | None = None):
+def fashion_prior(
+    num_inference_steps: int = 100, *, class_label: int | None = None, device: torch.device | str | None = None
+):
     """The DDPM as a prior for posterior samplers (DPS, DDS) on 28x28 images; unconditional by default."""
     from uqdiff.inverse.priors import UNetPrior
 
     unet, scheduler = load_fashion_ddpm()
     label = NULL_CLASS if class_label is None else class_label
-    return UNetPrior(unet, scheduler, num_inference_steps=num_inference_steps, class_label=label,
-                     crop=(2, 2, 2, 2), device=device)
+    return UNetPrior(
+        unet, scheduler, num_inference_steps=num_inference_steps, class_label=label, crop=(2, 2, 2, 2), device=device
+    )
 
 
 class FashionMNISTGenerator:
@@ -75,9 +79,14 @@ class FashionMNISTGenerator:
         label = NULL_CLASS if class_label is None else class_label
         self.class_label = class_label
         self.sampler = DiffusersSampler(
-            unet, scheduler, num_inference_steps=num_inference_steps, eta=eta if sampler == "ddim" else 0.0,
-            class_label=label, guidance_scale=guidance_scale if class_label is not None else 1.0,
-            null_class=NULL_CLASS, device=device,
+            unet,
+            scheduler,
+            num_inference_steps=num_inference_steps,
+            eta=eta if sampler == "ddim" else 0.0,
+            class_label=label,
+            guidance_scale=guidance_scale if class_label is not None else 1.0,
+            null_class=NULL_CLASS,
+            device=device,
         )
         self.noise_shape = self.sampler.noise_shape
         self.initial_noise_size = self.sampler.initial_noise_size

@@ -57,7 +57,11 @@ class TerrainGenerator:
         device: str = "cpu",
         threads: int | None = None,
     ) -> None:
-        if isinstance(difficulty, bool) or not isinstance(difficulty, (int, np.integer)) or not 1 <= difficulty <= NUM_DIFFICULTIES:
+        if (
+            isinstance(difficulty, bool)
+            or not isinstance(difficulty, (int, np.integer))
+            or not 1 <= difficulty <= NUM_DIFFICULTIES
+        ):
             raise ValueError(f"difficulty must be an integer in 1..{NUM_DIFFICULTIES}, got {difficulty!r}")
         sig = [float(s) for s in sigmas]
         if any(not SIGMA_MIN < s < SIGMA_MAX for s in sig) or any(a <= b for a, b in zip(sig, sig[1:])):
@@ -97,7 +101,9 @@ class TerrainGenerator:
     def __call__(self, noise: torch.Tensor) -> torch.Tensor:
         z = noise.detach().to("cpu", torch.float32).numpy()
         if z.shape[1:] != self.noise_shape:
-            raise ValueError(f"terrain noise must have shape (B, {', '.join(map(str, self.noise_shape))}), got {z.shape}")
+            raise ValueError(
+                f"terrain noise must have shape (B, {', '.join(map(str, self.noise_shape))}), got {z.shape}"
+            )
         x = self.denoise(SIGMA_MAX * z[:, :1], SIGMA_MAX)
         for i, sigma in enumerate(self.sigmas, start=1):
             x = self.denoise(x + math.sqrt(sigma**2 - SIGMA_MIN**2) * z[:, i : i + 1], sigma)

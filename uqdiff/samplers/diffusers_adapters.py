@@ -17,14 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from uqdiff.generators.base import noise_shape_of
+from uqdiff.samplers.base import noise_shape_of
 
-try:
-    from diffusers import DDIMScheduler, DDPMScheduler
-except ImportError as err:  # diffusers is an optional dependency of uqdiff
-    raise ImportError("uqdiff.samplers needs diffusers: pip install diffusers") from err
-
-SUPPORTED_SCHEDULERS = (DDIMScheduler, DDPMScheduler)
 DDPM_VARIANCES = ("fixed_small", "fixed_large")
 
 
@@ -65,7 +59,7 @@ class DiffusersSampler:
     def __init__(
         self,
         unet: Any,
-        scheduler: DDIMScheduler | DDPMScheduler,
+        scheduler: Any,
         *,
         num_inference_steps: int = 50,
         eta: float = 0.0,
@@ -75,15 +69,17 @@ class DiffusersSampler:
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        if not isinstance(scheduler, SUPPORTED_SCHEDULERS):
-            names = ", ".join(cls.__name__ for cls in SUPPORTED_SCHEDULERS)
+        supported = _supported_schedulers()
+        if not isinstance(scheduler, supported):
+            names = ", ".join(cls.__name__ for cls in supported)
             raise TypeError(f"unsupported scheduler {type(scheduler).__name__}; supported: {names}")
+        ddpm = isinstance(scheduler, supported[1])
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be a positive int, got {num_inference_steps!r}")
         eta = float(eta)
         if not math.isfinite(eta) or eta < 0:
             raise ValueError(f"eta must be a finite number >= 0, got {eta}")
-        if eta and isinstance(scheduler, DDPMScheduler):
+        if eta and ddpm:
             raise ValueError("eta applies to DDIMScheduler only; DDPM is always fully stochastic")
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
@@ -93,7 +89,8 @@ class DiffusersSampler:
 
         self.scheduler = scheduler.__class__.from_config(scheduler.config)
         self.scheduler.set_timesteps(num_inference_steps)
-        if isinstance(self.scheduler, DDPMScheduler):
+        self.ddpm = ddpm
+        if ddpm:
             _check_ddpm_config(self.scheduler.config)
 
         config = getattr(unet, "config", None)
@@ -132,7 +129,7 @@ class DiffusersSampler:
     @property
     def stochastic(self) -> bool:
         """Whether the sampler injects noise after x_T (DDPM, or DDIM with eta > 0)."""
-        return isinstance(self.scheduler, DDPMScheduler) or self.eta > 0
+        return self.ddpm or self.eta > 0
 
     @property
     def num_steps(self) -> int:
@@ -157,7 +154,7 @@ class DiffusersSampler:
         labels = self._labels(len(x))
         for i, t in enumerate(self.scheduler.timesteps):
             out = self._model_output(x, t, labels)
-            if isinstance(self.scheduler, DDPMScheduler):
+            if self.ddpm:
                 x = self._ddpm_step(out, t, x, noise[:, 1 + i])
             elif self.stochastic:
                 x = self.scheduler.step(out, t, x, eta=self.eta, variance_noise=noise[:, 1 + i]).prev_sample
@@ -271,6 +268,15 @@ class PipelineGenerator:
         if len(images) != len(latents):
             raise ValueError(f"pipeline returned {len(images)} images for {len(latents)} latents")
         return images.to(device=self.device, dtype=torch.float32)
+
+
+def _supported_schedulers() -> tuple[type, type]:
+    """(DDIMScheduler, DDPMScheduler), imported here so that uqdiff.samplers imports without diffusers."""
+    try:
+        from diffusers import DDIMScheduler, DDPMScheduler
+    except ImportError as err:
+        raise ImportError("DiffusersSampler needs diffusers: pip install diffusers") from err
+    return DDIMScheduler, DDPMScheduler
 
 
 def _default_device() -> torch.device:

@@ -83,7 +83,9 @@ class PosteriorSampler:
 
     def __call__(self, noise: torch.Tensor) -> torch.Tensor:
         if tuple(noise.shape[1:]) != self.noise_shape:
-            raise ValueError(f"noise must have shape (B, {', '.join(map(str, self.noise_shape))}), got {tuple(noise.shape)}")
+            raise ValueError(
+                f"noise must have shape (B, {', '.join(map(str, self.noise_shape))}), got {tuple(noise.shape)}"
+            )
         noise = noise.to(self.device, torch.float32)
         ab = self.prior.alphas_cumprod.tolist() + [1.0]
         x = noise[:, 0] if self.stochastic else noise
@@ -177,6 +179,7 @@ class DDS(PosteriorSampler):
 
     def data_consistency(self, x0: torch.Tensor, lam: float = 0.0) -> torch.Tensor:
         """``cg_steps`` batched CG iterations on (A^T A + lam I) x = A^T y + lam x0 from x0."""
+
         def normal(v: torch.Tensor) -> torch.Tensor:
             av = self.operator(self.prior.image(v))
             return self.prior.image_adjoint(self.operator.transpose(av)) + lam * v

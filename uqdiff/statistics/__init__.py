@@ -22,6 +22,19 @@ from .diagnostics import (
     pair_correlation,
     pn_rr_correlations,
 )
+from .gallery import (
+    BrightnessContrast,
+    BrightnessGap,
+    BrightnessMargin,
+    GalleryMean,
+    GalleryStatistic,
+    MeanPairwiseCosine,
+    MeanPairwiseDistance,
+    MeanPairwiseL2,
+    MeanPairwiseSSIM,
+    PerImage,
+    Vendi,
+)
 from .pixel import Brightness, Contrast, PixelMap, PixelMean, VerticalCentroid
 from .reconstruction import L1, PSNR, SSIM, ReconstructionStatistic, gaussian_window, structural_similarity
 from .terrain import MaxSlope, MeanSlope
@@ -42,9 +55,7 @@ def get_statistic(name: str, **kwargs: Any) -> Statistic:
     try:
         cls = STATISTICS[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown statistic {name!r}; allowed names: {', '.join(sorted(STATISTICS))}"
-        ) from None
+        raise ValueError(f"unknown statistic {name!r}; allowed names: {', '.join(sorted(STATISTICS))}") from None
     return cls(**kwargs)
 
 
@@ -70,6 +81,17 @@ __all__ = [
     "PairCorrelations",
     "MeanSD",
     "affine_antisymmetry_score",
+    "GalleryStatistic",
+    "GalleryMean",
+    "PerImage",
+    "MeanPairwiseL2",
+    "MeanPairwiseDistance",
+    "MeanPairwiseSSIM",
+    "MeanPairwiseCosine",
+    "Vendi",
+    "BrightnessGap",
+    "BrightnessContrast",
+    "BrightnessMargin",
     "STATISTICS",
     "get_statistic",
 ]

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import ClassVar, TypeVar, Union
+from typing import ClassVar, TypeVar
 
 import numpy as np
 import torch
 
-ArrayLike = Union[torch.Tensor, np.ndarray]
+ArrayLike = torch.Tensor | np.ndarray
 _T = TypeVar("_T", torch.Tensor, np.ndarray)
 
 __all__ = ["ArrayLike", "Statistic", "as_tensor"]
@@ -34,9 +34,7 @@ def as_tensor(images: ArrayLike) -> torch.Tensor:
         if np.iscomplexobj(images):
             raise ValueError(f"complex images are not supported (dtype {images.dtype})")
         return torch.from_numpy(np.asarray(images, dtype=np.float64))
-    raise TypeError(
-        f"images must be a torch.Tensor or numpy.ndarray, got {type(images).__name__}"
-    )
+    raise TypeError(f"images must be a torch.Tensor or numpy.ndarray, got {type(images).__name__}")
 
 
 class Statistic(ABC):
@@ -68,13 +66,9 @@ class Statistic(ABC):
         try:
             lo, hi = (float(v) for v in value_range)
         except (TypeError, ValueError) as err:
-            raise ValueError(
-                f"value_range must be a pair of numbers (lo, hi), got {value_range!r}"
-            ) from err
+            raise ValueError(f"value_range must be a pair of numbers (lo, hi), got {value_range!r}") from err
         if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
-            raise ValueError(
-                f"value_range must be finite with lo < hi, got ({lo}, {hi})"
-            )
+            raise ValueError(f"value_range must be finite with lo < hi, got ({lo}, {hi})")
         self.value_range: tuple[float, float] = (lo, hi)
 
     # ------------------------------------------------------------------ helpers
@@ -89,10 +83,7 @@ class Statistic(ABC):
         if x.ndim == 3:
             x = x.unsqueeze(1)
         elif x.ndim != 4:
-            raise ValueError(
-                "images must have shape (B, C, H, W) or (B, H, W), "
-                f"got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"images must have shape (B, C, H, W) or (B, H, W), got shape {tuple(x.shape)}")
         return x
 
     # -------------------------------------------------------------------- API
@@ -114,7 +105,4 @@ class Statistic(ABC):
     def __repr__(self) -> str:
         extra = self._extra_repr()
         extra = f", {extra}" if extra else ""
-        return (
-            f"{type(self).__name__}(name={self.name!r}, "
-            f"value_range={self.value_range}{extra})"
-        )
+        return f"{type(self).__name__}(name={self.name!r}, value_range={self.value_range}{extra})"

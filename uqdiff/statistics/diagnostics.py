@@ -9,8 +9,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -35,9 +36,7 @@ def _to_numpy(x: ArrayLike, what: str) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def pair_correlation(
-    a: ArrayLike, b: ArrayLike, *, centralize: ArrayLike | None = None
-) -> np.ndarray:
+def pair_correlation(a: ArrayLike, b: ArrayLike, *, centralize: ArrayLike | None = None) -> np.ndarray:
     """Pearson correlation between flattened ``a[i]`` and ``b[i]`` for each i.
 
     ``a`` and ``b`` are batches (B, ...) of the same shape.  If ``centralize``
@@ -59,9 +58,7 @@ def pair_correlation(
     if centralize is not None:
         mu = _to_numpy(centralize, "centralize")
         if mu.shape != x.shape[1:]:
-            raise ValueError(
-                f"centralize must have the image shape {x.shape[1:]}, got {mu.shape}"
-            )
+            raise ValueError(f"centralize must have the image shape {x.shape[1:]}, got {mu.shape}")
         x = x - mu
         y = y - mu
     x = x.reshape(x.shape[0], -1)
@@ -116,9 +113,7 @@ class PairCorrelations:
         return "\n".join(f"{k}: {v}" for k, v in self.summary().items())
 
 
-def pn_rr_correlations(
-    pos: ArrayLike, neg: ArrayLike, rand1: ArrayLike, rand2: ArrayLike
-) -> PairCorrelations:
+def pn_rr_correlations(pos: ArrayLike, neg: ArrayLike, rand1: ArrayLike, rand2: ArrayLike) -> PairCorrelations:
     """Standard and centralized correlations of PN pairs vs RR pairs (paper 001, sec. 3.1).
 
     ``pos[i] = G(z_i)`` and ``neg[i] = G(-z_i)`` form the K PN pairs;
@@ -140,13 +135,10 @@ def pn_rr_correlations(
     if p.shape != n.shape:
         raise ValueError(f"pos and neg must have the same shape, got {p.shape} and {n.shape}")
     if r1.shape != r2.shape:
-        raise ValueError(
-            f"rand1 and rand2 must have the same shape, got {r1.shape} and {r2.shape}"
-        )
+        raise ValueError(f"rand1 and rand2 must have the same shape, got {r1.shape} and {r2.shape}")
     if p.ndim < 2 or p.shape[0] == 0 or r1.ndim < 2 or r1.shape[0] == 0:
         raise ValueError(
-            "pos/neg and rand1/rand2 must be non-empty batches (K, ...), "
-            f"got shapes {p.shape} and {r1.shape}"
+            f"pos/neg and rand1/rand2 must be non-empty batches (K, ...), got shapes {p.shape} and {r1.shape}"
         )
     mu_pn = (p.sum(axis=0) + n.sum(axis=0)) / (2 * p.shape[0])
     mu_rr = (r1.sum(axis=0) + r2.sum(axis=0)) / (2 * r1.shape[0])
@@ -158,9 +150,7 @@ def pn_rr_correlations(
     )
 
 
-def affine_antisymmetry_score(
-    f: Callable[[np.ndarray], np.ndarray], *, n: int = 2001
-) -> float:
+def affine_antisymmetry_score(f: Callable[[np.ndarray], np.ndarray], *, n: int = 2001) -> float:
     """Affine-antisymmetry score AS(f) on [-1, 1].
 
     AS(f) = 1 - int (0.5 f(-x) + 0.5 f(x) - fbar)^2 dx / int (f(x) - fbar)^2 dx,
@@ -186,9 +176,7 @@ def affine_antisymmetry_score(
     if fx.shape == ():
         fx = np.full_like(x, fx)
     if fx.shape != x.shape:
-        raise ValueError(
-            f"f must be vectorized: f(x) for x of shape {x.shape} returned shape {fx.shape}"
-        )
+        raise ValueError(f"f must be vectorized: f(x) for x of shape {x.shape} returned shape {fx.shape}")
     if not np.all(np.isfinite(fx)):
         raise ValueError("f returned non-finite values on [-1, 1]")
     if np.ptp(fx) == 0:

@@ -22,9 +22,7 @@ LUMA_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
 class _ScaledStatistic(Statistic):
     """Statistic with a ``scale`` factor applied to the [0, 1]-scaled image."""
 
-    def __init__(
-        self, *, value_range: tuple[float, float] = (-1.0, 1.0), scale: float = 1.0
-    ) -> None:
+    def __init__(self, *, value_range: tuple[float, float] = (-1.0, 1.0), scale: float = 1.0) -> None:
         super().__init__(value_range=value_range)
         scale = float(scale)
         if not math.isfinite(scale) or scale <= 0:
@@ -75,9 +73,7 @@ class Brightness(_ScaledStatistic):
         elif c == 1:
             luma = u[:, 0]
         else:
-            raise ValueError(
-                f"Brightness needs 3 (RGB) or 1 channel(s), got {c} channels"
-            )
+            raise ValueError(f"Brightness needs 3 (RGB) or 1 channel(s), got {c} channels")
         return luma.mean(dim=(1, 2)) * self.scale
 
 

@@ -18,17 +18,13 @@ __all__ = ["ReconstructionStatistic", "L1", "PSNR", "SSIM", "gaussian_window", "
 class ReconstructionStatistic(Statistic):
     """Base for statistics comparing each image with a fixed ``reference`` image."""
 
-    def __init__(
-        self, reference: ArrayLike, *, value_range: tuple[float, float] = (-1.0, 1.0)
-    ) -> None:
+    def __init__(self, reference: ArrayLike, *, value_range: tuple[float, float] = (-1.0, 1.0)) -> None:
         super().__init__(value_range=value_range)
         ref = as_tensor(reference)
         if ref.ndim == 2:
             ref = ref.unsqueeze(0)
         elif ref.ndim != 3:
-            raise ValueError(
-                f"reference must have shape (C, H, W) or (H, W), got shape {tuple(ref.shape)}"
-            )
+            raise ValueError(f"reference must have shape (C, H, W) or (H, W), got shape {tuple(ref.shape)}")
         self.reference: torch.Tensor = ref.detach().clone()
 
     def _unit_pair(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +117,9 @@ class SSIM(ReconstructionStatistic):
 
     def _compute(self, x: torch.Tensor) -> torch.Tensor:
         u, r = self._unit_pair(x)
-        return structural_similarity(u, r.expand_as(u), win_size=self.win_size, sigma=self.sigma, k1=self.k1, k2=self.k2)
+        return structural_similarity(
+            u, r.expand_as(u), win_size=self.win_size, sigma=self.sigma, k1=self.k1, k2=self.k2
+        )
 
 
 def structural_similarity(
@@ -136,7 +134,7 @@ def structural_similarity(
     """SSIM of ``u[b]`` with ``r[b]`` for two (B, C, H, W) batches already on [0, 1]: shape (B,).
 
     The computation behind :class:`SSIM`, shared with the pairwise gallery
-    SSIM of :mod:`uqdiff.gallery` so both mean the same number.
+    SSIM of :mod:`uqdiff.estimators.gallery` so both mean the same number.
     """
     b, c, h, w = u.shape
     if h < win_size or w < win_size:

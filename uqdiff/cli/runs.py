@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from importlib import metadata
 
 import numpy as np
 import torch
 
-from uqdiff.accumulator import GroupAccumulator
-from uqdiff.config import ConfigError, RunConfig, statistic_from_spec
-from uqdiff.designs import NoiseDesign, fit_to_generator
-from uqdiff.estimate import comparison_designs, design_seed, estimate
-from uqdiff.generators.base import Recording
+from uqdiff.cli.config import ConfigError, RunConfig, statistic_from_spec
+from uqdiff.designs import fit_to_generator
+from uqdiff.estimators.accumulator import GroupAccumulator
+from uqdiff.estimators.estimate import comparison_designs, design_seed, estimate
+from uqdiff.estimators.results import EstimateResult, StatisticResult
 from uqdiff.models import LoadedModel, UnknownModel, load_model
-from uqdiff.results import EstimateResult, StatisticResult
+from uqdiff.samplers.base import Recording
 from uqdiff.statistics import PairCorrelations, Statistic, pn_rr_correlations
 
 
@@ -74,8 +74,9 @@ def run(config: RunConfig) -> RunOutput:
         if stat.name in statistics:
             raise ConfigError("statistics", f"{stat.name!r} is given twice")
         statistics[stat.name] = stat
-    config = replace(config, designs=tuple(specs.values()),
-                     statistics=config.statistics or model.default_statistics)  # as run, for the report
+    config = replace(
+        config, designs=tuple(specs.values()), statistics=config.statistics or model.default_statistics
+    )  # as run, for the report
     keep = 2 * config.pairs if config.command == "compare" else 0
     estimates, labels, traces, seconds, images = {}, {}, {}, {}, {}
     for design in designs:
@@ -84,10 +85,17 @@ def run(config: RunConfig) -> RunOutput:
         trace = _TraceRecorder(design.name, config)
         start = time.perf_counter()
         result = estimate(
-            recorder, statistics, budget=config.budget, design=fitted, batch_size=config.batch_size,
+            recorder,
+            statistics,
+            budget=config.budget,
+            design=fitted,
+            batch_size=config.batch_size,
             seed=design_seed(config.seed, design) if config.command == "compare" else config.seed,
-            confidence_level=config.confidence_level, interval=config.interval, device=config.device,
-            progress=not config.quiet, callback=trace,
+            confidence_level=config.confidence_level,
+            interval=config.interval,
+            device=config.device,
+            progress=not config.quiet,
+            callback=trace,
         )
         seconds[design.name] = time.perf_counter() - start
         estimates[design.name] = result
@@ -99,9 +107,18 @@ def run(config: RunConfig) -> RunOutput:
         pn, rr = images["antithetic"], images["mc"]
         correlations = pn_rr_correlations(pn[0::2], pn[1::2], rr[0::2], rr[1::2])
     truths = {name: t for name, stat in statistics.items() if (t := model.truth(stat)) is not None}
-    return RunOutput(config=config, model=model, statistics=statistics, estimates=estimates, labels=labels,
-                     traces=traces, correlations=correlations, truths=truths, seconds=seconds,
-                     environment=environment())
+    return RunOutput(
+        config=config,
+        model=model,
+        statistics=statistics,
+        estimates=estimates,
+        labels=labels,
+        traces=traces,
+        correlations=correlations,
+        truths=truths,
+        seconds=seconds,
+        environment=environment(),
+    )
 
 
 def environment() -> dict[str, str | None]:
@@ -145,8 +162,12 @@ class _TraceRecorder:
             if acc.shape != () or acc.count < 2:
                 continue
             r = StatisticResult.from_moments(
-                acc.moments(), statistic=name, design=self.design, group_size=n_evaluations // acc.count,
-                confidence_level=self.config.confidence_level, interval=self.config.interval,
+                acc.moments(),
+                statistic=name,
+                design=self.design,
+                group_size=n_evaluations // acc.count,
+                confidence_level=self.config.confidence_level,
+                interval=self.config.interval,
             )
             self.rows.setdefault(name, []).append((n_evaluations, r.estimate, r.low, r.high))
 

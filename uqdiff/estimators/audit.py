@@ -1,6 +1,6 @@
 """Bias audits: how often a conditional generator's images have an attribute, condition by condition.
 
-An audit is a paired estimate (:func:`uqdiff.paired.paired_estimate`): every
+An audit is a paired estimate (:func:`uqdiff.estimators.paired.paired_estimate`): every
 condition's generator gets the same noise, the statistic is the attribute (a
 boolean or a probability per image, possibly one per class), and the
 contrasts are the differences between conditions. Two things are added on
@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from uqdiff._util import plain, scalar, to_numpy
 from uqdiff.designs import NoiseDesign
-from uqdiff.estimate import _to_numpy
-from uqdiff.paired import PairedResult, paired_estimate
-from uqdiff.results import ConfidenceInterval, StatisticResult, _plain, _scalar, markdown_table, quantile
+from uqdiff.estimators.paired import PairedResult, paired_estimate
+from uqdiff.estimators.results import ConfidenceInterval, StatisticResult, markdown_table, quantile
 
 
 def proportion_interval(
@@ -62,7 +62,7 @@ def proportion_interval(
     (0.403, 0.597)
     """
     q = quantile(confidence_level, df, "t")
-    return ConfidenceInterval(*(_scalar(v) for v in _wilson(estimate, standard_error, n_evaluations, q)))
+    return ConfidenceInterval(*(scalar(v) for v in _wilson(estimate, standard_error, n_evaluations, q)))
 
 
 def _wilson(estimate, standard_error, n_evaluations, q) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +100,7 @@ def difference_interval(
     results of one paired run.
     """
     q = quantile(confidence_level, difference.df, "t")
-    return ConfidenceInterval(*(_scalar(v) for v in _newcombe(a, b, difference, q)))
+    return ConfidenceInterval(*(scalar(v) for v in _newcombe(a, b, difference, q)))
 
 
 def _newcombe(a: StatisticResult, b: StatisticResult, d: StatisticResult, q) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +129,7 @@ def difference_p_value(a: StatisticResult, b: StatisticResult, difference: Stati
         ex = excludes(mid)
         hi, lo = np.where(ex, mid, hi), np.where(ex, lo, mid)
     p = np.where(at_floor, 1e-15, np.exp(hi))
-    return _scalar(np.where(excludes(np.full(d.shape, -1e-12)), p, 1.0))
+    return scalar(np.where(excludes(np.full(d.shape, -1e-12)), p, 1.0))
 
 
 def _excludes_zero(a, b, d, alpha: np.ndarray) -> np.ndarray:
@@ -146,7 +146,7 @@ def effective_sample_size(
     p, se = np.asarray(estimate, dtype=np.float64), np.asarray(standard_error, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         n_eff = np.minimum(p * (1 - p) / se**2, n_evaluations)
-    return _scalar(np.where((p <= 0) | (p >= 1), float(n_evaluations), n_eff))
+    return scalar(np.where((p <= 0) | (p >= 1), float(n_evaluations), n_eff))
 
 
 class Attribute:
@@ -159,7 +159,7 @@ class Attribute:
         self.name = name or getattr(fn, "name", None) or getattr(fn, "__name__", None) or type(fn).__name__
 
     def __call__(self, images) -> np.ndarray:
-        v = _to_numpy(self.fn(images))
+        v = to_numpy(self.fn(images))
         if v.ndim not in (1, 2):
             raise ValueError(f"attribute {self.name!r} must return shape (B,) or (B, a), got {v.shape}")
         if v.size and (np.nanmin(v) < 0 or np.nanmax(v) > 1):
@@ -210,19 +210,27 @@ class AuditResult:
 
     def to_markdown(self) -> str:
         """The three tables as markdown sections."""
-        parts = ["### Proportions", markdown_table(self.proportions), "", "### Differences", markdown_table(self.differences)]
+        parts = [
+            "### Proportions",
+            markdown_table(self.proportions),
+            "",
+            "### Differences",
+            markdown_table(self.differences),
+        ]
         if self.trend is not None:
             parts += ["", "### Trend (slope of the proportion per unit score)", markdown_table(self.trend)]
         return "\n".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        meta = {f: _plain(getattr(self, f)) for f in
-                ("conditions", "attributes", "design", "seed", "n_noises", "n_evaluations", "confidence_level")}
+        meta = {
+            f: plain(getattr(self, f))
+            for f in ("conditions", "attributes", "design", "seed", "n_noises", "n_evaluations", "confidence_level")
+        }
         tables = {"proportions": self.proportions, "differences": self.differences, "trend": self.trend}
         return {**meta, **{k: None if v is None else v.to_dict(orient="records") for k, v in tables.items()}}
 
     def to_json(self, **kwargs) -> str:
-        return json.dumps(self.to_dict(), default=_plain, **kwargs)
+        return json.dumps(self.to_dict(), default=plain, **kwargs)
 
     def plot(self, *, max_differences: int = 20, title: str | None = None):
         """Figure: proportions with intervals (a heatmap for many attributes) and a forest plot of differences.
@@ -272,8 +280,15 @@ class AuditResult:
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
                 color = "white" if m[i, j] > 0.6 else "black"
-                ax.text(j, i, f"{m[i, j]:.2f}\n[{lo[i, j]:.2f},{hi[i, j]:.2f}]", ha="center", va="center",
-                        fontsize=6, color=color)
+                ax.text(
+                    j,
+                    i,
+                    f"{m[i, j]:.2f}\n[{lo[i, j]:.2f},{hi[i, j]:.2f}]",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color=color,
+                )
         ax.set_xticks(range(m.shape[1]), self.attributes, rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(m.shape[0]), self.conditions, fontsize=8)
         ax.set_xlabel("attribute")
@@ -292,7 +307,9 @@ def _forest(ax, rows, confidence_level: float, *, with_attribute: bool) -> None:
     labels = [f"{c} [{a}]" if with_attribute else c for c, a in zip(rows.contrast, rows.attribute)]
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlabel("difference in proportion")
-    ax.set_title(f"Differences: {confidence_level:.0%} Newcombe (thick), Bonferroni (thin)\nred: Holm rejects", fontsize=10)
+    ax.set_title(
+        f"Differences: {confidence_level:.0%} Newcombe (thick), Bonferroni (thin)\nred: Holm rejects", fontsize=10
+    )
 
 
 def audit(
@@ -320,7 +337,7 @@ def audit(
     proportion on the score. ``budget`` is the number of noises per
     condition; ``options`` go to :func:`uqdiff.estimate`.
 
-    >>> from uqdiff.generators import LinearGenerator
+    >>> from uqdiff.samplers import LinearGenerator
     >>> gens = {level: LinearGenerator([0.3 * level], [[1.0, 0.5]]) for level in (0, 1, 2)}   # truth .186 .266 .360
     >>> r = audit(gens, lambda x: x[:, 0] > 1.0, budget=512, design="antithetic", trend=[0, 1, 2], seed=1)
     >>> print(r.proportions[["condition", "estimate", "low", "high"]].round(3).to_string(index=False))
@@ -338,12 +355,22 @@ def audit(
     if trend is not None:
         s = np.asarray(trend, dtype=np.float64)
         if s.shape != (len(names),) or not np.isfinite(s).all() or np.ptp(s) == 0:
-            raise ValueError(f"trend must give {len(names)} finite, not all equal scores (one per condition), got {list(trend)}")
+            raise ValueError(
+                f"trend must give {len(names)} finite, not all equal scores (one per condition), got {list(trend)}"
+            )
         contrasts = {"trend": (s - s.mean()) / ((s - s.mean()) ** 2).sum()}
     attr = Attribute(attribute)
     run = paired_estimate(
-        generators, {"attribute": attr}, budget=budget, design=design, reference=reference, contrasts=contrasts,
-        seed=seed, confidence_level=level, interval="t", **options,
+        generators,
+        {"attribute": attr},
+        budget=budget,
+        design=design,
+        reference=reference,
+        contrasts=contrasts,
+        seed=seed,
+        confidence_level=level,
+        interval="t",
+        **options,
     )
     first = next(iter(run.arms["attribute"].values()))
     n_attr = int(np.size(first.estimate))
@@ -352,8 +379,16 @@ def audit(
     differences = _differences(run, attributes, level)
     trend_rows = None if trend is None else _trend(run, attributes)
     return AuditResult(
-        proportions=proportions, differences=differences, trend=trend_rows, conditions=names, attributes=attributes,
-        design=run.design, seed=seed, n_noises=run.n_noises, n_evaluations=run.n_evaluations, confidence_level=level,
+        proportions=proportions,
+        differences=differences,
+        trend=trend_rows,
+        conditions=names,
+        attributes=attributes,
+        design=run.design,
+        seed=seed,
+        n_noises=run.n_noises,
+        n_evaluations=run.n_evaluations,
+        confidence_level=level,
     )
 
 
@@ -375,17 +410,27 @@ def _proportions(run: PairedResult, conditions: list[str], attributes: list[str]
         r = run.arms["attribute"][c]
         p, se = np.ravel(r.estimate), np.ravel(r.standard_error)
         lo, hi = proportion_interval(p, se, n_evaluations=r.n_evaluations, df=r.df, confidence_level=level)
-        slo, shi = proportion_interval(p, se, n_evaluations=r.n_evaluations, df=r.df,
-                                       confidence_level=1 - (1 - level) / cells)
+        slo, shi = proportion_interval(
+            p, se, n_evaluations=r.n_evaluations, df=r.df, confidence_level=1 - (1 - level) / cells
+        )
         n_eff = np.ravel(effective_sample_size(p, se, n_evaluations=r.n_evaluations))
         eff = np.ravel(r.efficiency) if r.efficiency is not None else np.full(len(p), np.nan)
         for j, a in enumerate(attributes):
-            rows.append({
-                "condition": c, "attribute": a, "estimate": p[j], "standard_error": se[j],
-                "low": np.ravel(lo)[j], "high": np.ravel(hi)[j],
-                "low_simultaneous": np.ravel(slo)[j], "high_simultaneous": np.ravel(shi)[j],
-                "n_effective": n_eff[j], "n_evaluations": r.n_evaluations, "design_efficiency": eff[j],
-            })
+            rows.append(
+                {
+                    "condition": c,
+                    "attribute": a,
+                    "estimate": p[j],
+                    "standard_error": se[j],
+                    "low": np.ravel(lo)[j],
+                    "high": np.ravel(hi)[j],
+                    "low_simultaneous": np.ravel(slo)[j],
+                    "high_simultaneous": np.ravel(shi)[j],
+                    "n_effective": n_eff[j],
+                    "n_evaluations": r.n_evaluations,
+                    "design_efficiency": eff[j],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -404,16 +449,41 @@ def _differences(run: PairedResult, attributes: list[str], level: float):
         ra, rb, r = arms[a], arms[b], c.result
         low, high = _newcombe(ra, rb, r, quantile(level, r.df, "t"))
         low_adj, high_adj = _newcombe(ra, rb, r, q_adjusted)
-        rows += _contrast_rows(name, c, attributes, condition_a=a, condition_b=b, low=low, high=high,
-                               low_adjusted=low_adj, high_adjusted=high_adj,
-                               p_value=difference_p_value(ra, rb, r), arm_correlation=c.arm_correlation)
+        rows += _contrast_rows(
+            name,
+            c,
+            attributes,
+            condition_a=a,
+            condition_b=b,
+            low=low,
+            high=high,
+            low_adjusted=low_adj,
+            high_adjusted=high_adj,
+            p_value=difference_p_value(ra, rb, r),
+            arm_correlation=c.arm_correlation,
+        )
     import pandas as pd
 
     frame = pd.DataFrame(rows)
     frame["reject"], frame["p_holm"] = multipletests(frame.p_value.to_numpy(), alpha=alpha, method="holm")[:2]
-    order = ["contrast", "condition_a", "condition_b", "attribute", "estimate", "standard_error", "low", "high",
-             "low_adjusted", "high_adjusted", "p_value", "p_holm", "reject", "efficiency", "crn_efficiency",
-             "arm_correlation"]
+    order = [
+        "contrast",
+        "condition_a",
+        "condition_b",
+        "attribute",
+        "estimate",
+        "standard_error",
+        "low",
+        "high",
+        "low_adjusted",
+        "high_adjusted",
+        "p_value",
+        "p_holm",
+        "reject",
+        "efficiency",
+        "crn_efficiency",
+        "arm_correlation",
+    ]
     return frame[order]
 
 
@@ -427,10 +497,20 @@ def _trend(run: PairedResult, attributes: list[str]):
 
 def _contrast_rows(name: str, c, attributes: list[str], **columns: Any) -> list[dict[str, Any]]:
     """One row per attribute; every column broadcast to the attributes."""
-    cols = {"estimate": c.result.estimate, "standard_error": c.result.standard_error,
-            "efficiency": c.efficiency, "crn_efficiency": c.crn_efficiency, **columns}
-    flat = {k: v if isinstance(v, str) else np.broadcast_to(np.ravel(np.asarray(np.nan if v is None else v, dtype=np.float64)),
-                                                            (len(attributes),)) for k, v in cols.items()}
-    return [{"contrast": name, "attribute": a, **{k: v if isinstance(v, str) else float(v[j]) for k, v in flat.items()}}
-            for j, a in enumerate(attributes)]
-
+    cols = {
+        "estimate": c.result.estimate,
+        "standard_error": c.result.standard_error,
+        "efficiency": c.efficiency,
+        "crn_efficiency": c.crn_efficiency,
+        **columns,
+    }
+    flat = {
+        k: v
+        if isinstance(v, str)
+        else np.broadcast_to(np.ravel(np.asarray(np.nan if v is None else v, dtype=np.float64)), (len(attributes),))
+        for k, v in cols.items()
+    }
+    return [
+        {"contrast": name, "attribute": a, **{k: v if isinstance(v, str) else float(v[j]) for k, v in flat.items()}}
+        for j, a in enumerate(attributes)
+    ]

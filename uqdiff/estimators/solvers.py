@@ -21,12 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from uqdiff._rng import SeedLike, entropy, substream
 from uqdiff.designs import NoiseDesign
-from uqdiff.estimate import comparison_designs, design_seed, estimate
-from uqdiff.generators.base import Recording
+from uqdiff.designs.seeds import SeedLike, entropy, substream
+from uqdiff.estimators.estimate import comparison_designs, design_seed, estimate
+from uqdiff.estimators.results import ComparisonResult, markdown_table
 from uqdiff.inverse.measurement import Measurement, measure
-from uqdiff.results import ComparisonResult, markdown_table
+from uqdiff.samplers.base import Recording
 from uqdiff.statistics import PSNR, PixelMap, get_statistic, pn_rr_correlations
 
 SolverFactory = Callable[[Measurement], Callable[[torch.Tensor], torch.Tensor]]
@@ -69,20 +69,32 @@ class SolverEvaluation:
 
     def to_dict(self) -> dict[str, Any]:
         records = lambda df: json.loads(df.to_json(orient="records"))
-        return {"task": self.task, "solver": self.solver, "config": self.config,
-                "summary": records(self.summary), "per_image": records(self.per_image),
-                "correlations": records(self.correlations), "sanity": records(self.sanity)}
+        return {
+            "task": self.task,
+            "solver": self.solver,
+            "config": self.config,
+            "summary": records(self.summary),
+            "per_image": records(self.per_image),
+            "correlations": records(self.correlations),
+            "sanity": records(self.sanity),
+        }
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
 
     def to_markdown(self) -> str:
-        lines = [f"### {self.solver} on {self.task}", "",
-                 "Averaged over images; efficiency = (mean CI width of MC / mean CI width)^2.", ""]
+        lines = [
+            f"### {self.solver} on {self.task}",
+            "",
+            "Averaged over images; efficiency = (mean CI width of MC / mean CI width)^2.",
+            "",
+        ]
         lines += markdown_table(self.summary.round(4)).splitlines()
         if not self.correlations.empty:
             lines += ["", "PN vs RR correlations of reconstruction errors (mean over images of per-image means):", ""]
-            lines += markdown_table(self.correlations.drop(columns="image").mean().to_frame("mean").T.round(3)).splitlines()
+            lines += markdown_table(
+                self.correlations.drop(columns="image").mean().to_frame("mean").T.round(3)
+            ).splitlines()
         lines += ["", "Sanity: PSNR (dB) of the naive reconstruction and of the posterior mean:", ""]
         lines += markdown_table(self.sanity.round(2)).splitlines()
         return "\n".join(lines) + "\n"
@@ -123,8 +135,13 @@ def evaluate_solver(
     names = [d.name for d in chosen]
     unknown = [s for s in statistics if s not in RECONSTRUCTION_STATISTICS]
     if unknown or not statistics:
-        raise ValueError(f"statistics must be a non-empty subset of {RECONSTRUCTION_STATISTICS}, got {list(statistics)}")
-    truths = [torch.as_tensor(np.asarray(x, dtype=np.float32)) if not isinstance(x, torch.Tensor) else x.float() for x in images]
+        raise ValueError(
+            f"statistics must be a non-empty subset of {RECONSTRUCTION_STATISTICS}, got {list(statistics)}"
+        )
+    truths = [
+        torch.as_tensor(np.asarray(x, dtype=np.float32)) if not isinstance(x, torch.Tensor) else x.float()
+        for x in images
+    ]
     if not truths:
         raise ValueError("give at least one ground-truth image")
     seed = entropy(seed)
@@ -138,8 +155,14 @@ def evaluate_solver(
         for d in chosen:
             rec = Recording(generator, 2 * correlation_pairs if d.name in ("mc", "antithetic") else 0)
             runs[d.name] = estimate(
-                rec, stats, budget=samples_per_image, design=d, batch_size=batch_size,
-                seed=design_seed(substream(seed, j), d), confidence_level=confidence_level, interval=interval,
+                rec,
+                stats,
+                budget=samples_per_image,
+                design=d,
+                batch_size=batch_size,
+                seed=design_seed(substream(seed, j), d),
+                confidence_level=confidence_level,
+                interval=interval,
                 progress=progress,
             )
             recorded[d.name] = torch.as_tensor(rec.images())
@@ -147,24 +170,55 @@ def evaluate_solver(
         for d, run in runs.items():
             for s in statistics:
                 r = run[s]
-                rows.append({"image": j, "design": d, "statistic": s, "estimate": r.estimate, "low": r.low,
-                             "high": r.high, "width": r.width, "efficiency": comparison.efficiency(s, d),
-                             "n_evaluations": r.n_evaluations,
-                             "standard_error": r.standard_error, "marginal_variance": r.marginal_variance})
+                rows.append(
+                    {
+                        "image": j,
+                        "design": d,
+                        "statistic": s,
+                        "estimate": r.estimate,
+                        "low": r.low,
+                        "high": r.high,
+                        "width": r.width,
+                        "efficiency": comparison.efficiency(s, d),
+                        "n_evaluations": r.n_evaluations,
+                        "standard_error": r.standard_error,
+                        "marginal_variance": r.marginal_variance,
+                    }
+                )
         mean_image = np.mean([run[_MEAN_IMAGE].estimate for run in runs.values()], axis=0) * 2 - 1
         psnr = PSNR(m.truth)
-        sanity_rows.append({"image": j, "naive_psnr": float(psnr(m.naive)[0]),
-                            "posterior_mean_psnr": float(psnr(torch.as_tensor(mean_image, dtype=torch.float32)[None])[0])})
+        sanity_rows.append(
+            {
+                "image": j,
+                "naive_psnr": float(psnr(m.naive)[0]),
+                "posterior_mean_psnr": float(psnr(torch.as_tensor(mean_image, dtype=torch.float32)[None])[0]),
+            }
+        )
         if "antithetic" in recorded:
             corr_rows.append({"image": j, **_pn_rr(recorded["antithetic"], recorded["mc"], m.truth)})
     per_image = pd.DataFrame(rows)
     summary = _summary(per_image)
-    config = {"samples_per_image": samples_per_image, "designs": names, "statistics": list(statistics),
-              "sigma_y": sigma_y, "operator_params": operator_params or {}, "seed": seed, "batch_size": batch_size,
-              "confidence_level": confidence_level, "n_images": len(truths)}
+    config = {
+        "samples_per_image": samples_per_image,
+        "designs": names,
+        "statistics": list(statistics),
+        "sigma_y": sigma_y,
+        "operator_params": operator_params or {},
+        "seed": seed,
+        "batch_size": batch_size,
+        "confidence_level": confidence_level,
+        "n_images": len(truths),
+    }
     label = name or getattr(solver, "__name__", type(solver).__name__)
-    return SolverEvaluation(task=task, solver=label, per_image=per_image, summary=summary,
-                            correlations=pd.DataFrame(corr_rows), sanity=pd.DataFrame(sanity_rows), config=config)
+    return SolverEvaluation(
+        task=task,
+        solver=label,
+        per_image=per_image,
+        summary=summary,
+        correlations=pd.DataFrame(corr_rows),
+        sanity=pd.DataFrame(sanity_rows),
+        config=config,
+    )
 
 
 def _pn_rr(antithetic: torch.Tensor, mc: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
@@ -187,10 +241,18 @@ def _summary(per_image: pd.DataFrame) -> pd.DataFrame:
     the steadier of the two figures.
     """
     df = per_image.assign(_nse2=per_image.n_evaluations * per_image.standard_error**2)
-    agg = df.groupby(["statistic", "design"], sort=False).agg(
-        estimate=("estimate", "mean"), width=("width", "mean"), images=("image", "nunique"),
-        n_evaluations=("n_evaluations", "first"), _marginal=("marginal_variance", "sum"), _nse2=("_nse2", "sum"),
-    ).reset_index()
+    agg = (
+        df.groupby(["statistic", "design"], sort=False)
+        .agg(
+            estimate=("estimate", "mean"),
+            width=("width", "mean"),
+            images=("image", "nunique"),
+            n_evaluations=("n_evaluations", "first"),
+            _marginal=("marginal_variance", "sum"),
+            _nse2=("_nse2", "sum"),
+        )
+        .reset_index()
+    )
     mc_width = agg[agg.design == "mc"].set_index("statistic").width
     agg["efficiency"] = [(mc_width[s] / w) ** 2 if w > 0 else math.inf for s, w in zip(agg.statistic, agg.width)]
     agg["implied_efficiency"] = agg._marginal / agg._nse2

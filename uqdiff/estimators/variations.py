@@ -29,51 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from uqdiff._util import scalar, to_numpy
 from uqdiff.designs import NoiseDesign
-from uqdiff.estimate import StatisticsLike, _to_numpy, estimate, named_statistics
-from uqdiff.generators.base import device_of
-from uqdiff.results import ConfidenceInterval, EstimateResult, StatisticResult, _scalar, markdown_table
-
-
-def blend(z0: torch.Tensor, w: torch.Tensor, c: float) -> torch.Tensor:
-    """The variance-preserving blend c z0 + sqrt(1 - c^2) w, for c in [-1, 1] (broadcasts z0 over w's batch).
-
-    >>> blend(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), 0.6)
-    tensor([0.6000, 0.8000])
-    """
-    c = _check_c(c)
-    return c * z0.to(device=w.device, dtype=w.dtype) + math.sqrt(1.0 - c * c) * w
-
-
-class Variations:
-    """Generator of variations of ``generator(z0)``: noise w -> generator(blend(z0, w, c)).
-
-    ``z0`` has the generator's noise shape; c = 1 reproduces G(z0), c = 0 is
-    ordinary sampling. Its ``noise_shape`` and ``device`` are those of z0 and
-    the generator, so :func:`uqdiff.estimate` runs it as any generator.
-
-    >>> from uqdiff import estimate
-    >>> from uqdiff.generators import LinearGenerator
-    >>> g = Variations(LinearGenerator([0.0]), torch.tensor([2.0]), c=0.8)   # x = 1.6 + 0.6 w
-    >>> r = estimate(g, lambda x: x[:, 0], budget=64, design="antithetic", seed=0)
-    >>> round(r["<lambda>"].estimate, 6), round(r["<lambda>"].width, 6)   # antithetic w cancels exactly
-    (1.6, 0.0)
-    """
-
-    def __init__(self, generator: Callable, z0: Any, c: float) -> None:
-        self.generator = generator
-        self.z0 = torch.as_tensor(z0).detach().clone()
-        self.c = _check_c(c)
-        self.noise_shape = tuple(self.z0.shape)
-        self.device = device_of(generator, None)
-
-    def __call__(self, noise: torch.Tensor) -> Any:
-        if tuple(noise.shape[1:]) != self.noise_shape:
-            raise ValueError(f"noise shape {tuple(noise.shape[1:])} per sample does not match z0's {self.noise_shape}")
-        return self.generator(blend(self.z0, noise, self.c))
-
-    def __repr__(self) -> str:
-        return f"Variations(c={self.c}, noise_shape={self.noise_shape})"
+from uqdiff.estimators.estimate import StatisticsLike, estimate, named_statistics
+from uqdiff.estimators.results import ConfidenceInterval, EstimateResult, StatisticResult, markdown_table
+from uqdiff.samplers.wrappers import Variations
 
 
 @dataclass(frozen=True)
@@ -106,11 +66,23 @@ class VariationResult:
     def to_frame(self):
         import pandas as pd
 
-        return pd.DataFrame([{
-            "statistic": v.statistic, "c": v.c, "value at z0": v.anchor, "mean": _scalar(v.mean.estimate),
-            "mean low": _scalar(v.mean.low), "mean high": _scalar(v.mean.high), "shift": v.shift,
-            "rms deviation": v.rms_deviation, "rms low": v.rms_interval.low, "rms high": v.rms_interval.high,
-        } for v in self.summaries.values()])
+        return pd.DataFrame(
+            [
+                {
+                    "statistic": v.statistic,
+                    "c": v.c,
+                    "value at z0": v.anchor,
+                    "mean": scalar(v.mean.estimate),
+                    "mean low": scalar(v.mean.low),
+                    "mean high": scalar(v.mean.high),
+                    "shift": v.shift,
+                    "rms deviation": v.rms_deviation,
+                    "rms low": v.rms_interval.low,
+                    "rms high": v.rms_interval.high,
+                }
+                for v in self.summaries.values()
+            ]
+        )
 
     def to_markdown(self) -> str:
         return markdown_table(self.to_frame())
@@ -134,7 +106,7 @@ def estimate_variations(
     and its squared deviation (S - S(G(z0)))^2, under ``design`` for w
     (antithetic by default: w and -w mirror the variation around c z0).
 
-    >>> from uqdiff.generators import LinearGenerator
+    >>> from uqdiff.samplers import LinearGenerator
     >>> g = LinearGenerator([0.0])                       # x = z; S = x, anchor S(G(z0)) = 2
     >>> r = estimate_variations(g, torch.tensor([2.0]), {"x": lambda x: x[:, 0]}, c=0.8, budget=4000, seed=0)
     >>> v = r["x"]                                       # truth: shift -0.4, rms sqrt(0.4^2 + 0.36) = 0.721
@@ -147,20 +119,32 @@ def estimate_variations(
         image = generator(variations.z0.unsqueeze(0).to(device=variations.device, dtype=torch.float32))
     anchors = {}
     for name, s in named.items():
-        value = _to_numpy(s(image)).reshape(-1)
+        value = to_numpy(s(image)).reshape(-1)
         if value.shape != (1,):
             raise ValueError(f"statistic {name!r} must be scalar per image for variations, got {value.shape} per image")
         anchors[name] = float(value[0])
     deviations = {f"{name} sq. deviation": _SquaredDeviation(s, anchors[name]) for name, s in named.items()}
-    run = estimate(variations, {**named, **deviations}, budget=budget, design=design, seed=seed,
-                   confidence_level=confidence_level, **options)
+    run = estimate(
+        variations,
+        {**named, **deviations},
+        budget=budget,
+        design=design,
+        seed=seed,
+        confidence_level=confidence_level,
+        **options,
+    )
     summaries = {}
     for name in named:
         sq = run[f"{name} sq. deviation"]
         lo, hi = (math.sqrt(max(float(v), 0.0)) for v in (sq.low, sq.high))
-        summaries[name] = VariationSummary(statistic=name, c=variations.c, anchor=anchors[name], mean=run[name],
-                                           rms_deviation=math.sqrt(max(float(sq.estimate), 0.0)),
-                                           rms_interval=ConfidenceInterval(lo, hi))
+        summaries[name] = VariationSummary(
+            statistic=name,
+            c=variations.c,
+            anchor=anchors[name],
+            mean=run[name],
+            rms_deviation=math.sqrt(max(float(sq.estimate), 0.0)),
+            rms_interval=ConfidenceInterval(lo, hi),
+        )
     return VariationResult(summaries=summaries, run=run)
 
 
@@ -171,17 +155,4 @@ class _SquaredDeviation:
         self.statistic, self.anchor = statistic, anchor
 
     def __call__(self, images: Any) -> np.ndarray:
-        return (_to_numpy(self.statistic(images)) - self.anchor) ** 2
-
-
-def _check_c(c: float) -> float:
-    try:
-        c = float(c)
-    except (TypeError, ValueError):
-        raise ValueError(f"c must be a number in [-1, 1], got {c!r}") from None
-    if not -1.0 <= c <= 1.0:
-        raise ValueError(f"c must be in [-1, 1] so that sqrt(1 - c^2) is real, got {c}")
-    return c
-
-
-__all__ = ["VariationResult", "VariationSummary", "Variations", "blend", "estimate_variations"]
+        return (to_numpy(self.statistic(images)) - self.anchor) ** 2

@@ -6,8 +6,8 @@ contrast (top vs bottom half), vertical centroid and mean slope, all on the
 [0, 1]-scaled heightmap. ``--model oracle`` runs the same comparison on an
 exact DDIM sampler for Gaussian data whose pixel mean is known in closed form.
 
-    python -m uqdiff.demo                       # terrain, budget 256 per design (~2.5 min on 2 CPU cores)
-    python -m uqdiff.demo --model oracle --budget 3200
+    python -m uqdiff.cli.demo                       # terrain, budget 256 per design (~2.5 min on 2 CPU cores)
+    python -m uqdiff.cli.demo --model oracle --budget 3200
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import argparse
 import time
 from pathlib import Path
 
-
-from uqdiff import KAntithetic, SobolRQMC, compare
-from uqdiff.generators import landscape_oracle
-from uqdiff.designs import fit_to_generator
+from uqdiff.designs import KAntithetic, SobolRQMC, fit_to_generator
+from uqdiff.estimators import compare
+from uqdiff.samplers import landscape_oracle
 from uqdiff.statistics import Contrast, MeanSlope, PixelMean, VerticalCentroid
 
 
@@ -27,7 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["terrain", "oracle"], default="terrain")
     parser.add_argument("--difficulty", type=int, default=50, help="terrain difficulty 1..100 (default 50)")
-    parser.add_argument("--budget", type=int, default=None, help="model evaluations per design (terrain 256, oracle 3200)")
+    parser.add_argument(
+        "--budget", type=int, default=None, help="model evaluations per design (terrain 256, oracle 3200)"
+    )
     parser.add_argument("--rqmc-n", type=int, default=16, help="Sobol' points per RQMC replicate (default 16)")
     parser.add_argument("--k", type=int, default=8, help="group size of the K-antithetic design (default 8)")
     parser.add_argument("--seed", type=int, default=0)
@@ -50,11 +51,20 @@ def main(argv: list[str] | None = None) -> None:
     designs = ["mc", "antithetic", KAntithetic(args.k), fit_to_generator(SobolRQMC(args.rqmc_n), generator)]
     print(f"uqdiff demo: {label}; budget {budget} model evaluations per design, seed {args.seed}\n", flush=True)
     start = time.perf_counter()
-    result = compare(generator, statistics, budget=budget, designs=designs, seed=args.seed,
-                     batch_size=args.batch_size, progress=not args.quiet)
+    result = compare(
+        generator,
+        statistics,
+        budget=budget,
+        designs=designs,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
     print(result)
-    print("\nefficiency = (CI width of MC / CI width of the design)^2 at the same budget;"
-          " implied_efficiency is the within-run estimate")
+    print(
+        "\nefficiency = (CI width of MC / CI width of the design)^2 at the same budget;"
+        " implied_efficiency is the within-run estimate"
+    )
     if args.model == "oracle":
         truth = generator.true_pixel_mean()
         print(f"\ntrue pixel mean (closed form): {truth:.6f}")

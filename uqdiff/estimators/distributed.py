@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from uqdiff.accumulator import GroupAccumulator
+from uqdiff.estimators.accumulator import GroupAccumulator
 
 
 def _import_ray():
@@ -83,8 +83,10 @@ class RayExecutor:
         if not ray.is_initialized():
             ray.init(**self.init_kwargs)
         task = ray.remote(_run_shard).options(
-            num_cpus=self.num_cpus_per_worker, num_gpus=self.num_gpus_per_worker,
-            max_retries=self.max_retries, retry_exceptions=False,
+            num_cpus=self.num_cpus_per_worker,
+            num_gpus=self.num_gpus_per_worker,
+            max_retries=self.max_retries,
+            retry_exceptions=False,
         )
         ref = ray.put(evaluator)
         todo = self.shards(lo, hi, evaluator.groups_per_batch)[::-1]

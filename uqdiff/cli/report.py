@@ -14,15 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from uqdiff.results import ComparisonResult, markdown_table
-from uqdiff.run import RunOutput
+from uqdiff._util import plain
+from uqdiff.cli.runs import RunOutput
+from uqdiff.estimators.results import ComparisonResult, markdown_table
 
 NOTES = {
     "efficiency": "efficiency = (CI width of MC / CI width of the design)^2 at the same budget of model calls",
     "implied_efficiency": "implied_efficiency = marginal variance / (group size x variance of group means), "
-                          "the same ratio estimated within the run (empty for groups of one)",
+    "the same ratio estimated within the run (empty for groups of one)",
     "truth": "truth = the exact answer, known in closed form for this model; covers_truth = share of the "
-             "intervals (one per pixel for maps) that contain it",
+    "intervals (one per pixel for maps) that contain it",
 }
 
 
@@ -46,7 +47,7 @@ def summary_frame(output: RunOutput):
 
 def write_outputs(output: RunOutput, folder: str | Path) -> list[Path]:
     """Write everything into ``folder`` (created if needed); returns the paths written."""
-    from uqdiff import plots
+    from uqdiff.cli import plots
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,7 @@ def write_outputs(output: RunOutput, folder: str | Path) -> list[Path]:
     written = [folder / "results.csv", folder / "results.json", folder / "config.yaml"]
     frame.to_csv(written[0], index=False)
     written[1].write_text(json.dumps(_json(output, frame), indent=2, allow_nan=False) + "\n")
-    written[2].write_text(_yaml(output.config.to_dict()))
+    written[2].write_text(yaml_text(output.config.to_dict()))
     maps = _maps(output)
     if maps:
         np.savez_compressed(folder / "pixel_maps.npz", **maps)
@@ -86,38 +87,66 @@ def markdown_report(output: RunOutput, frame, figures: list[str]) -> str:
     lines += [f"- {text}" for column, text in NOTES.items() if column in frame.columns]
     maps = [name for name, s in output.statistics.items() if _is_map(output, name)]
     if maps:
-        lines.append(f"- {', '.join(maps)}: one value per pixel; its row averages estimate, interval and width over "
-                     "the pixels (full maps in `pixel_maps.npz`)")
+        lines.append(
+            f"- {', '.join(maps)}: one value per pixel; its row averages estimate, interval and width over "
+            "the pixels (full maps in `pixel_maps.npz`)"
+        )
     if output.correlations is not None:
         summary = output.correlations.summary()
-        lines += ["", "## PN vs RR correlations", "",
-                  f"Per-pair Pearson correlation of the images of {len(output.correlations.pn_standard)} antithetic "
-                  f"(PN) pairs and {len(output.correlations.rr_standard)} independent (RR) pairs, the first images "
-                  "of the antithetic and MC runs; centralized: after subtracting each scheme's mean image. "
-                  "Mean (SD):", "",
-                  "| | PN | RR |", "|---|---|---|",
-                  f"| standard | {summary['pn_standard']} | {summary['rr_standard']} |",
-                  f"| centralized | {summary['pn_centralized']} | {summary['rr_centralized']} |"]
+        lines += [
+            "",
+            "## PN vs RR correlations",
+            "",
+            f"Per-pair Pearson correlation of the images of {len(output.correlations.pn_standard)} antithetic "
+            f"(PN) pairs and {len(output.correlations.rr_standard)} independent (RR) pairs, the first images "
+            "of the antithetic and MC runs; centralized: after subtracting each scheme's mean image. "
+            "Mean (SD):",
+            "",
+            "| | PN | RR |",
+            "|---|---|---|",
+            f"| standard | {summary['pn_standard']} | {summary['rr_standard']} |",
+            f"| centralized | {summary['pn_centralized']} | {summary['rr_centralized']} |",
+        ]
     if figures:
         lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in figures]
     lines += [
-        "", "## Reproduce", "", "```bash", f"uqdiff {cfg.command} --config {Path(cfg.out) / 'config.yaml'}",
-        "```", "",
-        "## Config", "", "```yaml", _yaml(cfg.to_dict()).rstrip(), "```", "",
-        "## Model", "", f"`{output.model.spec}`, options {output.model.options or 'none'}", "",
-        _key_values(output.model.identity), "",
-        "## Environment", "", _key_values(output.environment), "",
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        f"uqdiff {cfg.command} --config {Path(cfg.out) / 'config.yaml'}",
+        "```",
+        "",
+        "## Config",
+        "",
+        "```yaml",
+        yaml_text(cfg.to_dict()).rstrip(),
+        "```",
+        "",
+        "## Model",
+        "",
+        f"`{output.model.spec}`, options {output.model.options or 'none'}",
+        "",
+        _key_values(output.model.identity),
+        "",
+        "## Environment",
+        "",
+        _key_values(output.environment),
+        "",
     ]
     return "\n".join(lines)
 
 
 def _json(output: RunOutput, frame) -> dict[str, Any]:
-    rows = [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+    rows = [{k: plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
     out = {
         "command": output.config.command,
         "config": output.config.to_dict(),
-        "model": {"spec": output.model.spec, "description": output.model.description,
-                  "identity": output.model.identity},
+        "model": {
+            "spec": output.model.spec,
+            "description": output.model.description,
+            "identity": output.model.identity,
+        },
         "designs": output.labels,
         "seconds": output.seconds,
         "results": rows,
@@ -126,8 +155,9 @@ def _json(output: RunOutput, frame) -> dict[str, Any]:
     if output.truths:
         out["truths"] = {k: np.asarray(v).tolist() for k, v in output.truths.items()}
     if output.correlations is not None:
-        out["pn_rr_correlations"] = {k: {"mean": _plain(v.mean), "sd": _plain(v.sd)}
-                                     for k, v in output.correlations.summary().items()}
+        out["pn_rr_correlations"] = {
+            k: {"mean": plain(v.mean), "sd": plain(v.sd)} for k, v in output.correlations.summary().items()
+        }
         out["pn_rr_correlations"]["pairs"] = len(output.correlations.pn_standard)
     return out
 
@@ -146,15 +176,7 @@ def _is_map(output: RunOutput, name: str) -> bool:
     return any(np.ndim(est[name].estimate) for est in output.estimates.values())
 
 
-def _plain(v: Any) -> Any:
-    if isinstance(v, (np.floating, float)):
-        return None if math.isnan(v) else float(v) if math.isfinite(v) else str(float(v))
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
-
-
-def _yaml(values: dict[str, Any]) -> str:
+def yaml_text(values: dict[str, Any]) -> str:
     import yaml
 
     return yaml.safe_dump(values, sort_keys=False)

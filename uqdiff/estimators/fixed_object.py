@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from uqdiff.designs import Equicorrelated, KAntithetic, NoiseDesign
-from uqdiff.gallery import MeanPairwiseL2
 from uqdiff.inverse.priors import DiffusionPrior
 from uqdiff.samplers.posterior import ddim_step, implied_eps
+from uqdiff.statistics.gallery import MeanPairwiseL2
 from uqdiff.statistics.pixel import PixelMap
 
 #: Background couplings by name: repulsive (the method) and independent (the Object-inv. + random BG baseline).
@@ -109,8 +109,10 @@ def coupled_noise(
     identical across the gallery and not N(0, I) (see the module docstring).
     """
     if mask.shape != inverted.shape or mask.dtype != torch.bool:
-        raise ValueError(f"mask must be a boolean tensor of the noise's shape {tuple(inverted.shape)}, "
-                         f"got {mask.dtype} {tuple(mask.shape)}")
+        raise ValueError(
+            f"mask must be a boolean tensor of the noise's shape {tuple(inverted.shape)}, "
+            f"got {mask.dtype} {tuple(mask.shape)}"
+        )
     k = background.group_size
     v = background.groups([index], int((~mask).sum()), seed=seed, device=inverted.device, dtype=inverted.dtype)[0]
     z = inverted.expand(k, *inverted.shape).clone()
@@ -196,10 +198,18 @@ def fixed_object_gallery(
             adam.zero_grad()
             loss.backward()
             adam.step()
-    return FixedObjectResult(image=image.detach().cpu(), mask=m.cpu(), inverted_noise=inverted.cpu(),
-                             noises={s: v.cpu() for s, v in noises.items()},
-                             galleries={s: v.cpu() for s, v in galleries.items()}, loss=np.array(losses),
-                             background=design.name, lr=float(lr), seed=seed, index=index)
+    return FixedObjectResult(
+        image=image.detach().cpu(),
+        mask=m.cpu(),
+        inverted_noise=inverted.cpu(),
+        noises={s: v.cpu() for s, v in noises.items()},
+        galleries={s: v.cpu() for s, v in galleries.items()},
+        loss=np.array(losses),
+        background=design.name,
+        lr=float(lr),
+        seed=seed,
+        index=index,
+    )
 
 
 @dataclass(frozen=True)
@@ -233,15 +243,20 @@ def fixed_object_metrics(
     gallery, image = torch.as_tensor(gallery), torch.as_tensor(image)
     m = torch.as_tensor(mask)
     if gallery.ndim != 4 or tuple(gallery.shape[1:]) != tuple(image.shape) or tuple(m.shape) != tuple(image.shape[1:]):
-        raise ValueError(f"need a gallery (K, C, h, w), an image (C, h, w) and a mask (h, w); got shapes "
-                         f"{tuple(gallery.shape)}, {tuple(image.shape)}, {tuple(m.shape)}")
+        raise ValueError(
+            f"need a gallery (K, C, h, w), an image (C, h, w) and a mask (h, w); got shapes "
+            f"{tuple(gallery.shape)}, {tuple(image.shape)}, {tuple(m.shape)}"
+        )
     scale = PixelMap(value_range=VALUE_RANGE)  # the statistics' own [0, 1] scaling
     unit, target = scale.to_unit(gallery.double()), scale.to_unit(image.double())
     fg = m.expand(image.shape)
     l2 = MeanPairwiseL2(value_range=VALUE_RANGE, mask=~m)(gallery.double(), gallery_size=len(gallery))
     rmse = (unit - target)[:, fg].reshape(len(gallery), -1).square().mean(dim=1).sqrt()
-    return FixedObjectMetrics(l2_background=float(l2[0]), rmse_foreground=float(rmse.mean()),
-                              boundary_tv=float(boundary_tv(unit, m, width=width).mean()))
+    return FixedObjectMetrics(
+        l2_background=float(l2[0]),
+        rmse_foreground=float(rmse.mean()),
+        boundary_tv=float(boundary_tv(unit, m, width=width).mean()),
+    )
 
 
 def boundary_band(mask: torch.Tensor | np.ndarray, *, width: int = 5) -> np.ndarray:
@@ -278,7 +293,9 @@ def boundary_tv(images: torch.Tensor, mask: torch.Tensor | np.ndarray, *, width:
     """
     band = torch.from_numpy(boundary_band(mask, width=width)).to(images.device)
     if images.ndim != 4 or tuple(images.shape[-2:]) != tuple(band.shape):
-        raise ValueError(f"images must be (B, C, h, w) with (h, w) = the mask's {tuple(band.shape)}, got {tuple(images.shape)}")
+        raise ValueError(
+            f"images must be (B, C, h, w) with (h, w) = the mask's {tuple(band.shape)}, got {tuple(images.shape)}"
+        )
     horizontal = band[:, 1:] & band[:, :-1]
     vertical = band[1:, :] & band[:-1, :]
     dh = (images[..., :, 1:] - images[..., :, :-1]).abs()[..., horizontal]
@@ -289,7 +306,9 @@ def boundary_tv(images: torch.Tensor, mask: torch.Tensor | np.ndarray, *, width:
 def _check_images(prior: DiffusionPrior, images) -> torch.Tensor:
     x = torch.as_tensor(images)
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(prior.image_shape):
-        raise ValueError(f"image must have the prior's image shape {tuple(prior.image_shape)}, got {tuple(x.shape[1:])}")
+        raise ValueError(
+            f"image must have the prior's image shape {tuple(prior.image_shape)}, got {tuple(x.shape[1:])}"
+        )
     if not x.is_floating_point() or not bool(torch.isfinite(x).all()):
         raise ValueError("image must be a finite floating-point tensor")
     lo, hi = VALUE_RANGE
@@ -302,8 +321,10 @@ def _check_mask(prior: DiffusionPrior, mask) -> torch.Tensor:
     m = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.asarray(mask))
     h, w = prior.image_shape[1:]
     if m.dtype != torch.bool or tuple(m.shape) != (h, w):
-        raise ValueError(f"mask must be a boolean ({h}, {w}) array (the image's height and width), "
-                         f"got {m.dtype} of shape {tuple(m.shape)}")
+        raise ValueError(
+            f"mask must be a boolean ({h}, {w}) array (the image's height and width), "
+            f"got {m.dtype} of shape {tuple(m.shape)}"
+        )
     if not bool(m.any()) or bool(m.all()):
         raise ValueError("mask must mark some pixels as foreground and leave some as background")
     return m

@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from uqdiff import checkpoint as _checkpoint
-from uqdiff import sequential
-from uqdiff._rng import SeedLike, entropy, substream
-from uqdiff.accumulator import GroupAccumulator
+from uqdiff._util import package_version, plain
 from uqdiff.designs import NoiseDesign, as_design
-from uqdiff.generators.base import device_of, noise_shape_of
-from uqdiff.results import ComparisonResult, EstimateResult, StatisticResult, _plain, quantile
+from uqdiff.designs.seeds import SeedLike, entropy, substream
+from uqdiff.estimators import checkpoint as _checkpoint
+from uqdiff.estimators import stopping as sequential
+from uqdiff.estimators.accumulator import GroupAccumulator
+from uqdiff.estimators.results import ComparisonResult, EstimateResult, StatisticResult, quantile
+from uqdiff.samplers.base import device_of, noise_shape_of
 
 StatisticsLike = Callable | Sequence[Callable] | Mapping[str, Callable]
 
@@ -86,7 +87,9 @@ def evaluate_groups(
     values: dict[str, list[np.ndarray]] = {name: [] for name in statistics}
     for lo in range(0, len(noise), batch_size):
         chunk = noise[lo : lo + batch_size]
-        where = lambda row: f"group {int(indices[(lo + row) // k])} (noise {(lo + row) % k} of the group), seed {seed!r}"
+        where = lambda row, lo=lo: (
+            f"group {int(indices[(lo + row) // k])} (noise {(lo + row) % k} of the group), seed {seed!r}"
+        )
         try:
             images = generator(chunk)
         except Exception as exc:
@@ -99,7 +102,11 @@ def evaluate_groups(
         if len(images) != len(chunk):
             raise ValueError(f"generator returned {len(images)} outputs for a batch of {len(chunk)} noises")
         _check_output_shape(shapes, "generator output", tuple(images.shape[1:]), where(0))
-        finite = torch.isfinite(images) if isinstance(images, torch.Tensor) else torch.from_numpy(np.isfinite(np.asarray(images)))
+        finite = (
+            torch.isfinite(images)
+            if isinstance(images, torch.Tensor)
+            else torch.from_numpy(np.isfinite(np.asarray(images)))
+        )
         if not bool(finite.all()):
             bad = int(torch.nonzero(~finite.reshape(len(chunk), -1).all(dim=1))[0])
             raise FloatingPointError(f"generator output has NaN or Inf at {where(bad)}")
@@ -138,7 +145,9 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def _check_output_shape(shapes: dict[str, tuple[int, ...]], what: str, shape: tuple[int, ...], where: str) -> None:
     expected = shapes.setdefault(what, tuple(shape))
     if tuple(shape) != expected:
-        raise ValueError(f"{what} shape changed from {expected} to {tuple(shape)} per image between batches, at {where}")
+        raise ValueError(
+            f"{what} shape changed from {expected} to {tuple(shape)} per image between batches, at {where}"
+        )
 
 
 def estimate(
@@ -179,18 +188,18 @@ def estimate(
     Sequential mode: instead of ``budget``, give ``target_halfwidth`` (a number,
     or one per statistic) and/or ``rel_tol``, and ``max_budget``. A pilot of
     ``pilot_budget`` evaluations (default 32 groups) plans the main stage by
-    the two-stage rule of :mod:`uqdiff.sequential`; ``result.config["sequential"]``
+    the two-stage rule of :mod:`uqdiff.estimators.stopping`; ``result.config["sequential"]``
     says whether every target was met or ``max_budget`` came first (then a
     warning is raised too).
 
     ``checkpoint=path`` saves the run's state every ``checkpoint_every``
-    batches, at the end and when a batch fails (see :mod:`uqdiff.checkpoint`).
+    batches, at the end and when a batch fails (see :mod:`uqdiff.estimators.checkpoint`).
     Calling ``estimate`` again with the same arguments and ``resume=True``
     continues from it and gives exactly the uninterrupted result.
-    ``executor=uqdiff.distributed.RayExecutor(...)`` spreads groups over Ray workers
+    ``executor=uqdiff.estimators.distributed.RayExecutor(...)`` spreads groups over Ray workers
     with the same result, bit for bit.
 
-    >>> from uqdiff.generators import LinearGenerator
+    >>> from uqdiff.samplers import LinearGenerator
     >>> g = LinearGenerator(np.array([0.5]), np.array([[0.1, 0.2]]))
     >>> r = estimate(g, lambda x: x[:, 0], budget=64, design="antithetic", seed=1)
     >>> r["<lambda>"].estimate, r["<lambda>"].width   # a linear statistic cancels exactly in pairs
@@ -206,15 +215,22 @@ def estimate(
     staged = target_halfwidth is not None or rel_tol is not None
     if staged:
         if budget is not None:
-            raise ValueError("give budget (fixed run) or target_halfwidth/rel_tol with max_budget (sequential), not both")
+            raise ValueError(
+                "give budget (fixed run) or target_halfwidth/rel_tol with max_budget (sequential), not both"
+            )
         sequential.validate(target_halfwidth, rel_tol, inflation)
         if max_budget is None:
             raise ValueError("a sequential run needs max_budget=... (model evaluations at most, pilot included)")
-        n_pilot = _groups_for_budget(pilot_budget if pilot_budget is not None else
-                                     sequential.DEFAULT_PILOT_GROUPS * design.group_size, design, "pilot_budget")
+        n_pilot = _groups_for_budget(
+            pilot_budget if pilot_budget is not None else sequential.DEFAULT_PILOT_GROUPS * design.group_size,
+            design,
+            "pilot_budget",
+        )
         n_max = _groups_for_budget(max_budget, design, field="max_budget")
         if n_max < n_pilot + 2:
-            raise ValueError(f"max_budget {max_budget} leaves no room for the pilot ({n_pilot} groups) and 2 more groups")
+            raise ValueError(
+                f"max_budget {max_budget} leaves no room for the pilot ({n_pilot} groups) and 2 more groups"
+            )
     else:
         if budget is None:
             raise ValueError("give budget=... (model evaluations) or target_halfwidth=.../rel_tol=... with max_budget")
@@ -229,10 +245,19 @@ def estimate(
     entropy(seed)
     evaluator = _Evaluator(generator, stats, design, noise_shape, seed, batch_size, device_of(generator, device), dtype)
     config = {
-        "design": design.name, "noise_shape": list(noise_shape), "seed": entropy(seed), "dtype": str(dtype),
-        "statistics": list(stats), "confidence_level": confidence_level, "interval": interval,
-        "budget": budget, "target_halfwidth": target_halfwidth, "rel_tol": rel_tol, "max_budget": max_budget,
-        "pilot_budget": pilot_budget, "inflation": inflation if staged else None,
+        "design": design.name,
+        "noise_shape": list(noise_shape),
+        "seed": entropy(seed),
+        "dtype": str(dtype),
+        "statistics": list(stats),
+        "confidence_level": confidence_level,
+        "interval": interval,
+        "budget": budget,
+        "target_halfwidth": target_halfwidth,
+        "rel_tol": rel_tol,
+        "max_budget": max_budget,
+        "pilot_budget": pilot_budget,
+        "inflation": inflation if staged else None,
     }
     run = _Run(evaluator, config, checkpoint, resume, checkpoint_every, callback, executor, progress)
     k = design.group_size
@@ -240,19 +265,32 @@ def estimate(
         if not staged:
             main = run.stage("main", 0, n_groups)
             results = {
-                name: StatisticResult.from_moments(acc.moments(), statistic=name, design=design.name, group_size=k,
-                                                   confidence_level=confidence_level, interval=interval)
+                name: StatisticResult.from_moments(
+                    acc.moments(),
+                    statistic=name,
+                    design=design.name,
+                    group_size=k,
+                    confidence_level=confidence_level,
+                    interval=interval,
+                )
                 for name, acc in main.accumulators.items()
             }
             extra = {}
         else:
-            results, extra = _two_stage(run, n_pilot, n_max, target_halfwidth, rel_tol, inflation,
-                                        confidence_level, interval)
+            results, extra = _two_stage(
+                run, n_pilot, n_max, target_halfwidth, rel_tol, inflation, confidence_level, interval
+            )
         run.save()
     finally:
         run.close()
-    config = {"noise_shape": list(noise_shape), "batch_size": batch_size, "confidence_level": confidence_level,
-              "interval": interval, "group_size": k, **extra}
+    config = {
+        "noise_shape": list(noise_shape),
+        "batch_size": batch_size,
+        "confidence_level": confidence_level,
+        "interval": interval,
+        "group_size": k,
+        **extra,
+    }
     return EstimateResult(results=results, design=design.name, seed=seed, budget=run.n_evaluations, config=config)
 
 
@@ -261,25 +299,41 @@ def _two_stage(run, n_pilot, n_max, target_halfwidth, rel_tol, inflation, confid
     design = run.evaluator.design
     pilot = {name: acc.moments() for name, acc in run.stage("pilot", 0, n_pilot).accumulators.items()}
     tol = sequential.tolerances(pilot, target_halfwidth=target_halfwidth, rel_tol=rel_tol)
-    need = sequential.planned_groups(pilot, tol, confidence_level=confidence_level, interval=interval,
-                                     inflation=inflation)
+    need = sequential.planned_groups(
+        pilot, tol, confidence_level=confidence_level, interval=interval, inflation=inflation
+    )
     n_main = int(min(need, n_max - n_pilot))
     main = run.stage("main", n_pilot, n_pilot + n_main)
     results = {
         name: sequential.two_stage_result(
-            acc.moments(), pilot[name], statistic=name, design=design.name, group_size=design.group_size,
-            confidence_level=confidence_level, interval=interval, inflation=inflation,
+            acc.moments(),
+            pilot[name],
+            statistic=name,
+            design=design.name,
+            group_size=design.group_size,
+            confidence_level=confidence_level,
+            interval=interval,
+            inflation=inflation,
         )
         for name, acc in main.accumulators.items()
     }
     met = {name: bool(np.all(np.asarray(r.width) / 2 <= tol[name])) for name, r in results.items()}
     if not all(met.values()):
-        missed = ", ".join(f"{n} (half-width {np.max(np.asarray(results[n].width) / 2):.3g} > {np.min(tol[n]):.3g})"
-                           for n, ok in met.items() if not ok)
+        missed = ", ".join(
+            f"{n} (half-width {np.max(np.asarray(results[n].width) / 2):.3g} > {np.min(tol[n]):.3g})"
+            for n, ok in met.items()
+            if not ok
+        )
         warnings.warn(f"max_budget {n_max * design.group_size} was reached before the target: {missed}", stacklevel=3)
-    info = {"pilot_groups": n_pilot, "main_groups": n_main, "planned_groups": need, "inflation": inflation,
-            "tolerance": {n: _plain(t) for n, t in tol.items()}, "target_met": met,
-            "stopped_by": "target" if all(met.values()) else "max_budget"}
+    info = {
+        "pilot_groups": n_pilot,
+        "main_groups": n_main,
+        "planned_groups": need,
+        "inflation": inflation,
+        "tolerance": {n: plain(t) for n, t in tol.items()},
+        "target_met": met,
+        "stopped_by": "target" if all(met.values()) else "max_budget",
+    }
     return results, {"sequential": info}
 
 
@@ -288,7 +342,13 @@ class _Evaluator:
 
     def __init__(self, generator, stats, design, noise_shape, seed, batch_size, device, dtype) -> None:
         self.generator, self.stats, self.design = generator, stats, design
-        self.noise_shape, self.seed, self.batch_size, self.device, self.dtype = noise_shape, seed, batch_size, device, dtype
+        self.noise_shape, self.seed, self.batch_size, self.device, self.dtype = (
+            noise_shape,
+            seed,
+            batch_size,
+            device,
+            dtype,
+        )
         self.output_shapes: dict[str, tuple[int, ...]] = {}
         self.halved_from: int | None = None
 
@@ -303,8 +363,16 @@ class _Evaluator:
             indices = np.arange(start, min(start + self.groups_per_batch, hi))
             try:
                 parts = evaluate_groups(
-                    self.generator, self.stats, self.design, indices, noise_shape=self.noise_shape, seed=self.seed,
-                    batch_size=self.batch_size, device=self.device, dtype=self.dtype, output_shapes=self.output_shapes,
+                    self.generator,
+                    self.stats,
+                    self.design,
+                    indices,
+                    noise_shape=self.noise_shape,
+                    seed=self.seed,
+                    batch_size=self.batch_size,
+                    device=self.device,
+                    dtype=self.dtype,
+                    output_shapes=self.output_shapes,
                 )
             except Exception as exc:
                 if not is_out_of_memory(exc):
@@ -324,25 +392,28 @@ class _Evaluator:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         self.halved_from, self.batch_size = self.batch_size, self.batch_size // 2
-        warnings.warn(f"out of memory at batch_size {self.halved_from}; going on with {self.batch_size} "
-                      "(results are unchanged: noise depends only on group indices)", stacklevel=2)
+        warnings.warn(
+            f"out of memory at batch_size {self.halved_from}; going on with {self.batch_size} "
+            "(results are unchanged: noise depends only on group indices)",
+            stacklevel=2,
+        )
 
 
 class _Run:
     """The stages of one run: fills their accumulators, reports, and keeps the checkpoint current."""
 
     def __init__(self, evaluator, config, path, resume, every, callback, executor, progress) -> None:
-        from uqdiff import __version__
-
         self.evaluator, self.callback, self.executor, self.every = evaluator, callback, executor, every
-        self.path, self.version = path, __version__
+        self.path, self.version = path, package_version()
         self.config = dict(config)
         self.stages: dict[str, _checkpoint.Stage] = {}
         self.batches_since_save = 0
         self.consistent = True
         if path is not None:
             e = evaluator
-            self.config["design_fingerprint"] = _checkpoint.design_fingerprint(e.design, math.prod(e.noise_shape), e.seed)
+            self.config["design_fingerprint"] = _checkpoint.design_fingerprint(
+                e.design, math.prod(e.noise_shape), e.seed
+            )
             if os.path.exists(path):
                 if not resume:
                     raise _checkpoint.CheckpointError(
@@ -366,8 +437,12 @@ class _Run:
                     for start, parts in self.evaluator.batches(a, b):
                         self._add(stage, start, parts=parts)
                 else:
-                    self.executor.run(self.evaluator, a, b,
-                                      lambda start, accs, shapes: self._add(stage, start, accs=accs, shapes=shapes))
+                    self.executor.run(
+                        self.evaluator,
+                        a,
+                        b,
+                        lambda start, accs, shapes: self._add(stage, start, accs=accs, shapes=shapes),
+                    )
         except BaseException as exc:
             self._save_after_failure(exc)
             raise
@@ -391,7 +466,9 @@ class _Run:
         k = self.evaluator.design.group_size
         if self.bar is not None:
             self.bar.update(count * k)
-            self.bar.set_postfix_str(_running(stage.accumulators, self.config["confidence_level"], self.config["interval"]))
+            self.bar.set_postfix_str(
+                _running(stage.accumulators, self.config["confidence_level"], self.config["interval"])
+            )
         if self.callback is not None:
             self.callback(self.n_evaluations, stage.accumulators)
         self.batches_since_save += 1
@@ -409,8 +486,10 @@ class _Run:
         self.save()
         done = sum(s.n_done for s in self.stages.values())
         if isinstance(exc, Exception) and hasattr(exc, "add_note"):
-            exc.add_note(f"checkpoint {str(self.path)!r} holds the {done} groups finished before the failure; "
-                         "rerun with resume=True to continue")
+            exc.add_note(
+                f"checkpoint {str(self.path)!r} holds the {done} groups finished before the failure; "
+                "rerun with resume=True to continue"
+            )
 
     def close(self) -> None:
         if self.bar is not None:

@@ -1,70 +1,29 @@
-"""Learned Gaussian couplings: fit A (unit-norm rows) to a gallery objective, save it, reload it as a design.
+"""Learning a Gaussian coupling: fit A (unit-norm rows) to a gallery objective by projected Adam.
 
 Theorem 3.3 of the coupling paper: any k x r matrix A with unit-norm rows gives
 noises z = A u that are each exactly N(0, I), with correlation A A^T. So a
 coupling can be *learned*: maximize E[objective(G(A u))] over the product of
 spheres (paper 000, appendix B.1.5 for diversity, B.2 for a brightness-clustered
-gallery). Once learned it is an ordinary :class:`GaussianCoupling`: every image
-keeps the model's law, and the estimators treat its groups like any design's.
-
+gallery). Once learned it is an ordinary :class:`~uqdiff.designs.GaussianCoupling`
+(save it with :func:`~uqdiff.designs.save_coupling`): every image keeps the
+model's law, and the estimators treat its groups like any design's.
 Differentiating a whole diffusion trajectory is the expensive part;
-:class:`SkipGradient` replaces it by the appendix's skip-gradient estimator.
+:class:`~uqdiff.samplers.SkipGradient` replaces it by the appendix's skip-gradient estimator.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from uqdiff._rng import SeedLike, substream
 from uqdiff.designs.gaussian import GaussianCoupling, basis_noise
-from uqdiff.generators.base import device_of, noise_shape_of
-
-FILE_FORMAT = "uqdiff-coupling"
-FILE_VERSION = 1
-
-
-class SkipGradient:
-    """noise -> readout(stopgrad(G(z)) + z - stopgrad(z)): the model's sample forward, the identity backward.
-
-    The sampler runs without autograd; the gradient reaches the noise as if
-    dG/dz were the identity (appendix B.1.5), so learning costs one forward pass
-    per image. Its expectation points the right way where the sample moves
-    with its noise (e.g. a DDPM's image brightness with the noise mean, which
-    is what benchmarks/learned_coupling.py learns from). ``generator``
-    maps a noise batch to samples of the *same shape* (e.g. a DiffusersSampler);
-    ``readout`` maps samples to images after the skip (e.g. a crop), identity by default.
-
-    >>> g = SkipGradient(lambda z: torch.tanh(3 * z))
-    >>> z = torch.tensor([[0.5, -2.0]], requires_grad=True)
-    >>> x = g(z); x.sum().backward()
-    >>> x.detach().round(decimals=3), z.grad
-    (tensor([[ 0.9050, -1.0000]]), tensor([[1., 1.]]))
-    """
-
-    def __init__(self, generator: Callable, *, readout: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
-        if not callable(generator) or (readout is not None and not callable(readout)):
-            raise TypeError("generator and readout must be callables on torch tensors")
-        self.generator, self.readout = generator, readout
-        for attr in ("noise_shape", "device"):
-            if hasattr(generator, attr):
-                setattr(self, attr, getattr(generator, attr))
-
-    def __call__(self, noise: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            final = torch.as_tensor(self.generator(noise.detach()))
-        if final.shape != noise.shape:
-            raise ValueError(f"the skip-gradient estimator needs samples shaped like the noise {tuple(noise.shape)}, "
-                             f"got {tuple(final.shape)}; put a crop or decoder in readout")
-        x = final.to(device=noise.device, dtype=noise.dtype) + noise - noise.detach()
-        return x if self.readout is None else self.readout(x)
+from uqdiff.designs.seeds import SeedLike, substream
+from uqdiff.samplers.base import device_of, noise_shape_of
 
 
 @dataclass(frozen=True)
@@ -119,8 +78,8 @@ def learn_coupling(
     "identity" (k x k, needs ``k``), a matrix with unit-norm rows, or a
     :class:`GaussianCoupling`. ``maximize=False`` minimizes (e.g. pairwise SSIM).
 
-    >>> from uqdiff.gallery import MeanPairwiseDistance
-    >>> from uqdiff.generators import LinearGenerator
+    >>> from uqdiff.statistics.gallery import MeanPairwiseDistance
+    >>> from uqdiff.samplers import LinearGenerator
     >>> fit = learn_coupling(LinearGenerator(np.zeros(64)), MeanPairwiseDistance(), k=3, steps=150, seed=0)
     >>> fit.correlation.round(1)          # the repulsive coupling: -1/(k-1) = -0.5 off the diagonal
     array([[ 1. , -0.5, -0.5],
@@ -145,8 +104,10 @@ def learn_coupling(
         z = torch.einsum("kr,grd->gkd", leaf, u).reshape(galleries_per_step * k, *shape)
         value = torch.as_tensor(objective(generator(z.to(device=device, dtype=dtype)), gallery_size=k)).mean()
         if not value.requires_grad:
-            raise ValueError("the objective does not depend differentiably on the noise; use torch operations, "
-                             "and wrap a sampler that runs without autograd in SkipGradient")
+            raise ValueError(
+                "the objective does not depend differentiably on the noise; use torch operations, "
+                "and wrap a sampler that runs without autograd in SkipGradient"
+            )
         (value if maximize else -value).backward()
         if not torch.isfinite(leaf.grad).all():
             raise FloatingPointError(f"the objective's gradient is not finite at step {step}")
@@ -160,51 +121,19 @@ def learn_coupling(
         history.append((a @ a.T).numpy().copy())
         if callback is not None:
             callback(step, values[-1], a.numpy().copy())
-    config = {"objective": getattr(objective, "name", type(objective).__name__), "maximize": maximize, "k": k,
-              "r": r, "steps": steps, "lr": lr, "galleries_per_step": galleries_per_step, "seed": seed,
-              "noise_shape": list(shape), "init": init if isinstance(init, str) else "matrix"}
+    config = {
+        "objective": getattr(objective, "name", type(objective).__name__),
+        "maximize": maximize,
+        "k": k,
+        "r": r,
+        "steps": steps,
+        "lr": lr,
+        "galleries_per_step": galleries_per_step,
+        "seed": seed,
+        "noise_shape": list(shape),
+        "init": init if isinstance(init, str) else "matrix",
+    }
     return LearnedCoupling(GaussianCoupling(a.numpy(), name=name), np.array(values), np.stack(history), config)
-
-
-def save_coupling(design: GaussianCoupling, path: str | Path, *, provenance: dict[str, Any] | None = None) -> Path:
-    """Write a coupling as JSON (matrix, name, provenance, uqdiff version); :func:`load_coupling` reads it back.
-
-    JSON keeps every float64 exactly, so the reloaded design draws bit-identical noise.
-    """
-    from uqdiff import __version__
-
-    if not isinstance(design, GaussianCoupling):
-        raise TypeError(f"design must be a GaussianCoupling, got {type(design).__name__}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"format": FILE_FORMAT, "format_version": FILE_VERSION, "uqdiff_version": __version__,
-              "name": design.name, "shape": list(design.matrix.shape), "matrix": design.matrix.tolist(),
-              "correlation": design.correlation().round(6).tolist(), "provenance": provenance or {}}
-    path.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    return path
-
-
-def load_coupling(path: str | Path) -> GaussianCoupling:
-    """The coupling saved by :func:`save_coupling`, checked (shape, finite, unit-norm rows); also ``coupling:PATH``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no coupling file at {path}")
-    try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a JSON coupling file ({err})") from None
-    if not isinstance(record, dict) or record.get("format") != FILE_FORMAT:
-        raise ValueError(f"{path}: not a coupling file (expected a JSON object with format {FILE_FORMAT!r})")
-    try:
-        matrix = np.array(record["matrix"], dtype=np.float64)
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{path}: 'matrix' must be a list of rows of numbers") from None
-    if "shape" in record and list(matrix.shape) != list(record["shape"]):
-        raise ValueError(f"{path}: matrix has shape {list(matrix.shape)} but the file says {record['shape']}")
-    try:
-        return GaussianCoupling(matrix, name=str(record.get("name", path.stem)))
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
 
 
 def _initial_matrix(init: Any, k: int | None) -> torch.Tensor:

@@ -168,7 +168,9 @@ class GroupAccumulator:
     def _insert(self, level: int, pos: int, moments: Moments) -> None:
         lo, hi = pos << level, (pos + 1) << level
         if self._covered(lo, hi) or any(lo <= b < hi for b in self._pending):
-            raise ValueError(f"groups {(pos << level) * BLOCK}..{((pos + 1) << level) * BLOCK - 1} were already counted")
+            raise ValueError(
+                f"groups {(pos << level) * BLOCK}..{((pos + 1) << level) * BLOCK - 1} were already counted"
+            )
         while True:
             sibling = (level, pos ^ 1)
             if sibling not in self._nodes:

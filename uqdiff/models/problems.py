@@ -47,7 +47,7 @@ def check_problem(model: str, solver: str, task: str | None = None) -> None:
 def ground_truths(model: str, n: int, *, seed: int | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """``n`` ground-truth images (n, C, H, W) on the [-1, 1] scale and a record of where they came from."""
     if model == "fashion":
-        from uqdiff.data.fashion_mnist import load_fashion_mnist
+        from uqdiff.models.fashion_mnist import load_fashion_mnist
 
         seed = FASHION_TRUTH_SEED if seed is None else seed
         images, _ = load_fashion_mnist("test")
@@ -62,8 +62,9 @@ def ground_truths(model: str, n: int, *, seed: int | None = None) -> tuple[torch
     raise ValueError(f"model must be one of {', '.join(PROBLEM_MODELS)}, got {model!r}")
 
 
-def solver_factory(model: str, solver: str, *, steps: int | None = None, device: str | None = None,
-                   **options: Any) -> Callable:
+def solver_factory(
+    model: str, solver: str, *, steps: int | None = None, device: str | None = None, **options: Any
+) -> Callable:
     """``measurement -> generator`` for ``solver`` on ``model``'s prior; ``options`` go to DPS or DDS."""
     check_problem(model, solver)
     steps = DEFAULT_STEPS[model, solver] if steps is None else steps

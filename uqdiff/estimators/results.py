@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import stats
 
-from uqdiff.accumulator import Moments
+from uqdiff._util import plain, scalar
+from uqdiff.estimators.accumulator import Moments
 
 INTERVALS = ("t", "normal")
 
@@ -18,10 +18,6 @@ INTERVALS = ("t", "normal")
 class ConfidenceInterval(NamedTuple):
     low: float | np.ndarray
     high: float | np.ndarray
-
-
-def _scalar(x: np.ndarray) -> float | np.ndarray:
-    return float(x) if np.ndim(x) == 0 else x
 
 
 @dataclass(frozen=True)
@@ -87,18 +83,18 @@ class StatisticResult:
         return cls(
             statistic=statistic,
             design=design,
-            estimate=_scalar(moments.mean),
-            standard_error=_scalar(se),
-            confidence_interval=ConfidenceInterval(_scalar(moments.mean - q * se), _scalar(moments.mean + q * se)),
+            estimate=scalar(moments.mean),
+            standard_error=scalar(se),
+            confidence_interval=ConfidenceInterval(scalar(moments.mean - q * se), scalar(moments.mean + q * se)),
             confidence_level=confidence_level,
             interval=interval,
             df=n - 1,
             n_evaluations=n * k,
             n_groups=n,
             group_size=k,
-            marginal_variance=_scalar(marginal),
-            efficiency=None if efficiency is None else _scalar(efficiency),
-            rho=None if rho is None else _scalar(rho),
+            marginal_variance=scalar(marginal),
+            efficiency=None if efficiency is None else scalar(efficiency),
+            rho=None if rho is None else scalar(rho),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,10 +103,10 @@ class StatisticResult:
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
             if name == "confidence_interval":
-                out["low"], out["high"] = _plain(value.low), _plain(value.high)
-                out["width"] = _plain(self.width)
+                out["low"], out["high"] = plain(value.low), plain(value.high)
+                out["width"] = plain(self.width)
             else:
-                out[name] = _plain(value)
+                out[name] = plain(value)
         return out
 
     def __str__(self) -> str:
@@ -137,14 +133,19 @@ def quantile(confidence_level: float, df: int, interval: str) -> float:
     return float(stats.t.ppf(p, df) if interval == "t" else stats.norm.ppf(p))
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
+def p_value(result: StatisticResult, null: float | np.ndarray = 0.0) -> float | np.ndarray:
+    """Two-sided p-value of E[S] = ``null`` from the result's own reference law (t or normal).
+
+    A zero standard error gives 1 when the estimate equals the null and 0
+    otherwise (every group mean agreed).
+    """
+    diff = np.asarray(result.estimate) - null
+    se = np.asarray(result.standard_error)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.abs(diff) / se
+    t = np.where(se > 0, t, np.where(diff == 0, 0.0, np.inf))
+    law = stats.t(result.df) if result.interval == "t" else stats.norm()
+    return scalar(2 * law.sf(t))
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ class EstimateResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "design": self.design,
-            "seed": _plain(self.seed),
+            "seed": plain(self.seed),
             "budget": self.budget,
             "config": self.config,
             "results": {k: v.to_dict() for k, v in self.results.items()},

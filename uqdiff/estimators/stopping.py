@@ -23,8 +23,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from uqdiff.accumulator import Moments
-from uqdiff.results import ConfidenceInterval, StatisticResult, _scalar, quantile
+from uqdiff._util import scalar
+from uqdiff.estimators.accumulator import Moments
+from uqdiff.estimators.results import ConfidenceInterval, StatisticResult, quantile
 
 DEFAULT_PILOT_GROUPS = 32
 DEFAULT_INFLATION = 1.2
@@ -80,15 +81,19 @@ def two_stage_result(
 ) -> StatisticResult:
     """The main stage's estimate with the pilot-based half-width q * inflation * s0 / sqrt(n)."""
     base = StatisticResult.from_moments(
-        main, statistic=statistic, design=design, group_size=group_size,
-        confidence_level=confidence_level, interval=interval,
+        main,
+        statistic=statistic,
+        design=design,
+        group_size=group_size,
+        confidence_level=confidence_level,
+        interval=interval,
     )
     q = quantile(confidence_level, pilot.count - 1, interval)
     se = inflation * np.sqrt(pilot.m2 / (pilot.count - 1) / main.count)
     return dataclasses.replace(
         base,
-        standard_error=_scalar(se),
-        confidence_interval=ConfidenceInterval(_scalar(main.mean - q * se), _scalar(main.mean + q * se)),
+        standard_error=scalar(se),
+        confidence_interval=ConfidenceInterval(scalar(main.mean - q * se), scalar(main.mean + q * se)),
         df=pilot.count - 1,
     )
 

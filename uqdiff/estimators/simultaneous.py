@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from uqdiff._rng import SeedLike, entropy
+from uqdiff._util import scalar, to_numpy
 from uqdiff.designs import NoiseDesign, as_design
-from uqdiff.estimate import _to_numpy, estimate
-from uqdiff.paired import p_value
-from uqdiff.results import ConfidenceInterval, StatisticResult, _scalar, quantile
+from uqdiff.designs.seeds import SeedLike, entropy
+from uqdiff.estimators.estimate import estimate
+from uqdiff.estimators.results import ConfidenceInterval, StatisticResult, p_value, quantile
 
 METHODS = ("max-t", "bonferroni")
 
@@ -79,7 +79,10 @@ class MapBands:
         fig.colorbar(im, ax=axes[0], shrink=0.8)
         axes[0].set_title("mean map", fontsize=10)
         top = float(np.nanmax(half_sim)) or 1.0
-        for ax, half, label in ((axes[1], half_point, "pointwise"), (axes[2], half_sim, f"simultaneous ({self.method})")):
+        for ax, half, label in (
+            (axes[1], half_point, "pointwise"),
+            (axes[2], half_sim, f"simultaneous ({self.method})"),
+        ):
             im = ax.imshow(half, cmap="magma", vmin=0, vmax=top)
             ax.set_title(f"{label} half-width", fontsize=10)
         fig.colorbar(im, ax=axes[1:3], shrink=0.8)
@@ -93,8 +96,12 @@ class MapBands:
         for ax in axes:
             ax.set_xticks([])
             ax.set_yticks([])
-        fig.suptitle(title or f"{self.confidence_level:.0%} bands, c = {self.pointwise_critical_value:.2f} "
-                     f"pointwise, {self.critical_value:.2f} simultaneous ({self.n_groups} groups)", fontsize=11)
+        fig.suptitle(
+            title
+            or f"{self.confidence_level:.0%} bands, c = {self.pointwise_critical_value:.2f} "
+            f"pointwise, {self.critical_value:.2f} simultaneous ({self.n_groups} groups)",
+            fontsize=11,
+        )
         return fig
 
 
@@ -129,7 +136,7 @@ class _Recorder:
         self.values: list[np.ndarray] = []
 
     def __call__(self, images) -> np.ndarray:
-        v = _to_numpy(self.statistic(images))
+        v = to_numpy(self.statistic(images))
         self.values.append(v)
         return v
 
@@ -154,7 +161,7 @@ def simultaneous_bands(
     step Bonferroni takes). Pixels with zero spread are left out of the max
     (their band has zero width).
 
-    >>> from uqdiff.generators import LinearGenerator
+    >>> from uqdiff.samplers import LinearGenerator
     >>> rng = np.random.default_rng(0)
     >>> g = LinearGenerator(np.zeros((6, 6)), rng.normal(size=(36, 4)))
     >>> r, means = group_means(g, lambda x: x, budget=64, seed=1)
@@ -173,10 +180,14 @@ def simultaneous_bands(
         alpha_pixel = (1 - level) / pixels
     else:
         if group_means is None:
-            raise ValueError("method='max-t' needs group_means=...; get them with uqdiff.simultaneous.group_means")
+            raise ValueError(
+                "method='max-t' needs group_means=...; get them with uqdiff.estimators.simultaneous.group_means"
+            )
         x = np.asarray(group_means, dtype=np.float64).reshape(len(group_means), -1)
         if len(x) != result.n_groups or x.shape[1] != est.size:
-            raise ValueError(f"group_means must have shape ({result.n_groups}, {est.size} values), got {np.shape(group_means)}")
+            raise ValueError(
+                f"group_means must have shape ({result.n_groups}, {est.size} values), got {np.shape(group_means)}"
+            )
         if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 100:
             raise ValueError(f"n_bootstrap must be an int >= 100, got {n_bootstrap!r}")
         q_normal = _max_normal_quantile(x, level, n_bootstrap, seed)
@@ -185,10 +196,17 @@ def simultaneous_bands(
         alpha_pixel = max(2 * sps.norm.sf(q_normal), (1 - level) / pixels)
     q = quantile(1 - alpha_pixel, df, law)
     q0 = quantile(level, df, law)
-    band = lambda c: ConfidenceInterval(_scalar(est - c * se), _scalar(est + c * se))
+    band = lambda c: ConfidenceInterval(scalar(est - c * se), scalar(est + c * se))
     return MapBands(
-        estimate=_scalar(est), standard_error=_scalar(se), pointwise=band(q0), simultaneous=band(q),
-        method=method, critical_value=q, pointwise_critical_value=q0, confidence_level=level, n_groups=result.n_groups,
+        estimate=scalar(est),
+        standard_error=scalar(se),
+        pointwise=band(q0),
+        simultaneous=band(q),
+        method=method,
+        critical_value=q,
+        pointwise_critical_value=q0,
+        confidence_level=level,
+        n_groups=result.n_groups,
     )
 
 
@@ -232,4 +250,3 @@ def _image(values: np.ndarray) -> np.ndarray:
     while v.ndim > 2:
         v = v[0] if v.shape[0] == 1 else v.mean(axis=0)
     return v
-

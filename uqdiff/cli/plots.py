@@ -1,20 +1,20 @@
-"""Figures of a run (matplotlib, Agg backend): widths, running estimates, pixel maps, PN vs RR correlations.
+"""Figures of a run: widths, running estimates, pixel maps, PN vs RR correlations.
 
-Every axis says what it shows and in which unit; designs keep one colour
-across all figures of a run.
+Figures are built as ``matplotlib.figure.Figure`` objects and saved directly, so
+writing them needs no pyplot backend and changes no global state (a notebook
+user's backend and rcParams stay as they were). Every axis says what it shows
+and in which unit; designs keep one colour across all figures of a run.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps, rc_context
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from uqdiff.run import RunOutput  # noqa: E402
+from uqdiff.cli.runs import RunOutput
 
 #: Unit of each statistic's value (on the image mapped to [0, 1], times its ``scale`` where it has one).
 UNITS = {
@@ -26,7 +26,15 @@ UNITS = {
     "pixel_map": "pixel value, [0, 1] scale",
 }
 
-plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "figure.dpi": 100, "savefig.dpi": 110})
+#: The style of every figure here, applied to each figure alone (never to matplotlib's global rcParams).
+STYLE = {"font.size": 10, "axes.titlesize": 11}
+DPI = 110
+
+
+def _subplots(rows: int, cols: int, *, figsize: tuple[float, float], **kwargs):
+    """A figure and its axes, without pyplot."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols, **kwargs)
 
 
 def unit_of(statistic) -> str:
@@ -37,22 +45,23 @@ def unit_of(statistic) -> str:
 
 
 def write_plots(output: RunOutput, frame, folder: Path) -> list[Path]:
-    """All figures the run supports; returns their paths."""
-    colors = {d: plt.get_cmap("tab10")(i % 10) for i, d in enumerate(output.estimates)}
-    paths = [_widths(output, frame, colors, folder / "ci_width.png")]
-    if any(output.traces[d] for d in output.traces):
-        paths.append(_running(output, colors, folder / "running_estimate.png"))
-    maps = [n for n in output.statistics if any(np.ndim(e[n].estimate) for e in output.estimates.values())]
-    paths += [_pixel_maps(output, name, folder / f"{name}_maps.png") for name in maps]
-    if output.correlations is not None:
-        paths.append(_correlations(output, folder / "pn_rr_correlations.png"))
+    """All figures the run supports; returns their paths. The style holds for these figures only."""
+    colors = {d: colormaps["tab10"](i % 10) for i, d in enumerate(output.estimates)}
+    with rc_context(STYLE):
+        paths = [_widths(output, frame, colors, folder / "ci_width.png")]
+        if any(output.traces[d] for d in output.traces):
+            paths.append(_running(output, colors, folder / "running_estimate.png"))
+        maps = [n for n in output.statistics if any(np.ndim(e[n].estimate) for e in output.estimates.values())]
+        paths += [_pixel_maps(output, name, folder / f"{name}_maps.png") for name in maps]
+        if output.correlations is not None:
+            paths.append(_correlations(output, folder / "pn_rr_correlations.png"))
     return paths
 
 
 def _grid(n: int, width: float = 4.2, height: float = 3.4):
     cols = 2 if n == 4 else min(n, 3)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows + 0.6), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(width * cols, height * rows + 0.6), squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, axes.flat[:n]
@@ -77,8 +86,7 @@ def _widths(output: RunOutput, frame, colors, path: Path) -> Path:
     note = "\nbar labels: efficiency = (CI width of MC / CI width)$^2$" if "efficiency" in frame else ""
     fig.suptitle(f"Confidence-interval width per design ({output.config.budget} model calls each){note}")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    fig.savefig(path, dpi=DPI)
     return path
 
 
@@ -110,8 +118,7 @@ def _running(output: RunOutput, colors, path: Path) -> Path:
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False)
     fig.suptitle(f"Running estimate with its {level:.0%} confidence band")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path)
-    plt.close(fig)
+    fig.savefig(path, dpi=DPI)
     return path
 
 
@@ -119,7 +126,7 @@ def _pixel_maps(output: RunOutput, name: str, path: Path) -> Path:
     designs = list(output.estimates)
     means = [np.asarray(output.estimates[d][name].estimate).reshape(-1, *_hw(output, d, name)).mean(0) for d in designs]
     widths = [np.asarray(output.estimates[d][name].width).reshape(-1, *_hw(output, d, name)).mean(0) for d in designs]
-    fig, axes = plt.subplots(2, len(designs), figsize=(2.6 * len(designs) + 1.2, 5.6), squeeze=False)
+    fig, axes = _subplots(2, len(designs), figsize=(2.6 * len(designs) + 1.2, 5.6), squeeze=False)
     unit = unit_of(output.statistics[name])
     level = output.config.confidence_level
     for row, (maps, cmap, what) in enumerate([(means, "gray", "mean"), (widths, "magma", f"{level:.0%} CI width")]):
@@ -131,10 +138,12 @@ def _pixel_maps(output: RunOutput, name: str, path: Path) -> Path:
             ax.set_yticks([])
         bar = fig.colorbar(im, ax=list(axes[row]), shrink=0.9)
         bar.set_label(f"{what}\n({unit})", fontsize=9)
-    fig.suptitle(f"Pixel-wise mean and {level:.0%} CI width ({output.config.budget} model calls per design; "
-                 "shared colour scale per row)", fontsize=10)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    fig.suptitle(
+        f"Pixel-wise mean and {level:.0%} CI width ({output.config.budget} model calls per design; "
+        "shared colour scale per row)",
+        fontsize=10,
+    )
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     return path
 
 
@@ -144,20 +153,31 @@ def _hw(output: RunOutput, design: str, name: str) -> tuple[int, int]:
 
 def _correlations(output: RunOutput, path: Path) -> Path:
     c = output.correlations
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    fig, axes = _subplots(1, 2, figsize=(10, 3.8), sharey=True)
     bins = np.linspace(-1, 1, 41)
-    for ax, kind, pn, rr in [(axes[0], "standard", c.pn_standard, c.rr_standard),
-                             (axes[1], "centralized", c.pn_centralized, c.rr_centralized)]:
-        ax.hist(pn[np.isfinite(pn)], bins=bins, alpha=0.6, color="tab:orange",
-                label=f"PN pairs G(z), G(-z): mean {np.nanmean(pn):.2f}")
-        ax.hist(rr[np.isfinite(rr)], bins=bins, alpha=0.6, color="tab:blue",
-                label=f"RR pairs, independent: mean {np.nanmean(rr):.2f}")
+    for ax, kind, pn, rr in [
+        (axes[0], "standard", c.pn_standard, c.rr_standard),
+        (axes[1], "centralized", c.pn_centralized, c.rr_centralized),
+    ]:
+        ax.hist(
+            pn[np.isfinite(pn)],
+            bins=bins,
+            alpha=0.6,
+            color="tab:orange",
+            label=f"PN pairs G(z), G(-z): mean {np.nanmean(pn):.2f}",
+        )
+        ax.hist(
+            rr[np.isfinite(rr)],
+            bins=bins,
+            alpha=0.6,
+            color="tab:blue",
+            label=f"RR pairs, independent: mean {np.nanmean(rr):.2f}",
+        )
         ax.set_title(f"{kind} correlation")
         ax.set_xlabel("Pearson correlation of the two images of a pair")
         ax.legend(fontsize=8, loc="best")
     axes[0].set_ylabel("number of pairs")
     fig.suptitle(f"PN vs RR image correlations ({len(c.pn_standard)} pairs each)")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    fig.savefig(path, dpi=DPI)
     return path

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from uqdiff.config import (
+from uqdiff.cli.config import (
     ConfigError,
     RunConfig,
     cli_statistics,
@@ -68,15 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="uqdiff",
         description="Estimate E[S(G(z))], z ~ N(0, I), for a diffusion model G and statistics S, with confidence "
-                    "intervals, using noise designs that keep every noise N(0, I). Writes a markdown report, "
-                    "JSON, CSV and plots to the output folder.",
+        "intervals, using noise designs that keep every noise N(0, I). Writes a markdown report, "
+        "JSON, CSV and plots to the output folder.",
         epilog="run 'uqdiff <command> --help' for the flags and examples of a command",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="command", parser_class=_Parser)
     for sub in SUBCOMMANDS.values():
         p = commands.add_parser(
-            sub.name, help=sub.help, description=sub.help, epilog=f"examples:\n{sub.examples}\n{CONFIG_EXAMPLE}",
-            formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS,
+            sub.name,
+            help=sub.help,
+            description=sub.help,
+            epilog=f"examples:\n{sub.examples}\n{CONFIG_EXAMPLE}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            argument_default=argparse.SUPPRESS,
         )
         sub.add_arguments(p)
         _add_common_arguments(p)
@@ -87,21 +91,33 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
     d = RunConfig()
     models = "; ".join(f"{m}: {', '.join(o)}" for m, o in MODEL_OPTIONS.items())
     p.add_argument("--config", metavar="FILE", help="TOML (.toml) or YAML (.yaml, .yml) file with these fields")
-    p.add_argument("--model", help=f"terrain (terrain consistency model), fashion (Fashion-MNIST DDPM), oracle "
-                                   f"(clipped Gaussian DDIM with exact answers; cheap) or module:callable: a "
-                                   f"generator (has noise_shape) or a factory called with the model options "
-                                   f"(default {d.model})")
-    p.add_argument("-O", "--model-option", dest="model_options", metavar="KEY=VALUE", action="append",
-                   help=f"model option, repeatable; values parse as JSON else text. Options: {models}")
-    p.add_argument("--statistics", nargs="+", metavar="NAME",
-                   help=f"statistics, each NAME or NAME:key=value (e.g. mean:scale=255); allowed: "
-                        f"{', '.join(cli_statistics())} (default: the model's own list)")
+    p.add_argument(
+        "--model",
+        help=f"terrain (terrain consistency model), fashion (Fashion-MNIST DDPM), oracle "
+        f"(clipped Gaussian DDIM with exact answers; cheap) or module:callable: a "
+        f"generator (has noise_shape) or a factory called with the model options "
+        f"(default {d.model})",
+    )
+    p.add_argument(
+        "-O",
+        "--model-option",
+        dest="model_options",
+        metavar="KEY=VALUE",
+        action="append",
+        help=f"model option, repeatable; values parse as JSON else text. Options: {models}",
+    )
+    p.add_argument(
+        "--statistics",
+        nargs="+",
+        metavar="NAME",
+        help=f"statistics, each NAME or NAME:key=value (e.g. mean:scale=255); allowed: "
+        f"{', '.join(cli_statistics())} (default: the model's own list)",
+    )
     p.add_argument("--budget", type=int, help=f"model evaluations per design (default {d.budget})")
     p.add_argument("--batch-size", type=int, help=f"noises per model call (default {d.batch_size})")
     p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: the model's)")
     p.add_argument("--seed", type=int, help=f"non-negative integer; same seed, same numbers (default {d.seed})")
-    p.add_argument("--confidence-level", type=float, metavar="LEVEL",
-                   help=f"in (0, 1) (default {d.confidence_level})")
+    p.add_argument("--confidence-level", type=float, metavar="LEVEL", help=f"in (0, 1) (default {d.confidence_level})")
     p.add_argument("--interval", choices=("t", "normal"), help="Student-t on groups - 1 df, or normal (default t)")
     p.add_argument("--out", metavar="FOLDER", help=f"output folder, created if needed (default {d.out})")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
@@ -109,75 +125,105 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _design_help() -> str:
-    return (f"SPEC is name or name:param:... ; names: {', '.join(design_names())}; e.g. mc, antithetic, "
-            "kantithetic:8 (group of 8), rqmc:16 (16 Sobol' points per replicate), equicorrelated:4:-0.2")
+    return (
+        f"SPEC is name or name:param:... ; names: {', '.join(design_names())}; e.g. mc, antithetic, "
+        "kantithetic:8 (group of 8), rqmc:16 (16 Sobol' points per replicate), equicorrelated:4:-0.2"
+    )
 
 
 def _estimate_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--design", dest="designs", metavar="SPEC", type=lambda s: (s,),
-                   help=f"the noise design (default antithetic). {_design_help()}")
+    p.add_argument(
+        "--design",
+        dest="designs",
+        metavar="SPEC",
+        type=lambda s: (s,),
+        help=f"the noise design (default antithetic). {_design_help()}",
+    )
 
 
 def _compare_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--designs", nargs="+", metavar="SPEC",
-                   help=f"designs to compare at the same budget; mc is added as the baseline when missing "
-                        f"(default mc antithetic kantithetic:8 rqmc:16). {_design_help()}")
-    p.add_argument("--pairs", type=int, help="PN and RR image pairs kept from the antithetic and MC runs for the "
-                                             "correlation histograms (default 32; 0: none)")
+    p.add_argument(
+        "--designs",
+        nargs="+",
+        metavar="SPEC",
+        help=f"designs to compare at the same budget; mc is added as the baseline when missing "
+        f"(default mc antithetic kantithetic:8 rqmc:16). {_design_help()}",
+    )
+    p.add_argument(
+        "--pairs",
+        type=int,
+        help="PN and RR image pairs kept from the antithetic and MC runs for the "
+        "correlation histograms (default 32; 0: none)",
+    )
 
 
 def _run_and_report(config: RunConfig) -> int:
-    from uqdiff.report import summary_frame, write_outputs
-    from uqdiff.results import markdown_table
-    from uqdiff.run import run
+    from uqdiff.cli.report import summary_frame, write_outputs
+    from uqdiff.cli.runs import run
+    from uqdiff.estimators.results import markdown_table
 
     output = run(config)
     paths = write_outputs(output, config.out)
     if not config.quiet:
-        print(f"uqdiff {config.command}: {output.model.description}; {config.budget} model evaluations per "
-              f"design, seed {config.seed}")
+        print(
+            f"uqdiff {config.command}: {output.model.description}; {config.budget} model evaluations per "
+            f"design, seed {config.seed}"
+        )
         print(markdown_table(summary_frame(output)))
         print(f"wrote {len(paths)} files to {config.out}/ (report: {paths[0]})")
     return 0
 
 
-register(Subcommand(
-    name="estimate",
-    help="estimate the statistics with one noise design and a confidence interval",
-    examples="""\
+register(
+    Subcommand(
+        name="estimate",
+        help="estimate the statistics with one noise design and a confidence interval",
+        examples="""\
   uqdiff estimate --model oracle --budget 256
   uqdiff estimate --model terrain -O difficulty=30 --design kantithetic:8 --budget 64 --out results/terrain
   uqdiff estimate --model fashion -O class_label=7 -O steps=20 --statistics mean pixel_map --budget 32
   uqdiff estimate --model mypackage.models:make_generator -O width=64 --statistics mean
 """,
-    add_arguments=_estimate_arguments,
-    run=_run_and_report,
-))
+        add_arguments=_estimate_arguments,
+        run=_run_and_report,
+    )
+)
 
-register(Subcommand(
-    name="compare",
-    help="compare noise designs at the same budget of model calls (widths and efficiencies against MC)",
-    examples="""\
+register(
+    Subcommand(
+        name="compare",
+        help="compare noise designs at the same budget of model calls (widths and efficiencies against MC)",
+        examples="""\
   uqdiff compare --model oracle --budget 512 --designs mc antithetic kantithetic:8 rqmc:16
   uqdiff compare --model terrain --budget 64 --batch-size 16 --statistics mean contrast slope
   uqdiff compare --model fashion -O class_label=0 -O steps=20 --statistics mean pixel_map --budget 64
   uqdiff compare --config run.toml --seed 3 --out results/seed3
 """,
-    add_arguments=_compare_arguments,
-    run=_run_and_report,
-))
+        add_arguments=_compare_arguments,
+        run=_run_and_report,
+    )
+)
 
 
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solver", help="dps (fashion only: needs network gradients) or dds (default dds)")
-    p.add_argument("--task", help="fashion: inpainting, super_resolution, gaussian_blur; terrain: inpainting, "
-                                  "super_resolution (default inpainting)")
-    p.add_argument("--images", type=int, help="ground-truth images (Fashion-MNIST test set / held-out terrains; default 2)")
+    p.add_argument(
+        "--task",
+        help="fashion: inpainting, super_resolution, gaussian_blur; terrain: inpainting, "
+        "super_resolution (default inpainting)",
+    )
+    p.add_argument(
+        "--images", type=int, help="ground-truth images (Fashion-MNIST test set / held-out terrains; default 2)"
+    )
     p.add_argument("--sigma-y", type=float, help="measurement noise on the [-1, 1] scale (default 0.05)")
     p.add_argument("--steps", type=int, help="solver steps (default: fashion 50, terrain 10)")
-    p.add_argument("--designs", nargs="+", metavar="SPEC",
-                   help=f"designs at the same budget of posterior samples per image; mc is added (default mc "
-                        f"antithetic). {_design_help()}")
+    p.add_argument(
+        "--designs",
+        nargs="+",
+        metavar="SPEC",
+        help=f"designs at the same budget of posterior samples per image; mc is added (default mc "
+        f"antithetic). {_design_help()}",
+    )
 
 
 def _evaluate(config: RunConfig) -> int:
@@ -185,54 +231,72 @@ def _evaluate(config: RunConfig) -> int:
     import json
     from pathlib import Path
 
-    from uqdiff.inverse import measure
-    from uqdiff.inverse.evaluate import RECONSTRUCTION_STATISTICS, evaluate_solver
-    from uqdiff.inverse.problems import TASKS, ground_truths, solver_factory
-    from uqdiff.report import _yaml
+    from uqdiff.cli.report import yaml_text
+    from uqdiff.cli.runs import environment
     from uqdiff.designs import fit_to_generator
-    from uqdiff.run import environment
+    from uqdiff.estimators.solvers import RECONSTRUCTION_STATISTICS, evaluate_solver
+    from uqdiff.inverse import measure
+    from uqdiff.models.problems import TASKS, ground_truths, solver_factory
 
     truths, source = ground_truths(config.model, config.images)
     make = solver_factory(config.model, config.solver, steps=config.steps, device=config.device)
     params = TASKS[config.model][config.task]
     probe = make(measure(truths[0], config.task, **params))
     designs = [fit_to_generator(d, probe) for d in config.design_objects()]
-    ev = evaluate_solver(make, truths, config.task, samples_per_image=config.budget, designs=designs,
-                         statistics=config.statistics or RECONSTRUCTION_STATISTICS, sigma_y=config.sigma_y,
-                         operator_params=params, seed=config.seed, batch_size=config.batch_size,
-                         confidence_level=config.confidence_level, interval=config.interval,
-                         name=config.solver.upper(), progress=not config.quiet)
+    ev = evaluate_solver(
+        make,
+        truths,
+        config.task,
+        samples_per_image=config.budget,
+        designs=designs,
+        statistics=config.statistics or RECONSTRUCTION_STATISTICS,
+        sigma_y=config.sigma_y,
+        operator_params=params,
+        seed=config.seed,
+        batch_size=config.batch_size,
+        confidence_level=config.confidence_level,
+        interval=config.interval,
+        name=config.solver.upper(),
+        progress=not config.quiet,
+    )
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     ev.per_image.to_csv(out / "per_image.csv", index=False)
     ev.summary.to_csv(out / "results.csv", index=False)
     versions = environment()
-    (out / "results.json").write_text(json.dumps({**ev.to_dict(), "ground_truth": source, "versions": versions,
-                                                  "run_config": config.to_dict()}, indent=2) + "\n")
-    (out / "config.yaml").write_text(_yaml(config.to_dict()))
+    (out / "results.json").write_text(
+        json.dumps(
+            {**ev.to_dict(), "ground_truth": source, "versions": versions, "run_config": config.to_dict()}, indent=2
+        )
+        + "\n"
+    )
+    (out / "config.yaml").write_text(yaml_text(config.to_dict()))
     (out / "report.md").write_text(
         f"# uqdiff evaluate: {config.solver.upper()} on {config.model} {config.task}\n\n"
         f"{len(truths)} ground truths ({json.dumps(source)}), {config.budget} posterior samples per image and "
         f"design, seed {config.seed}, confidence level {config.confidence_level}.\n\n{ev.to_markdown()}\n"
-        f"## Config\n\n```yaml\n{_yaml(config.to_dict())}```\n\n## Versions\n\n"
-        + "".join(f"- {k}: {v}\n" for k, v in versions.items()))
+        f"## Config\n\n```yaml\n{yaml_text(config.to_dict())}```\n\n## Versions\n\n"
+        + "".join(f"- {k}: {v}\n" for k, v in versions.items())
+    )
     if not config.quiet:
         print(ev.to_markdown())
         print(f"wrote report.md, results.json, results.csv, per_image.csv and config.yaml to {out}/")
     return 0
 
 
-register(Subcommand(
-    name="evaluate",
-    help="evaluate an inverse-problem solver (DPS, DDS) on ground truths: L1, PSNR, SSIM with intervals per design",
-    examples="""\
+register(
+    Subcommand(
+        name="evaluate",
+        help="evaluate an inverse-problem solver (DPS, DDS) on ground truths: L1, PSNR, SSIM with intervals per design",
+        examples="""\
   uqdiff evaluate --model fashion --solver dds --task super_resolution --images 2 --budget 16
   uqdiff evaluate --model fashion --solver dps --task inpainting --steps 50 --designs mc antithetic rqmc:4
   uqdiff evaluate --model terrain --solver dds --task inpainting --budget 8 --out results/terrain-inpainting
 """,
-    add_arguments=_evaluate_arguments,
-    run=_evaluate,
-))
+        add_arguments=_evaluate_arguments,
+        run=_evaluate,
+    )
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from uqdiff.accumulator import GroupAccumulator
 from uqdiff.designs import NoiseDesign
+from uqdiff.estimators.accumulator import GroupAccumulator
 
 FORMAT = "uqdiff-checkpoint"
 FORMAT_VERSION = 1
@@ -142,7 +142,9 @@ def load(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Stage]]:
         accs = {}
         for i, name in enumerate(info["statistics"]):
             prefix = f"{stage_name}/{i}/"
-            accs[name] = GroupAccumulator.from_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+            accs[name] = GroupAccumulator.from_state(
+                {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            )
         stages[stage_name] = Stage(accs, [tuple(r) for r in info["done"]])
     return meta, stages
 

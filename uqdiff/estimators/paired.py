@@ -17,66 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats as sps
 
+from uqdiff._util import plain, scalar, to_numpy
 from uqdiff.designs import NoiseDesign
-from uqdiff.estimate import StatisticsLike, _to_numpy, estimate, named_statistics
-from uqdiff.generators.base import device_of, noise_shape_of
-from uqdiff.results import ConfidenceInterval, StatisticResult, _plain, _scalar, markdown_table
-
-
-class CommonNoise:
-    """Noise (B, *noise_shape) -> outputs (B, arms, ...) of several generators fed the same noise.
-
-    Generators whose noise is smaller than the joint noise (the largest of
-    theirs) get its leading coordinates: samplers here put the initial latent
-    first in their noise stream, so e.g. a deterministic DDIM and a stochastic
-    DDPM share the initial latent. Any subset of the coordinates of an
-    N(0, I) noise is N(0, I), so every arm still sees exactly its own noise law
-    under every design. Outputs must have one shape; they are stacked on axis 1.
-
-    >>> from uqdiff.generators import LinearGenerator
-    >>> joint = CommonNoise({"A": LinearGenerator([0.0]), "B": LinearGenerator([1.0])})
-    >>> joint(torch.ones(2, 1))[:, :, 0].tolist()
-    [[1.0, 2.0], [1.0, 2.0]]
-    """
-
-    def __init__(self, generators: Mapping[str, Callable], *, noise_shape: tuple[int, ...] | None = None) -> None:
-        if not isinstance(generators, Mapping) or len(generators) < 2:
-            raise ValueError(f"generators must be a mapping of at least 2 names to generators, got {generators!r}")
-        self.generators = {str(name): g for name, g in generators.items()}
-        if len(self.generators) != len(generators):
-            raise ValueError(f"generator names must differ as strings, got {list(generators)}")
-        self._shapes = {name: noise_shape_of(g, noise_shape) for name, g in self.generators.items()}
-        self.noise_shape = max(self._shapes.values(), key=math.prod)
-        devices = {str(device_of(g, None)) for g in self.generators.values()}
-        if len(devices) > 1:
-            raise ValueError(f"all generators must run on one device, got {sorted(devices)}")
-        self.device = torch.device(devices.pop())
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.generators)
-
-    def __call__(self, noise: torch.Tensor) -> torch.Tensor:
-        flat = noise.reshape(len(noise), -1)
-        outputs = []
-        for name, g in self.generators.items():
-            shape = self._shapes[name]
-            out = g(flat[:, : math.prod(shape)].reshape(len(noise), *shape))
-            outputs.append(out if isinstance(out, torch.Tensor) else torch.from_numpy(np.asarray(out)))
-        shapes = {tuple(o.shape) for o in outputs}
-        if len(shapes) > 1:
-            raise ValueError(f"generators return different output shapes {sorted(shapes)}; common noise needs one shape")
-        dtype = outputs[0].dtype if len({o.dtype for o in outputs}) == 1 else torch.float64
-        return torch.stack([o.to(dtype) for o in outputs], dim=1)
+from uqdiff.estimators.estimate import StatisticsLike, estimate, named_statistics
+from uqdiff.estimators.results import ConfidenceInterval, StatisticResult, markdown_table, p_value
+from uqdiff.samplers.wrappers import CommonNoise
 
 
 class ContrastStatistic:
@@ -96,7 +48,7 @@ class ContrastStatistic:
         self.weights = np.asarray(weights, dtype=np.float64)
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
-        arms = np.stack([_to_numpy(self.statistic(images[:, i])) for i in range(images.shape[1])], axis=1)
+        arms = np.stack([to_numpy(self.statistic(images[:, i])) for i in range(images.shape[1])], axis=1)
         contrasts = np.tensordot(self.weights, arms, axes=([1], [1]))  # (r, B, ...)
         return np.concatenate([arms, np.moveaxis(contrasts, 0, 1)], axis=1)
 
@@ -171,8 +123,14 @@ class PairedResult:
                 rows += _rows(r, statistic=stat, kind="arm", name=arm)
             for name, c in self.contrasts[stat].items():
                 rows += _rows(
-                    c.result, statistic=stat, kind="contrast", name=name, p_value=c.p_value,
-                    efficiency=c.efficiency, crn_efficiency=c.crn_efficiency, arm_correlation=c.arm_correlation,
+                    c.result,
+                    statistic=stat,
+                    kind="contrast",
+                    name=name,
+                    p_value=c.p_value,
+                    efficiency=c.efficiency,
+                    crn_efficiency=c.crn_efficiency,
+                    arm_correlation=c.arm_correlation,
                 )
         return pd.DataFrame(rows)
 
@@ -182,14 +140,14 @@ class PairedResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "design": self.design,
-            "seed": _plain(self.seed),
+            "seed": plain(self.seed),
             "n_noises": self.n_noises,
             "n_evaluations": self.n_evaluations,
             "rows": self.to_frame().to_dict(orient="records"),
         }
 
     def to_json(self, **kwargs) -> str:
-        return json.dumps(self.to_dict(), default=_plain, **kwargs)
+        return json.dumps(self.to_dict(), default=plain, **kwargs)
 
     def __str__(self) -> str:
         cols = ["statistic", "kind", "name", "estimate", "low", "high", "efficiency", "crn_efficiency"]
@@ -220,7 +178,7 @@ def paired_estimate(
     linear trend). ``options`` go to :func:`uqdiff.estimate` (batch_size,
     device, dtype, progress, callback).
 
-    >>> from uqdiff.generators import LinearGenerator
+    >>> from uqdiff.samplers import LinearGenerator
     >>> J = np.array([[1.0, 0.2]])
     >>> gens = {"A": LinearGenerator([1.0], J), "B": LinearGenerator([0.5], 1.1 * J)}
     >>> r = paired_estimate(gens, lambda x: x[:, 0] ** 2, budget=256, seed=0)
@@ -233,8 +191,16 @@ def paired_estimate(
     weights = _contrast_weights(names, reference, contrasts)
     matrix = np.stack(list(weights.values()))
     stats = {name: ContrastStatistic(s, matrix) for name, s in named_statistics(statistics).items()}
-    run = estimate(joint, stats, budget=budget, design=design, seed=seed, confidence_level=confidence_level,
-                   interval=interval, **options)
+    run = estimate(
+        joint,
+        stats,
+        budget=budget,
+        design=design,
+        seed=seed,
+        confidence_level=confidence_level,
+        interval=interval,
+        **options,
+    )
     arms, out = {}, {}
     for stat in stats:
         joint_result = run[stat]
@@ -243,8 +209,14 @@ def paired_estimate(
         for j, (cname, w) in enumerate(weights.items()):
             r = _component(joint_result, len(names) + j, cname)
             out[stat][cname] = _contrast(cname, dict(zip(names, w)), r, arms[stat], run.budget)
-    return PairedResult(arms=arms, contrasts=out, design=run.design, seed=seed, n_noises=run.budget,
-                        n_evaluations=run.budget * len(names))
+    return PairedResult(
+        arms=arms,
+        contrasts=out,
+        design=run.design,
+        seed=seed,
+        n_noises=run.budget,
+        n_evaluations=run.budget * len(names),
+    )
 
 
 def _contrast_weights(
@@ -298,32 +270,21 @@ def _contrast(
     if sorted(weights[a] for a in w2) == [-1.0, 1.0]:
         a, b = w2
         va, vb = np.asarray(arms[a].marginal_variance), np.asarray(arms[b].marginal_variance)
-        corr = _scalar(_ratio(va + vb - np.asarray(r.marginal_variance), 2 * np.sqrt(va * vb)))
+        corr = scalar(_ratio(va + vb - np.asarray(r.marginal_variance), 2 * np.sqrt(va * vb)))
     return ContrastResult(
-        name=name, weights={a: float(w) for a, w in weights.items()}, result=r,
-        independent_mc_variance=_scalar(var_mc), independent_design_variance=_scalar(var_design),
-        arm_correlation=corr, p_value=p_value(r),
+        name=name,
+        weights={a: float(w) for a, w in weights.items()},
+        result=r,
+        independent_mc_variance=scalar(var_mc),
+        independent_design_variance=scalar(var_design),
+        arm_correlation=corr,
+        p_value=p_value(r),
     )
-
-
-def p_value(result: StatisticResult, null: float | np.ndarray = 0.0) -> float | np.ndarray:
-    """Two-sided p-value of E[S] = ``null`` from the result's own reference law (t or normal).
-
-    A zero standard error gives 1 when the estimate equals the null and 0
-    otherwise (every group mean agreed).
-    """
-    diff = np.asarray(result.estimate) - null
-    se = np.asarray(result.standard_error)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.abs(diff) / se
-    t = np.where(se > 0, t, np.where(diff == 0, 0.0, np.inf))
-    law = sps.t(result.df) if result.interval == "t" else sps.norm()
-    return _scalar(2 * law.sf(t))
 
 
 def _ratio(a, b):
     with np.errstate(divide="ignore", invalid="ignore"):
-        return _scalar(np.asarray(a, dtype=np.float64) / np.asarray(b, dtype=np.float64))
+        return scalar(np.asarray(a, dtype=np.float64) / np.asarray(b, dtype=np.float64))
 
 
 def _only(mapping: Mapping[str, Any], key: str | None) -> str:
@@ -339,8 +300,13 @@ def _only(mapping: Mapping[str, Any], key: str | None) -> str:
 def _rows(r: StatisticResult, **extra: Any) -> list[dict[str, Any]]:
     """Flat rows of a result (one per element of a map), with extra columns."""
     fields = {
-        "estimate": r.estimate, "standard_error": r.standard_error, "low": r.low, "high": r.high,
-        "n_evaluations": r.n_evaluations, "n_groups": r.n_groups, **extra,
+        "estimate": r.estimate,
+        "standard_error": r.standard_error,
+        "low": r.low,
+        "high": r.high,
+        "n_evaluations": r.n_evaluations,
+        "n_groups": r.n_groups,
+        **extra,
     }
     if np.ndim(r.estimate) == 0:
         return [{k: _item(v) for k, v in fields.items()}]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from uqdiff.designs import DESIGNS, NoiseDesign, parse_design
-from uqdiff.results import INTERVALS
+from uqdiff.estimators.results import INTERVALS
 from uqdiff.statistics import STATISTICS, ReconstructionStatistic, Statistic
 
 #: Designs each command runs when none are given.
@@ -59,7 +59,7 @@ class RunConfig:
     >>> RunConfig(budget=0)
     Traceback (most recent call last):
     ...
-    uqdiff.config.ConfigError: budget: must be a positive integer (model evaluations per design), got 0
+    uqdiff.cli.config.ConfigError: budget: must be a positive integer (model evaluations per design), got 0
     """
 
     command: str = "estimate"
@@ -77,7 +77,7 @@ class RunConfig:
     pairs: int = 32
     plots: bool = True
     quiet: bool = False
-    # ``evaluate`` only: an inverse problem on the project's models (uqdiff.inverse.problems)
+    # ``evaluate`` only: an inverse problem on the project's models (uqdiff.models.problems)
     solver: str = "dds"
     task: str = "inpainting"
     images: int = 2
@@ -85,25 +85,40 @@ class RunConfig:
     steps: int | None = None
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.model, str) and self.model.strip() != "", "model",
-               f"give terrain, fashion, oracle or module:callable, got {self.model!r}")
-        _check(isinstance(self.model_options, Mapping) and all(isinstance(k, str) for k in self.model_options),
-               "model_options", f"must be a table of name = value, got {self.model_options!r}")
+        _check(
+            isinstance(self.model, str) and self.model.strip() != "",
+            "model",
+            f"give terrain, fashion, oracle or module:callable, got {self.model!r}",
+        )
+        _check(
+            isinstance(self.model_options, Mapping) and all(isinstance(k, str) for k in self.model_options),
+            "model_options",
+            f"must be a table of name = value, got {self.model_options!r}",
+        )
         _check(_str_tuple(self.statistics), "statistics", f"must be a list of names, got {self.statistics!r}")
         _check(_str_tuple(self.designs), "designs", f"must be a list of design specs, got {self.designs!r}")
         for name in ("budget", "batch_size"):
-            _check(_int(getattr(self, name)) and getattr(self, name) >= 1, name,
-                   f"must be a positive integer{' (model evaluations per design)' if name == 'budget' else ''}, "
-                   f"got {getattr(self, name)!r}")
+            _check(
+                _int(getattr(self, name)) and getattr(self, name) >= 1,
+                name,
+                f"must be a positive integer{' (model evaluations per design)' if name == 'budget' else ''}, "
+                f"got {getattr(self, name)!r}",
+            )
         _check(_int(self.seed) and self.seed >= 0, "seed", f"must be a non-negative integer, got {self.seed!r}")
         _check(_int(self.pairs) and self.pairs >= 0, "pairs", f"must be a non-negative integer, got {self.pairs!r}")
         level = self.confidence_level
-        _check(isinstance(level, (int, float)) and not isinstance(level, bool) and 0 < level < 1, "confidence_level",
-               f"must be a number in (0, 1), e.g. 0.95, got {level!r}")
+        _check(
+            isinstance(level, (int, float)) and not isinstance(level, bool) and 0 < level < 1,
+            "confidence_level",
+            f"must be a number in (0, 1), e.g. 0.95, got {level!r}",
+        )
         _check(self.interval in INTERVALS, "interval", f"must be one of {', '.join(INTERVALS)}, got {self.interval!r}")
         _check(isinstance(self.out, str) and self.out != "", "out", f"must be a folder path, got {self.out!r}")
-        _check(self.device is None or _device_ok(self.device), "device",
-               f"must be a torch device such as cpu, cuda or cuda:1, got {self.device!r}")
+        _check(
+            self.device is None or _device_ok(self.device),
+            "device",
+            f"must be a torch device such as cpu, cuda or cuda:1, got {self.device!r}",
+        )
         for name in ("plots", "quiet"):
             _check(isinstance(getattr(self, name), bool), name, f"must be true or false, got {getattr(self, name)!r}")
         self.design_objects()
@@ -114,26 +129,41 @@ class RunConfig:
             statistic_from_spec(spec)
 
     def _check_inverse_problem(self) -> None:
-        from uqdiff.inverse.evaluate import RECONSTRUCTION_STATISTICS
-        from uqdiff.inverse.problems import PROBLEM_MODELS, SOLVERS, TASKS, check_problem
+        from uqdiff.estimators.solvers import RECONSTRUCTION_STATISTICS
+        from uqdiff.models.problems import PROBLEM_MODELS, SOLVERS, TASKS, check_problem
 
-        _check(self.model in PROBLEM_MODELS, "model", f"evaluate runs on {' or '.join(PROBLEM_MODELS)}, got {self.model!r}")
+        _check(
+            self.model in PROBLEM_MODELS, "model", f"evaluate runs on {' or '.join(PROBLEM_MODELS)}, got {self.model!r}"
+        )
         _check(self.solver in SOLVERS, "solver", f"must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
-        _check(self.task in TASKS[self.model], "task",
-               f"must be one of {', '.join(TASKS[self.model])} for the {self.model} model, got {self.task!r}")
+        _check(
+            self.task in TASKS[self.model],
+            "task",
+            f"must be one of {', '.join(TASKS[self.model])} for the {self.model} model, got {self.task!r}",
+        )
         try:
             check_problem(self.model, self.solver, self.task)
         except ValueError as err:
             raise ConfigError("solver", str(err)) from None
         _check(_int(self.images) and self.images >= 1, "images", f"must be a positive integer, got {self.images!r}")
-        _check(self.steps is None or (_int(self.steps) and self.steps >= 1), "steps",
-               f"must be a positive integer (solver steps), got {self.steps!r}")
+        _check(
+            self.steps is None or (_int(self.steps) and self.steps >= 1),
+            "steps",
+            f"must be a positive integer (solver steps), got {self.steps!r}",
+        )
         sigma = self.sigma_y
-        _check(isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and 0 <= sigma < float("inf"), "sigma_y",
-               f"must be a number >= 0 (measurement noise on the [-1, 1] scale), got {sigma!r}")
+        _check(
+            isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and 0 <= sigma < float("inf"),
+            "sigma_y",
+            f"must be a number >= 0 (measurement noise on the [-1, 1] scale), got {sigma!r}",
+        )
         bad = [s for s in self.statistics if s not in RECONSTRUCTION_STATISTICS]
-        _check(not bad, "statistics", f"evaluate compares with the ground truth: allowed {', '.join(RECONSTRUCTION_STATISTICS)}, "
-                                      f"got {', '.join(bad)}")
+        _check(
+            not bad,
+            "statistics",
+            f"evaluate compares with the ground truth: allowed {', '.join(RECONSTRUCTION_STATISTICS)}, "
+            f"got {', '.join(bad)}",
+        )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, source: str = "config") -> RunConfig:
@@ -167,8 +197,9 @@ class RunConfig:
             try:
                 designs.append(parse_design(spec))
             except ValueError as err:
-                raise ConfigError("designs", f"{err} (specs look like mc, antithetic, kantithetic:8, rqmc:16, "
-                                             "equicorrelated:4:-0.2)") from None
+                raise ConfigError(
+                    "designs", f"{err} (specs look like mc, antithetic, kantithetic:8, rqmc:16, equicorrelated:4:-0.2)"
+                ) from None
         names = [d.name for d in designs]
         if len(set(names)) != len(names):
             raise ConfigError("designs", f"each design must appear once, got {', '.join(specs)}")
@@ -176,9 +207,12 @@ class RunConfig:
         if self.budget % step or any(self.budget // d.group_size < 2 for d in designs):
             least = max(step, *(2 * d.group_size for d in designs))
             least = -(-least // step) * step
-            raise ConfigError("budget", f"{self.budget} does not fit the designs' group sizes "
-                                        f"({', '.join(f'{s}: {d.group_size}' for s, d in zip(specs, designs))}); "
-                                        f"use a multiple of {step} that is at least {least}")
+            raise ConfigError(
+                "budget",
+                f"{self.budget} does not fit the designs' group sizes "
+                f"({', '.join(f'{s}: {d.group_size}' for s, d in zip(specs, designs))}); "
+                f"use a multiple of {step} that is at least {least}",
+            )
         return designs
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,8 +233,11 @@ def statistic_from_spec(spec: str, **defaults: Any) -> Statistic:
     if cls is None:
         raise ConfigError("statistics", f"unknown statistic {name!r}; allowed: {', '.join(cli_statistics())}")
     if issubclass(cls, ReconstructionStatistic):
-        raise ConfigError("statistics", f"{name!r} needs a reference image, which the command line cannot give; "
-                                        f"allowed: {', '.join(cli_statistics())}")
+        raise ConfigError(
+            "statistics",
+            f"{name!r} needs a reference image, which the command line cannot give; "
+            f"allowed: {', '.join(cli_statistics())}",
+        )
     kwargs = dict(defaults)
     for option in options:
         key, sep, text = option.partition("=")
@@ -249,8 +286,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """The fields of a TOML (.toml) or YAML (.yaml, .yml) config file."""
     path = Path(path)
     if path.suffix.lower() not in CONFIG_SUFFIXES:
-        raise ConfigError("config", f"unknown file type {path.suffix or path.name!r}; allowed: "
-                                    f"{', '.join(CONFIG_SUFFIXES)}")
+        raise ConfigError(
+            "config", f"unknown file type {path.suffix or path.name!r}; allowed: {', '.join(CONFIG_SUFFIXES)}"
+        )
     try:
         text = path.read_text()
     except OSError as err:

@@ -75,8 +75,11 @@ class Recording:
         room = self.keep - sum(len(x) for x in self._kept)
         if room > 0:
             part = images[:room]
-            self._kept.append(part.detach().to("cpu", torch.float64).numpy() if isinstance(part, torch.Tensor)
-                              else np.asarray(part, dtype=np.float64))
+            self._kept.append(
+                part.detach().to("cpu", torch.float64).numpy()
+                if isinstance(part, torch.Tensor)
+                else np.asarray(part, dtype=np.float64)
+            )
         return images
 
     def images(self) -> np.ndarray:

@@ -1,0 +1,68 @@
+"""Estimators: group means -> estimates and intervals.
+
+**The estimate is the mean of independent group means.** A group is one sample
+(MC), a pair (antithetic), k coupled noises (K-antithetic, any coupling), one
+scrambled Sobol' replicate (RQMC) or one gallery; every task below is that one
+estimator run on a suitable generator and statistic:
+
+- :func:`estimate` / :func:`compare`: one design, or several side by side against plain MC;
+- :func:`paired_estimate` and :func:`audit`: contrasts of several generators under common noise;
+- :func:`estimate_gallery` / :func:`compare_galleries`: statistics of whole galleries;
+- :func:`estimate_variations`: how far a statistic moves around one chosen noise;
+- :func:`simultaneous_bands`: pixel maps with simultaneous bands;
+- :func:`evaluate_solver`: an inverse-problem solver over ground-truth images;
+- :func:`learn_coupling` and :func:`fixed_object_gallery`: couplings fitted to a gallery objective.
+"""
+
+from uqdiff.estimators.accumulator import GroupAccumulator, Moments
+from uqdiff.estimators.audit import AuditResult, audit, difference_interval, proportion_interval
+from uqdiff.estimators.checkpoint import CheckpointError
+from uqdiff.estimators.distributed import RayExecutor
+from uqdiff.estimators.estimate import GeneratorError, compare, estimate
+from uqdiff.estimators.fixed_object import FixedObjectMetrics, FixedObjectResult, fixed_object_gallery
+from uqdiff.estimators.gallery import GalleryComparison, GalleryDifference, compare_galleries, estimate_gallery
+from uqdiff.estimators.learned import LearnedCoupling, learn_coupling
+from uqdiff.estimators.paired import ContrastResult, PairedResult, paired_estimate
+from uqdiff.estimators.results import ComparisonResult, ConfidenceInterval, EstimateResult, StatisticResult, p_value
+from uqdiff.estimators.simultaneous import MapBands, group_means, simultaneous_bands
+from uqdiff.estimators.solvers import SolverEvaluation, evaluate_solver
+from uqdiff.estimators.variations import VariationResult, VariationSummary, estimate_variations
+
+__all__ = [
+    "AuditResult",
+    "CheckpointError",
+    "ComparisonResult",
+    "ConfidenceInterval",
+    "ContrastResult",
+    "EstimateResult",
+    "FixedObjectMetrics",
+    "FixedObjectResult",
+    "GalleryComparison",
+    "GalleryDifference",
+    "GeneratorError",
+    "GroupAccumulator",
+    "LearnedCoupling",
+    "MapBands",
+    "Moments",
+    "PairedResult",
+    "RayExecutor",
+    "SolverEvaluation",
+    "StatisticResult",
+    "VariationResult",
+    "VariationSummary",
+    "audit",
+    "compare",
+    "compare_galleries",
+    "difference_interval",
+    "estimate",
+    "estimate_gallery",
+    "estimate_variations",
+    "evaluate_solver",
+    "fixed_object_gallery",
+    "group_means",
+    "learn_coupling",
+    "p_value",
+    "paired_estimate",
+    "proportion_interval",
+    "simultaneous_bands",
+]
