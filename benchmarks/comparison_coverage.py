@@ -45,7 +45,7 @@ def proportions(design, budget: int, reps: int) -> dict:
         run = paired_estimate(GENS, positive, budget=budget, design=design, seed=[11, i])
         arms = run.arms["positive"]
         for c, r in arms.items():
-            lo, hi = proportion_interval(r.estimate, r.standard_error, n_evaluations=r.n_evaluations, df=r.df)
+            lo, hi = proportion_interval(r.estimate, r.standard_error, n_noises=r.n_noises, df=r.df)
             hit[c] += lo <= PROBS[c] <= hi
         hit_t += arms["0.02"].low <= 0.02 <= arms["0.02"].high
         for name, c in run.contrasts["positive"].items():

@@ -9,7 +9,7 @@ one shape) then get the *same* noise, under antithetic pairs. The difference
 E[S(DPS)] - E[S(DDS)] of L1 and PSNR comes with its interval and p-value, and
 with its efficiency against independent plain-MC runs of both solvers at the
 same total budget (``efficiency``) and against independent runs of the same
-design (``crn_efficiency``), both read from this run (see uqdiff.estimators.paired).
+design (``implied_crn_efficiency``), both read from this run (see uqdiff.estimators.paired).
 Writes benchmarks/results/inverse/dps_vs_dds.{md,json}.
 """
 
@@ -74,8 +74,8 @@ def main(argv=None) -> int:
                     "high": c.result.high,
                     "p_value": c.p_value,
                     "arm_correlation": c.arm_correlation,
-                    "efficiency_vs_independent_mc": c.efficiency,
-                    "crn_efficiency": c.crn_efficiency,
+                    "efficiency_vs_independent_mc": c.implied_efficiency,
+                    "crn_efficiency": c.implied_crn_efficiency,
                 }
             )
         print(markdown_table(pd.DataFrame(rows[-2:]).round(4)), flush=True)

@@ -84,7 +84,7 @@ def main(argv=None) -> int:
                 make,
                 truths,
                 task,
-                samples_per_image=args.samples,
+                budget=args.samples,
                 designs=designs,
                 operator_params=TASKS[args.model][task],
                 seed=args.seed,
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
             "efficiency",
             "implied_efficiency",
             "paper_amc",
-            "n_evaluations",
+            "n_noises",
             "images",
         ]
     ]

@@ -85,7 +85,7 @@ def run_design(design, oracle, truth, *, reps: int, mean_groups: int, seed: int,
         }
         tol = tolerances(p, target_halfwidth=target, rel_tol=None)
         n_main = int(
-            min(planned_groups(p, tol, confidence_level=level, interval="t", inflation=DEFAULT_INFLATION), cap)
+            min(planned_groups(p, tol, confidence_level=level, interval_method="t", inflation=DEFAULT_INFLATION), cap)
         )
         for name, (m, w) in main.items():
             sl = slice(r * cap, r * cap + n_main)
@@ -96,7 +96,7 @@ def run_design(design, oracle, truth, *, reps: int, mean_groups: int, seed: int,
                 design=design.name,
                 group_size=design.group_size,
                 confidence_level=level,
-                interval="t",
+                interval_method="t",
                 inflation=DEFAULT_INFLATION,
             )
             rows[name]["two_stage"].append(

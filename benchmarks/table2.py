@@ -76,7 +76,7 @@ def table(comparison, chosen: dict, budget: int, level: float = 0.95) -> pd.Data
                     "estimate": r.estimate,
                     "CI width": paper_width[stat, key],
                     "efficiency": None if mc else (paper_width[stat, "mc"] / paper_width[stat, key]) ** 2,
-                    "implied efficiency": None if r.efficiency is None else float(r.efficiency),
+                    "implied efficiency": None if r.implied_efficiency is None else float(r.implied_efficiency),
                     "paper CIFAR-10": f"width {PAPER_CIFAR10[stat][key]}" if mc else PAPER_CIFAR10[stat].get(key, ""),
                 }
             )

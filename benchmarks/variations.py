@@ -66,10 +66,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
         stats = {"brightness": Brightness(), "SSIM to anchor": SSIM(image[0]), "class change": class_change}
         for c in STRENGTHS:
-            r = estimate_variations(generator, z0, stats, c=c, budget=args.budget, seed=[args.seed, a], batch_size=64)
+            r = estimate_variations(
+                generator, z0, stats, c=c, budget=args.budget, design="antithetic", seed=[args.seed, a], batch_size=64
+            )
             frame = r.to_frame()
             m = r["class change"].mean  # a proportion: Wilson on n_eff, not the t interval (uqdiff.estimators.audit)
-            ci = proportion_interval(m.estimate, m.standard_error, n_evaluations=m.n_evaluations, df=m.df)
+            ci = proportion_interval(m.estimate, m.standard_error, n_noises=m.n_noises, df=m.df)
             frame.loc[frame["statistic"] == "class change", ["mean low", "mean high"]] = [ci.low, ci.high]
             frame.insert(0, "anchor", a)
             frame["anchor class"] = label

@@ -31,7 +31,7 @@ def test_intervals_cover_near_0_and_1_with_few_groups(design, budget):
         run = paired_estimate(GENS, positive, budget=budget, design=design, seed=[11, i])
         arms = run.arms["positive"]
         for c, r in arms.items():
-            lo, hi = proportion_interval(r.estimate, r.standard_error, n_evaluations=r.n_evaluations, df=r.df)
+            lo, hi = proportion_interval(r.estimate, r.standard_error, n_noises=r.n_noises, df=r.df)
             assert 0.0 <= lo <= r.estimate <= hi <= 1.0
             hit[c] += lo <= PROBS[c] <= hi
         hit_t += arms["rare"].low <= PROBS["rare"] <= arms["rare"].high
@@ -49,10 +49,10 @@ def test_intervals_cover_near_0_and_1_with_few_groups(design, budget):
 
 
 def test_degenerate_proportions_use_the_image_count():
-    lo, hi = proportion_interval(0.0, 0.0, n_evaluations=64, df=31)
+    lo, hi = proportion_interval(0.0, 0.0, n_noises=64, df=31)
     q = stats.t.ppf(0.975, 31)
     assert (lo, hi) == (0.0, pytest.approx(q**2 / (64 + q**2)))
-    lo, hi = proportion_interval(1.0, 0.0, n_evaluations=64, df=31)
+    lo, hi = proportion_interval(1.0, 0.0, n_noises=64, df=31)
     assert (lo, hi) == (pytest.approx(64 / (64 + q**2)), 1.0)
 
 

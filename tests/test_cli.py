@@ -185,7 +185,7 @@ def test_toml_and_yaml_configs_give_the_same_run(tmp_path):
         assert main(["compare", "--config", str(path), "--out", str(out)]) == 0
         results.append(pd.read_csv(out / "results.csv"))
     pd.testing.assert_frame_equal(results[0], results[1])
-    assert list(results[0].design) == ["mc", "antithetic"] and results[0].n_evaluations.eq(32).all()
+    assert list(results[0].design) == ["mc", "antithetic"] and results[0].budget.eq(32).all()
 
 
 def test_flags_override_the_file_and_options_merge(tmp_path, capsys):

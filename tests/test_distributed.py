@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from uqdiff import KAntithetic, SobolRQMC, estimate
+from uqdiff import Checkpoint, KAntithetic, SobolRQMC, TargetPrecision, estimate
 from uqdiff.estimators.checkpoint import load
 from uqdiff.samplers import GaussianDDIM, LinearGenerator
 
@@ -47,10 +47,10 @@ def test_shards_are_whole_batches_so_matmul_generators_match_too():
 
 
 def test_sequential_run_on_ray_matches_in_process():
-    kw = dict(target_halfwidth=0.01, max_budget=50_000, design="antithetic", seed=4)
+    kw = dict(stopping=TargetPrecision(halfwidth=0.01, max_budget=50_000), design="antithetic", seed=4)
     ref = estimate(ORACLE, STATS, **kw)
     got = estimate(ORACLE, STATS, executor=RayExecutor(2), **kw)
-    assert got.to_json() == ref.to_json() and ref.config["sequential"]["main_groups"] > 100
+    assert got.to_json() == ref.to_json() and ref.config["stopping"]["main_groups"] > 100
 
 
 def test_crashed_worker_shard_is_retried_once_and_counted_once(tmp_path):
@@ -77,8 +77,7 @@ def test_crashed_worker_shard_is_retried_once_and_counted_once(tmp_path):
         CrashOnce(),
         STATS,
         executor=RayExecutor(2, shard_groups=100, max_retries=2),
-        checkpoint=path,
-        checkpoint_every=1,
+        checkpoint=Checkpoint(path, every=1),
         **kw,
     )
     assert os.path.exists(marker)
@@ -99,7 +98,9 @@ def test_ray_resumes_an_in_process_checkpoint(tmp_path):
     with pytest.raises(RuntimeError, match="stopped by the test"):
         estimate(ORACLE, STATS, checkpoint=path, callback=stop_midway, **kw)
     assert 0 < load(path)[1]["main"].n_done < 256
-    got = estimate(ORACLE, STATS, checkpoint=path, resume=True, executor=RayExecutor(2, shard_groups=50), **kw)
+    got = estimate(
+        ORACLE, STATS, checkpoint=Checkpoint(path, resume=True), executor=RayExecutor(2, shard_groups=50), **kw
+    )
     assert got.to_json() == ref.to_json()
 
 

@@ -116,18 +116,18 @@ def test_pair_correlation_and_efficiency_are_reported():
         seed=5,
     )["s"]
     assert r.rho == pytest.approx(1 / 3, abs=0.02)
-    assert r.efficiency == pytest.approx(0.75, abs=0.02)
+    assert r.implied_efficiency == pytest.approx(0.75, abs=0.02)
     assert r.marginal_variance == pytest.approx(3.0, rel=0.03)
     assert r.estimate == pytest.approx(1.0, abs=4 * r.standard_error)
     mc = estimate(g, {"s": lambda x: x[:, 0] + x[:, 0] ** 2}, budget=1000, design="mc")["s"]
-    assert mc.rho is None and mc.efficiency is None
+    assert mc.rho is None and mc.implied_efficiency is None
 
 
 def test_result_fields_and_student_t_vs_normal():
     kw = dict(budget=64, design="antithetic", seed=3)
     t = estimate(ORACLE, second_moment, **kw)["second_moment"]
-    z = estimate(ORACLE, second_moment, interval="normal", **kw)["second_moment"]
-    assert (t.n_evaluations, t.n_groups, t.df, t.group_size, t.design) == (64, 32, 31, 2, "antithetic")
+    z = estimate(ORACLE, second_moment, interval_method="normal", **kw)["second_moment"]
+    assert (t.n_noises, t.n_groups, t.df, t.group_size, t.design) == (64, 32, 31, 2, "antithetic")
     assert t.estimate == z.estimate
     assert t.width / z.width == pytest.approx(stats.t.ppf(0.975, 31) / stats.norm.ppf(0.975))
     assert t.width == pytest.approx(2 * stats.t.ppf(0.975, 31) * t.standard_error)
@@ -241,7 +241,7 @@ def test_compare_reports_efficiency_against_mc():
     )
     assert json.loads(c.to_json())["baseline"] == "mc"
     for est in c.estimates.values():
-        assert est["s"].n_evaluations == 2048
+        assert est["s"].n_noises == 2048
 
 
 class _Bad:
@@ -286,11 +286,11 @@ class _Bad:
         (dict(budget=100, design=KAntithetic(8)), ValueError, "use 96 or 104"),
         (dict(budget=2, design="antithetic"), ValueError, "at least 2 groups"),
         (dict(budget=64, design=SobolRQMC(64)), ValueError, "at least 2 groups"),
-        (dict(budget=0), ValueError, "positive number of model evaluations"),
-        (dict(confidence_level=95), ValueError, r"confidence_level must be in \(0, 1\)"),
-        (dict(interval="wald"), ValueError, "interval must be one of"),
+        (dict(budget=0), ValueError, "budget must be a positive number of noises"),
+        (dict(confidence_level=95), ValueError, r"confidence_level must be a number in \(0, 1\)"),
+        (dict(interval_method="wald"), ValueError, "interval_method must be one of"),
         (dict(batch_size=0), ValueError, "batch_size must be a positive int"),
-        (dict(seed=-1), ValueError, "seed must be a non-negative int"),
+        (dict(seed=-1), ValueError, "seed must be non-negative"),
         (dict(generator=lambda z: z), ValueError, "noise_shape"),
     ],
 )
@@ -328,8 +328,8 @@ def test_callback_sees_running_counts_and_final_moments():
         design="antithetic",
         batch_size=8,
         seed=3,
-        callback=lambda n, accs: seen.append((n, accs["<lambda>"].count, float(accs["<lambda>"].moments().mean))),
+        callback=lambda n, accs: seen.append((n, accs["statistic"].count, float(accs["statistic"].moments().mean))),
     )
     assert [n for n, _, _ in seen] == [8, 16, 24, 32, 40]
     assert [c for _, c, _ in seen] == [4, 8, 12, 16, 20]
-    assert seen[-1][2] == r["<lambda>"].estimate
+    assert seen[-1][2] == r["statistic"].estimate

@@ -14,7 +14,7 @@ from uqdiff.estimators.solvers import evaluate_solver
 from uqdiff.inverse import OPERATORS, Inpainting, UNetPrior, VEDenoiserPrior, get_operator, measure
 from uqdiff.samplers import DiffusersSampler
 from uqdiff.samplers.posterior import DDS, DPS, ddim_step, implied_eps
-from uqdiff.statistics import L1
+from uqdiff.statistics import L1, PSNR
 
 SHAPE = (1, 8, 8)
 
@@ -255,9 +255,9 @@ def test_evaluation_returns_intervals_for_every_image_design_and_statistic():
         solver,
         truths,
         "inpainting",
-        samples_per_image=8,
+        budget=8,
         designs=["antithetic", KAntithetic(4)],
-        statistics=("l1", "psnr"),
+        statistics=(L1, PSNR),
         seed=3,
         batch_size=4,
         correlation_pairs=4,
@@ -266,7 +266,7 @@ def test_evaluation_returns_intervals_for_every_image_design_and_statistic():
     assert len(seen) == 2 and not torch.equal(seen[0].y, seen[1].y)  # one measurement per image
     assert set(ev.per_image.design) == {"mc", "antithetic", "k-antithetic(k=4)"}
     assert len(ev.per_image) == 2 * 3 * 2 and (ev.per_image.low <= ev.per_image.high).all()
-    assert (ev.per_image.n_evaluations == 8).all()
+    assert (ev.per_image.budget == 8).all()
     mc = ev.per_image[(ev.per_image.design == "mc") & (ev.per_image.statistic == "l1")]
     assert np.allclose(mc.efficiency, 1.0)
     # the per-image L1 estimate is an ordinary estimate with the image's measurement and design seed
@@ -290,7 +290,7 @@ def test_evaluation_returns_intervals_for_every_image_design_and_statistic():
     mc_summary = ev.summary[ev.summary.design == "mc"]
     assert np.allclose(mc_summary.implied_efficiency, 1.0)  # for MC the marginal variance is n se^2 exactly
     anti = ev.per_image[(ev.per_image.design == "antithetic") & (ev.per_image.statistic == "l1")]
-    pooled = anti.marginal_variance.sum() / (anti.n_evaluations * anti.standard_error**2).sum()
+    pooled = anti.marginal_variance.sum() / (anti.budget * anti.standard_error**2).sum()
     assert ev.summary.set_index(["statistic", "design"]).implied_efficiency["l1", "antithetic"] == pytest.approx(pooled)
     assert list(ev.correlations.columns[:1]) == ["image"] and (ev.correlations.pairs == 4).all()
     assert (ev.sanity.posterior_mean_psnr > 0).all()
@@ -299,8 +299,10 @@ def test_evaluation_returns_intervals_for_every_image_design_and_statistic():
 
 
 def test_evaluation_input_errors():
-    with pytest.raises(ValueError, match="statistics must be"):
+    with pytest.raises(TypeError, match="statistics must be callables .* names are for the command line"):
         evaluate_solver(lambda m: None, torch.zeros(1, *SHAPE), "inpainting", statistics=["lpips"])
+    with pytest.raises(TypeError, match="every statistic must be callable"):
+        evaluate_solver(lambda m: None, torch.zeros(1, *SHAPE), "inpainting", statistics=[L1, 3])
     with pytest.raises(ValueError, match="at least one"):
         evaluate_solver(lambda m: None, [], "inpainting")
     with pytest.raises(ValueError, match="unknown operator"):
@@ -348,7 +350,7 @@ def test_cli_evaluate_writes_the_report_and_matches_the_library(tmp_path):
         solver_factory("fashion", "dds", steps=3),
         truths,
         "super_resolution",
-        samples_per_image=4,
+        budget=4,
         operator_params=TASKS["fashion"]["super_resolution"],
         seed=5,
         batch_size=8,

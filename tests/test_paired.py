@@ -46,10 +46,10 @@ def test_common_noise_beats_independent_runs_and_reports_the_right_gain():
     for i in range(40):
         c = paired_estimate(gens, first, budget=64, seed=[5, i]).contrast("A - B")
         crn.append(c.result.estimate)
-        gains.append(c.efficiency)
+        gains.append(c.implied_efficiency)
         indep_var.append(c.independent_mc_variance)
-        a = estimate(gens["A"], first, budget=64, seed=[6, i])["<lambda>"].estimate
-        b = estimate(gens["B"], first, budget=64, seed=[7, i])["<lambda>"].estimate
+        a = estimate(gens["A"], first, budget=64, seed=[6, i])["statistic"].estimate
+        b = estimate(gens["B"], first, budget=64, seed=[7, i])["statistic"].estimate
         independent.append(a - b)
     assert np.var(crn) < np.var(independent) / 10
     assert 41 / 1.25 < np.mean(gains) < 41 * 1.25
@@ -63,20 +63,22 @@ def test_efficiency_factors_into_common_noise_and_design_gains():
     r = paired_estimate(gens, square, budget=256, design="antithetic", seed=1)
     c, a, b = r.contrast("A - B"), r.arms["square"]["A"], r.arms["square"]["B"]
     crn_under_mc = (a.marginal_variance + b.marginal_variance) / c.result.marginal_variance
-    assert c.efficiency == pytest.approx(crn_under_mc * c.result.efficiency)
-    assert c.crn_efficiency == pytest.approx((a.standard_error**2 + b.standard_error**2) / c.result.standard_error**2)
+    assert c.implied_efficiency == pytest.approx(crn_under_mc * c.result.implied_efficiency)
+    assert c.implied_crn_efficiency == pytest.approx(
+        (a.standard_error**2 + b.standard_error**2) / c.result.standard_error**2
+    )
     # s = Jz ~ N(0, 1): A^2 - B^2 = 0.75 + 0.7 s - 0.69 s^2 (variance 1.442, even part 0.952);
     # Var A^2 = 6, Var B^2 = 1.69 + 2 * 1.69^2 = 7.40: common-noise gain 13.40 / 1.442 = 9.3, and
     # antithetic pairs keep only the even part: 1.442 / (2 * 0.952) = 0.757 (they hurt here)
     assert crn_under_mc == pytest.approx(9.29, rel=0.15)
-    assert c.result.efficiency == pytest.approx(0.757, rel=0.2)
+    assert c.result.implied_efficiency == pytest.approx(0.757, rel=0.2)
     assert 0.85 < c.arm_correlation <= 1.0  # x^2 of 1 + Jz and 0.5 + 1.3 Jz: strongly positively correlated
 
 
 def test_contrasts_reference_and_trend():
     gens = {f"g{k}": LinearGenerator([0.5 * k], J) for k in range(3)}
     r = paired_estimate(gens, lambda x: x[:, 0], budget=32, reference="g0", contrasts={"trend": [-1, 0, 1]}, seed=0)
-    assert sorted(r.contrasts["<lambda>"]) == ["g1 - g0", "g2 - g0", "trend"]
+    assert sorted(r.contrasts["statistic"]) == ["g1 - g0", "g2 - g0", "trend"]
     # a linear statistic with equal Jacobians: common noise cancels exactly
     assert r.contrast("g2 - g0").result.estimate == pytest.approx(1.0)
     assert r.contrast("trend").result.estimate == pytest.approx(1.0)

@@ -233,7 +233,7 @@ def test_estimate_end_to_end():
     r = uqdiff.estimators.estimate(
         s, lambda x: x.mean(dim=(1, 2, 3)), budget=8, design="antithetic", batch_size=4, seed=0
     )
-    res = r["<lambda>"]
+    res = r["statistic"]
     assert np.isfinite(res.estimate) and np.isfinite(res.width) and res.width > 0
 
 

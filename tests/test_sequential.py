@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
-from uqdiff import Antithetic, SobolRQMC, estimate
+from uqdiff import Antithetic, SobolRQMC, TargetPrecision, estimate
 from uqdiff.designs import as_design
 from uqdiff.estimators.accumulator import GroupAccumulator
 from uqdiff.estimators.estimate import evaluate_groups, named_statistics
@@ -62,7 +62,9 @@ def test_two_stage_interval_covers_on_oracle(design):
     for r in range(REPS):
         p = {n: _moments(m[r * PILOT : (r + 1) * PILOT], w[r * PILOT : (r + 1) * PILOT]) for n, (m, w) in pilot.items()}
         tol = tolerances(p, target_halfwidth=target, rel_tol=None)
-        n_main = int(min(planned_groups(p, tol, confidence_level=0.95, interval="t", inflation=DEFAULT_INFLATION), cap))
+        n_main = int(
+            min(planned_groups(p, tol, confidence_level=0.95, interval_method="t", inflation=DEFAULT_INFLATION), cap)
+        )
         planned.append(n_main)
         for name, (m, w) in main.items():
             res = two_stage_result(
@@ -72,7 +74,7 @@ def test_two_stage_interval_covers_on_oracle(design):
                 design=design.name,
                 group_size=design.group_size,
                 confidence_level=0.95,
-                interval="t",
+                interval_method="t",
                 inflation=DEFAULT_INFLATION,
             )
             assert res.width / 2 <= tol[name] * (1 + 1e-12) or n_main == cap
@@ -87,14 +89,13 @@ def test_estimate_runs_the_same_rule_and_meets_the_target():
     r = estimate(
         ORACLE,
         STATS,
-        target_halfwidth=target,
-        max_budget=20_000,
+        stopping=TargetPrecision(halfwidth=target, max_budget=20_000),
         design="antithetic",
         seed=5,
         batch_size=50,
         dtype=torch.float64,
     )
-    info = r.config["sequential"]
+    info = r.config["stopping"]
     assert info["stopped_by"] == "target" and all(info["target_met"].values())
     n0, n1 = info["pilot_groups"], info["main_groups"]
     assert n0 == 32 and r.budget == 2 * (n0 + n1)
@@ -102,7 +103,7 @@ def test_estimate_runs_the_same_rule_and_meets_the_target():
     design = as_design("antithetic")
     pilot = {n: _moments(*v) for n, v in evaluate_groups(ORACLE, STATS, design, np.arange(n0), **kw).items()}
     tol = tolerances(pilot, target_halfwidth=target, rel_tol=None)
-    assert planned_groups(pilot, tol, confidence_level=0.95, interval="t", inflation=1.2) == n1
+    assert planned_groups(pilot, tol, confidence_level=0.95, interval_method="t", inflation=1.2) == n1
     main = evaluate_groups(ORACLE, STATS, design, np.arange(n0, n0 + n1), **kw)
     for name, (m, w) in main.items():
         acc = GroupAccumulator()
@@ -114,7 +115,7 @@ def test_estimate_runs_the_same_rule_and_meets_the_target():
             design=design.name,
             group_size=2,
             confidence_level=0.95,
-            interval="t",
+            interval_method="t",
             inflation=1.2,
         )
         assert r[name] == want
@@ -125,27 +126,27 @@ def test_rel_tol_and_rqmc_add_replicates():
     r = estimate(
         ORACLE,
         STATS["second_moment"],
-        rel_tol=0.01,
-        max_budget=100_000,
+        stopping=TargetPrecision(rel_tol=0.01, max_budget=100_000, pilot_budget=16 * 16),
         design=SobolRQMC(16),
         seed=2,
-        pilot_budget=16 * 16,
     )
-    res, info = r["<lambda>"], r.config["sequential"]
-    assert info["target_met"] == {"<lambda>": True} and res.n_groups == info["main_groups"] >= 2
-    assert res.width / 2 <= 0.01 * abs(info["tolerance"]["<lambda>"] / 0.01)  # tolerance = rel_tol * |pilot mean|
+    res, info = r["statistic"], r.config["stopping"]
+    assert info["target_met"] == {"statistic": True} and res.n_groups == info["main_groups"] >= 2
+    assert res.width / 2 <= 0.01 * abs(info["tolerance"]["statistic"] / 0.01)  # tolerance = rel_tol * |pilot mean|
     assert abs(res.estimate - TRUTH["second_moment"]) < 0.03 * TRUTH["second_moment"]
 
 
 def test_max_budget_first_is_reported():
     with pytest.warns(UserWarning, match="max_budget 400 was reached before the target: second_moment"):
-        r = estimate(ORACLE, STATS, target_halfwidth=1e-4, max_budget=400, seed=1)
-    info = r.config["sequential"]
+        r = estimate(ORACLE, STATS, stopping=TargetPrecision(halfwidth=1e-4, max_budget=400), seed=1)
+    info = r.config["stopping"]
     assert info["stopped_by"] == "max_budget" and info["target_met"]["second_moment"] is False
     assert r.budget == 400 and info["main_groups"] == 400 - 32 and info["planned_groups"] > 368
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        estimate(ORACLE, STATS, target_halfwidth=1.0, max_budget=400, seed=1)  # easy target: no warning
+        estimate(
+            ORACLE, STATS, stopping=TargetPrecision(halfwidth=1.0, max_budget=400), seed=1
+        )  # easy target: no warning
 
 
 def test_degenerate_spread_needs_only_two_groups():
@@ -153,29 +154,52 @@ def test_degenerate_spread_needs_only_two_groups():
     r = estimate(
         ORACLE,
         {"x0": lambda x: x[:, 0]},
-        target_halfwidth=0.1,
-        max_budget=1000,
+        stopping=TargetPrecision(halfwidth=0.1, max_budget=1000),
         design="antithetic",
         dtype=torch.float64,
     )
-    assert r.config["sequential"]["main_groups"] == 2
+    assert r.config["stopping"]["main_groups"] == 2
     assert r["x0"].estimate == pytest.approx(ALPHA[0], abs=1e-12) and r["x0"].width == pytest.approx(0, abs=1e-12)
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(target_halfwidth=0.1), "needs max_budget"),
-        (dict(target_halfwidth=0.1, max_budget=100, budget=64), "not both"),
-        (dict(target_halfwidth=-1, max_budget=100), "target_halfwidth must be a positive number"),
+        (dict(halfwidth=0.1), "max_budget"),
+        (dict(halfwidth=-1, max_budget=100), "halfwidth must be a positive number"),
         (dict(rel_tol=0, max_budget=100), "rel_tol must be a positive number"),
-        (dict(target_halfwidth=0.1, max_budget=100, inflation=0.5), "inflation must be a number >= 1"),
-        (dict(target_halfwidth=0.1, max_budget=33), "leaves no room for the pilot"),
-        (dict(target_halfwidth={"other": 0.1}, max_budget=100), "no entry for statistic 'second_moment'"),
-        (dict(target_halfwidth=0.1, max_budget=100, pilot_budget=1), "pilot_budget 1 gives 1 group"),
-        (dict(), "give budget="),
+        (dict(max_budget=100), "give halfwidth=... or rel_tol=..."),
+        (dict(halfwidth=0.1, max_budget=100, inflation=0.5), "inflation must be a number >= 1"),
+        (dict(halfwidth=0.1, max_budget=0), "max_budget must be a positive number of noises"),
+        (dict(halfwidth=0.1, max_budget=100, pilot_budget=1.5), "pilot_budget must be a positive number"),
     ],
 )
-def test_bad_sequential_input(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_stopping_rule(kwargs, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        TargetPrecision(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(stopping=TargetPrecision(halfwidth=0.1, max_budget=100), budget=64), "not both"),
+        (dict(), "give either budget="),
+        (dict(stopping=0.1), "stopping must be a StoppingRule"),
+    ],
+)
+def test_budget_and_stopping_are_exclusive(kwargs, match):
+    with pytest.raises(TypeError, match=match):
         estimate(ORACLE, {"second_moment": STATS["second_moment"]}, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "rule, match",
+    [
+        (TargetPrecision(halfwidth=0.1, max_budget=33), "leaves no room for the pilot"),
+        (TargetPrecision(halfwidth={"other": 0.1}, max_budget=100), "no entry for statistic 'second_moment'"),
+        (TargetPrecision(halfwidth=0.1, max_budget=100, pilot_budget=1), "pilot_budget 1 gives 1 group"),
+    ],
+)
+def test_bad_sequential_input(rule, match):
+    with pytest.raises(ValueError, match=match):
+        estimate(ORACLE, {"second_moment": STATS["second_moment"]}, stopping=rule)

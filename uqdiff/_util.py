@@ -30,6 +30,8 @@ def plain(value: Any) -> Any:
     """
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, torch.Tensor):
+        return plain(value.detach().cpu().numpy())
     if isinstance(value, np.ndarray):
         return plain(value.tolist())
     if isinstance(value, (list, tuple)):

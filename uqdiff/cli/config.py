@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from uqdiff.designs import DESIGNS, NoiseDesign, parse_design
-from uqdiff.estimators.results import INTERVALS
+from uqdiff.estimators.results import INTERVAL_METHODS
 from uqdiff.statistics import STATISTICS, ReconstructionStatistic, Statistic
 
 #: Designs each command runs when none are given.
@@ -59,7 +59,7 @@ class RunConfig:
     >>> RunConfig(budget=0)
     Traceback (most recent call last):
     ...
-    uqdiff.cli.config.ConfigError: budget: must be a positive integer (model evaluations per design), got 0
+    uqdiff.cli.config.ConfigError: budget: must be a positive integer (noises per design; per image in evaluate), got 0
     """
 
     command: str = "estimate"
@@ -72,7 +72,7 @@ class RunConfig:
     device: str | None = None
     seed: int = 0
     confidence_level: float = 0.95
-    interval: str = "t"
+    interval_method: str = "t"
     out: str = "uqdiff-output"
     pairs: int = 32
     plots: bool = True
@@ -101,7 +101,7 @@ class RunConfig:
             _check(
                 _int(getattr(self, name)) and getattr(self, name) >= 1,
                 name,
-                f"must be a positive integer{' (model evaluations per design)' if name == 'budget' else ''}, "
+                f"must be a positive integer{' (noises per design; per image in evaluate)' if name == 'budget' else ''}, "
                 f"got {getattr(self, name)!r}",
             )
         _check(_int(self.seed) and self.seed >= 0, "seed", f"must be a non-negative integer, got {self.seed!r}")
@@ -112,7 +112,11 @@ class RunConfig:
             "confidence_level",
             f"must be a number in (0, 1), e.g. 0.95, got {level!r}",
         )
-        _check(self.interval in INTERVALS, "interval", f"must be one of {', '.join(INTERVALS)}, got {self.interval!r}")
+        _check(
+            self.interval_method in INTERVAL_METHODS,
+            "interval_method",
+            f"must be one of {', '.join(INTERVAL_METHODS)}, got {self.interval_method!r}",
+        )
         _check(isinstance(self.out, str) and self.out != "", "out", f"must be a folder path, got {self.out!r}")
         _check(
             self.device is None or _device_ok(self.device),

@@ -113,12 +113,20 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
         help=f"statistics, each NAME or NAME:key=value (e.g. mean:scale=255); allowed: "
         f"{', '.join(cli_statistics())} (default: the model's own list)",
     )
-    p.add_argument("--budget", type=int, help=f"model evaluations per design (default {d.budget})")
+    p.add_argument(
+        "--budget",
+        type=int,
+        help=f"noises drawn per design (= model evaluations; per image in evaluate) (default {d.budget})",
+    )
     p.add_argument("--batch-size", type=int, help=f"noises per model call (default {d.batch_size})")
     p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: the model's)")
     p.add_argument("--seed", type=int, help=f"non-negative integer; same seed, same numbers (default {d.seed})")
     p.add_argument("--confidence-level", type=float, metavar="LEVEL", help=f"in (0, 1) (default {d.confidence_level})")
-    p.add_argument("--interval", choices=("t", "normal"), help="Student-t on groups - 1 df, or normal (default t)")
+    p.add_argument(
+        "--interval-method",
+        choices=("t", "normal"),
+        help="Student-t on groups - 1 df, or normal (default t)",
+    )
     p.add_argument("--out", metavar="FOLDER", help=f"output folder, created if needed (default {d.out})")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no printed summary")
@@ -237,6 +245,7 @@ def _evaluate(config: RunConfig) -> int:
     from uqdiff.estimators.solvers import RECONSTRUCTION_STATISTICS, evaluate_solver
     from uqdiff.inverse import measure
     from uqdiff.models.problems import TASKS, ground_truths, solver_factory
+    from uqdiff.statistics import STATISTICS
 
     truths, source = ground_truths(config.model, config.images)
     make = solver_factory(config.model, config.solver, steps=config.steps, device=config.device)
@@ -247,15 +256,15 @@ def _evaluate(config: RunConfig) -> int:
         make,
         truths,
         config.task,
-        samples_per_image=config.budget,
+        budget=config.budget,
         designs=designs,
-        statistics=config.statistics or RECONSTRUCTION_STATISTICS,
+        statistics=[STATISTICS[s] for s in config.statistics or RECONSTRUCTION_STATISTICS],
         sigma_y=config.sigma_y,
         operator_params=params,
         seed=config.seed,
         batch_size=config.batch_size,
         confidence_level=config.confidence_level,
-        interval=config.interval,
+        interval_method=config.interval_method,
         name=config.solver.upper(),
         progress=not config.quiet,
     )

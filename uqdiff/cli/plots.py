@@ -102,9 +102,9 @@ def _running(output: RunOutput, colors, path: Path) -> Path:
         late = []
         for design, traces in output.traces.items():
             t = traces[name]
-            ax.plot(t.n_evaluations, t.estimate, color=colors[design], label=output.labels[design], lw=1.4)
-            ax.fill_between(t.n_evaluations, t.low, t.high, color=colors[design], alpha=0.18, lw=0)
-            keep = t.n_evaluations >= t.n_evaluations[-1] / 4
+            ax.plot(t.n_noises, t.estimate, color=colors[design], label=output.labels[design], lw=1.4)
+            ax.fill_between(t.n_noises, t.low, t.high, color=colors[design], alpha=0.18, lw=0)
+            keep = t.n_noises >= t.n_noises[-1] / 4
             late += [t.low[keep], t.high[keep]]
         if name in output.truths:
             ax.axhline(output.truths[name], color="black", ls="--", lw=1, label="exact answer")

@@ -76,7 +76,7 @@ def markdown_report(output: RunOutput, frame, figures: list[str]) -> str:
         f"# uqdiff {cfg.command}: {output.model.description}",
         "",
         f"Budget {cfg.budget} model evaluations per design; seed {cfg.seed}; "
-        f"{cfg.confidence_level:.0%} {'Student-t' if cfg.interval == 't' else 'normal'} intervals; "
+        f"{cfg.confidence_level:.0%} {'Student-t' if cfg.interval_method == 't' else 'normal'} intervals; "
         f"batch size {cfg.batch_size}. Designs: {designs}. Run time {total:.1f} s ({per_design}).",
         "",
         "## Results",

@@ -31,7 +31,7 @@ from uqdiff.statistics import PairCorrelations, Statistic, pn_rr_correlations
 class Trace:
     """Running estimate and interval of one scalar statistic after each batch."""
 
-    n_evaluations: np.ndarray
+    n_noises: np.ndarray
     estimate: np.ndarray
     low: np.ndarray
     high: np.ndarray
@@ -92,7 +92,7 @@ def run(config: RunConfig) -> RunOutput:
             batch_size=config.batch_size,
             seed=design_seed(config.seed, design) if config.command == "compare" else config.seed,
             confidence_level=config.confidence_level,
-            interval=config.interval,
+            interval_method=config.interval_method,
             device=config.device,
             progress=not config.quiet,
             callback=trace,
@@ -157,7 +157,7 @@ class _TraceRecorder:
         self.design, self.config = design, config
         self.rows: dict[str, list[tuple[int, float, float, float]]] = {}
 
-    def __call__(self, n_evaluations: int, accumulators: Mapping[str, GroupAccumulator]) -> None:
+    def __call__(self, n_noises: int, accumulators: Mapping[str, GroupAccumulator]) -> None:
         for name, acc in accumulators.items():
             if acc.shape != () or acc.count < 2:
                 continue
@@ -165,11 +165,11 @@ class _TraceRecorder:
                 acc.moments(),
                 statistic=name,
                 design=self.design,
-                group_size=n_evaluations // acc.count,
+                group_size=n_noises // acc.count,
                 confidence_level=self.config.confidence_level,
-                interval=self.config.interval,
+                interval_method=self.config.interval_method,
             )
-            self.rows.setdefault(name, []).append((n_evaluations, r.estimate, r.low, r.high))
+            self.rows.setdefault(name, []).append((n_noises, r.estimate, r.low, r.high))
 
     def traces(self) -> dict[str, Trace]:
         return {name: Trace(*(np.array(col) for col in zip(*rows))) for name, rows in self.rows.items()}

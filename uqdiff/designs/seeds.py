@@ -11,15 +11,37 @@ from collections.abc import Sequence
 
 import numpy as np
 
+#: The one seed type of uqdiff: a non-negative int, or a non-empty sequence of them (numpy ints
+#: included). Sequences let a run derive independent streams, e.g. ``[seed, image index]``.
 SeedLike = int | Sequence[int]
 
 
-def entropy(seed: SeedLike) -> list[int]:
-    """The seed as a list of non-negative ints (SeedSequence entropy)."""
-    values = [seed] if isinstance(seed, (int, np.integer)) else list(seed)
-    if not values or any(int(v) < 0 for v in values):
-        raise ValueError(f"seed must be a non-negative int or a non-empty sequence of them, got {seed!r}")
+def entropy(seed: SeedLike, *, name: str = "seed") -> list[int]:
+    """The seed as a list of non-negative ints (SeedSequence entropy); anything else is refused.
+
+    Refused with a message naming the argument: bools, floats (even 2.0), strings (``"12"``
+    would otherwise read as the seed [1, 2]), None, empty sequences and negative values.
+
+    >>> entropy(7), entropy([1, 2])
+    ([7], [1, 2])
+    >>> entropy("12")
+    Traceback (most recent call last):
+    ...
+    TypeError: seed must be a non-negative int or a non-empty sequence of them, got '12' (a str)
+    """
+    values = [seed] if _is_int(seed) else seed
+    ok = isinstance(values, (list, tuple, np.ndarray)) and len(values) > 0 and all(_is_int(v) for v in values)
+    if not ok:
+        raise TypeError(
+            f"{name} must be a non-negative int or a non-empty sequence of them, got {seed!r} (a {type(seed).__name__})"
+        )
+    if any(int(v) < 0 for v in values):
+        raise ValueError(f"{name} must be non-negative, got {seed!r}")
     return [int(v) for v in values]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def substream(seed: SeedLike, *tags: int) -> list[int]:

@@ -16,7 +16,7 @@ estimator run on a suitable generator and statistic:
 
 from uqdiff.estimators.accumulator import GroupAccumulator, Moments
 from uqdiff.estimators.audit import AuditResult, audit, difference_interval, proportion_interval
-from uqdiff.estimators.checkpoint import CheckpointError
+from uqdiff.estimators.checkpoint import Checkpoint, CheckpointError
 from uqdiff.estimators.distributed import RayExecutor
 from uqdiff.estimators.estimate import GeneratorError, compare, estimate
 from uqdiff.estimators.fixed_object import FixedObjectMetrics, FixedObjectResult, fixed_object_gallery
@@ -26,10 +26,12 @@ from uqdiff.estimators.paired import ContrastResult, PairedResult, paired_estima
 from uqdiff.estimators.results import ComparisonResult, ConfidenceInterval, EstimateResult, StatisticResult, p_value
 from uqdiff.estimators.simultaneous import MapBands, group_means, simultaneous_bands
 from uqdiff.estimators.solvers import SolverEvaluation, evaluate_solver
+from uqdiff.estimators.stopping import StoppingRule, TargetPrecision
 from uqdiff.estimators.variations import VariationResult, VariationSummary, estimate_variations
 
 __all__ = [
     "AuditResult",
+    "Checkpoint",
     "CheckpointError",
     "ComparisonResult",
     "ConfidenceInterval",
@@ -48,6 +50,8 @@ __all__ = [
     "RayExecutor",
     "SolverEvaluation",
     "StatisticResult",
+    "StoppingRule",
+    "TargetPrecision",
     "VariationResult",
     "VariationSummary",
     "audit",

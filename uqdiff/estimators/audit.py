@@ -11,25 +11,27 @@ p-values from statsmodels, with Bonferroni simultaneous intervals).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from scipy import stats as sps
 
-from uqdiff._util import plain, scalar, to_numpy
+from uqdiff._util import callable_name, scalar, to_numpy
 from uqdiff.designs import NoiseDesign
+from uqdiff.designs.seeds import SeedLike
+from uqdiff.estimators.estimate import CheckpointLike
 from uqdiff.estimators.paired import PairedResult, paired_estimate
-from uqdiff.estimators.results import ConfidenceInterval, StatisticResult, markdown_table, quantile
+from uqdiff.estimators.results import ConfidenceInterval, Exportable, StatisticResult, markdown_table, quantile
 
 
 def proportion_interval(
     estimate: float | np.ndarray,
     standard_error: float | np.ndarray,
     *,
-    n_evaluations: int,
+    n_noises: int,
     df: int,
     confidence_level: float = 0.95,
 ) -> ConfidenceInterval:
@@ -48,30 +50,30 @@ def proportion_interval(
     median hits exactly once unless both miss), so a small se can be a rare
     event of its own, and uncapped intervals covered only 84% in such a case
     (tests/test_audit.py). The design's gain still shows in the standard
-    error, ``design_efficiency`` and the differences (through the common-noise
+    error, ``implied_design_efficiency`` and the differences (through the common-noise
     correlation). When p_hat is 0 or 1 the standard error is 0 and says
     nothing; n_eff is then the number of images, which gives
     [0, q^2 / (n + q^2)] (and its mirror), the score-interval analogue of the
     rule of three.
 
-    >>> lo, hi = proportion_interval(0.0, 0.0, n_evaluations=100, df=99)   # hi = t^2 / (100 + t^2)
+    >>> lo, hi = proportion_interval(0.0, 0.0, n_noises=100, df=99)   # hi = t^2 / (100 + t^2)
     >>> lo, round(hi, 4)
     (0.0, 0.0379)
-    >>> lo, hi = proportion_interval(0.5, 0.05, n_evaluations=100, df=99)
+    >>> lo, hi = proportion_interval(0.5, 0.05, n_noises=100, df=99)
     >>> round(lo, 3), round(hi, 3)
     (0.403, 0.597)
     """
     q = quantile(confidence_level, df, "t")
-    return ConfidenceInterval(*(scalar(v) for v in _wilson(estimate, standard_error, n_evaluations, q)))
+    return ConfidenceInterval(*(scalar(v) for v in _wilson(estimate, standard_error, n_noises, q)))
 
 
-def _wilson(estimate, standard_error, n_evaluations, q) -> tuple[np.ndarray, np.ndarray]:
+def _wilson(estimate, standard_error, n_noises, q) -> tuple[np.ndarray, np.ndarray]:
     """Wilson-n_eff limits for critical value(s) ``q`` (broadcast against the estimates)."""
     p = np.clip(np.asarray(estimate, dtype=np.float64), 0.0, 1.0)
     se = np.asarray(standard_error, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
     degenerate = (p <= 0.0) | (p >= 1.0)
-    n = np.asarray(n_evaluations, dtype=np.float64)
+    n = np.asarray(n_noises, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         n_eff = np.where(degenerate, n, np.minimum(p * (1 - p) / se**2, n))  # = effective_sample_size
     a = q**2 / n_eff
@@ -105,8 +107,8 @@ def difference_interval(
 
 def _newcombe(a: StatisticResult, b: StatisticResult, d: StatisticResult, q) -> tuple[np.ndarray, np.ndarray]:
     pa, pb = np.asarray(a.estimate, dtype=np.float64), np.asarray(b.estimate, dtype=np.float64)
-    la, ua = _wilson(pa, a.standard_error, a.n_evaluations, q)
-    lb, ub = _wilson(pb, b.standard_error, b.n_evaluations, q)
+    la, ua = _wilson(pa, a.standard_error, a.n_noises, q)
+    lb, ub = _wilson(pb, b.standard_error, b.n_noises, q)
     sa, sb, sd = (np.asarray(r.standard_error, dtype=np.float64) for r in (a, b, d))
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where((sa > 0) & (sb > 0), (sa**2 + sb**2 - sd**2) / (2 * sa * sb), 0.0)
@@ -139,14 +141,14 @@ def _excludes_zero(a, b, d, alpha: np.ndarray) -> np.ndarray:
 
 
 def effective_sample_size(
-    estimate: float | np.ndarray, standard_error: float | np.ndarray, *, n_evaluations: int
+    estimate: float | np.ndarray, standard_error: float | np.ndarray, *, n_noises: int
 ) -> float | np.ndarray:
     """The n_eff :func:`proportion_interval` uses: p(1 - p) / se^2 capped at the image count, which
     it also is where p_hat is 0 or 1 (how many iid Bernoulli draws give the same standard error)."""
     p, se = np.asarray(estimate, dtype=np.float64), np.asarray(standard_error, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        n_eff = np.minimum(p * (1 - p) / se**2, n_evaluations)
-    return scalar(np.where((p <= 0) | (p >= 1), float(n_evaluations), n_eff))
+        n_eff = np.minimum(p * (1 - p) / se**2, n_noises)
+    return scalar(np.where((p <= 0) | (p >= 1), float(n_noises), n_eff))
 
 
 class Attribute:
@@ -156,7 +158,7 @@ class Attribute:
         if not callable(fn):
             raise TypeError(f"attribute must be callable, got {type(fn).__name__}")
         self.fn = fn
-        self.name = name or getattr(fn, "name", None) or getattr(fn, "__name__", None) or type(fn).__name__
+        self.name = name or callable_name(fn, default="attribute")
 
     def __call__(self, images) -> np.ndarray:
         v = to_numpy(self.fn(images))
@@ -171,21 +173,21 @@ class Attribute:
 
 
 @dataclass(frozen=True, eq=False)
-class AuditResult:
+class AuditResult(Exportable):
     """Per-condition proportions and the differences between conditions, as tables.
 
     ``proportions``: one row per (condition, attribute) with the estimate,
     its standard error, the Wilson-n_eff interval (``low``, ``high``), the
     same interval at the Bonferroni level over all cells (``low_simultaneous``,
-    ``high_simultaneous``), ``n_effective`` and the design's own efficiency.
+    ``high_simultaneous``), ``n_effective`` and the design's own implied efficiency.
     ``differences``: one row per (pair of conditions, attribute) with the
     Newcombe interval (:func:`difference_interval`), the same at the
     Bonferroni level over the whole family (``low_adjusted``, ``high_adjusted``),
     the p-value that inverts it and its Holm adjustment (``p_holm``),
-    ``reject`` (Holm at 1 - confidence_level), and the efficiency of
+    ``reject`` (Holm at 1 - confidence_level), and the implied efficiency of
     common noise + design against independent MC at the same total budget
-    (``efficiency``) and against independent runs of the same design
-    (``crn_efficiency``). ``trend`` (if asked): the least-squares slope of
+    (``implied_efficiency``) and against independent runs of the same design
+    (``implied_crn_efficiency``). ``trend`` (if asked): the least-squares slope of
     the proportion against the condition scores, per attribute, with its
     t interval and t-test p-value (a single pre-planned test, outside the
     Holm family).
@@ -198,8 +200,8 @@ class AuditResult:
     attributes: list[str]
     design: str
     seed: Any
-    n_noises: int
-    n_evaluations: int
+    budget: int
+    generator_calls: int
     confidence_level: float
 
     def matrix(self, column: str = "estimate"):
@@ -209,7 +211,7 @@ class AuditResult:
         ]
 
     def to_markdown(self) -> str:
-        """The three tables as markdown sections."""
+        """The three tables as markdown sections (their columns differ, so one stacked table would be mostly empty)."""
         parts = [
             "### Proportions",
             markdown_table(self.proportions),
@@ -221,16 +223,15 @@ class AuditResult:
             parts += ["", "### Trend (slope of the proportion per unit score)", markdown_table(self.trend)]
         return "\n".join(parts)
 
-    def to_dict(self) -> dict[str, Any]:
-        meta = {
-            f: plain(getattr(self, f))
-            for f in ("conditions", "attributes", "design", "seed", "n_noises", "n_evaluations", "confidence_level")
-        }
-        tables = {"proportions": self.proportions, "differences": self.differences, "trend": self.trend}
-        return {**meta, **{k: None if v is None else v.to_dict(orient="records") for k, v in tables.items()}}
-
-    def to_json(self, **kwargs) -> str:
-        return json.dumps(self.to_dict(), default=plain, **kwargs)
+    def _rows(self) -> list[dict[str, Any]]:
+        """The three tables stacked, each row tagged with its ``table`` (proportion, difference, trend)."""
+        tables = {"proportion": self.proportions, "difference": self.differences, "trend": self.trend}
+        return [
+            {"table": name, **row}
+            for name, frame in tables.items()
+            if frame is not None
+            for row in frame.to_dict(orient="records")
+        ]
 
     def plot(self, *, max_differences: int = 20, title: str | None = None):
         """Figure: proportions with intervals (a heatmap for many attributes) and a forest plot of differences.
@@ -321,9 +322,15 @@ def audit(
     reference: Hashable | None = None,
     trend: Sequence[float] | None = None,
     attribute_names: Sequence[str] | None = None,
-    seed: Any = 0,
+    noise_shape: tuple[int, ...] | None = None,
+    batch_size: int = 64,
+    seed: SeedLike = 0,
     confidence_level: float = 0.95,
-    **options: Any,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
+    checkpoint: CheckpointLike | None = None,
+    executor: Any = None,
 ) -> AuditResult:
     """Proportion of images with ``attribute`` for each condition, and all differences, on common noise.
 
@@ -335,7 +342,17 @@ def audit(
     them (every pair and attribute: one family). ``trend`` gives a score per
     condition (e.g. its difficulty) and adds the least-squares slope of the
     proportion on the score. ``budget`` is the number of noises per
-    condition; ``options`` go to :func:`uqdiff.estimate`.
+    condition (every condition sees the same noises, so the run makes
+    conditions x budget generator calls, as the result's ``generator_calls``
+    says). An attribute without a name (a lambda) is called ``attribute``;
+    name it with ``attribute_names``. The other options are those of
+    :func:`uqdiff.estimate`; the proportion intervals are Wilson intervals on
+    the effective sample size, so there is no ``interval_method``.
+
+    Returns
+    -------
+    AuditResult
+        The proportion, difference and trend tables.
 
     >>> from uqdiff.samplers import LinearGenerator
     >>> gens = {level: LinearGenerator([0.3 * level], [[1.0, 0.5]]) for level in (0, 1, 2)}   # truth .186 .266 .360
@@ -367,10 +384,15 @@ def audit(
         design=design,
         reference=reference,
         contrasts=contrasts,
+        noise_shape=noise_shape,
+        batch_size=batch_size,
         seed=seed,
         confidence_level=level,
-        interval="t",
-        **options,
+        device=device,
+        dtype=dtype,
+        progress=progress,
+        checkpoint=checkpoint,
+        executor=executor,
     )
     first = next(iter(run.arms["attribute"].values()))
     n_attr = int(np.size(first.estimate))
@@ -386,8 +408,8 @@ def audit(
         attributes=attributes,
         design=run.design,
         seed=seed,
-        n_noises=run.n_noises,
-        n_evaluations=run.n_evaluations,
+        budget=run.budget,
+        generator_calls=run.generator_calls,
         confidence_level=level,
     )
 
@@ -409,12 +431,10 @@ def _proportions(run: PairedResult, conditions: list[str], attributes: list[str]
     for c in conditions:
         r = run.arms["attribute"][c]
         p, se = np.ravel(r.estimate), np.ravel(r.standard_error)
-        lo, hi = proportion_interval(p, se, n_evaluations=r.n_evaluations, df=r.df, confidence_level=level)
-        slo, shi = proportion_interval(
-            p, se, n_evaluations=r.n_evaluations, df=r.df, confidence_level=1 - (1 - level) / cells
-        )
-        n_eff = np.ravel(effective_sample_size(p, se, n_evaluations=r.n_evaluations))
-        eff = np.ravel(r.efficiency) if r.efficiency is not None else np.full(len(p), np.nan)
+        lo, hi = proportion_interval(p, se, n_noises=r.n_noises, df=r.df, confidence_level=level)
+        slo, shi = proportion_interval(p, se, n_noises=r.n_noises, df=r.df, confidence_level=1 - (1 - level) / cells)
+        n_eff = np.ravel(effective_sample_size(p, se, n_noises=r.n_noises))
+        eff = np.ravel(r.implied_efficiency) if r.implied_efficiency is not None else np.full(len(p), np.nan)
         for j, a in enumerate(attributes):
             rows.append(
                 {
@@ -427,8 +447,8 @@ def _proportions(run: PairedResult, conditions: list[str], attributes: list[str]
                     "low_simultaneous": np.ravel(slo)[j],
                     "high_simultaneous": np.ravel(shi)[j],
                     "n_effective": n_eff[j],
-                    "n_evaluations": r.n_evaluations,
-                    "design_efficiency": eff[j],
+                    "n_noises": r.n_noises,
+                    "implied_design_efficiency": eff[j],
                 }
             )
     return pd.DataFrame(rows)
@@ -480,8 +500,8 @@ def _differences(run: PairedResult, attributes: list[str], level: float):
         "p_value",
         "p_holm",
         "reject",
-        "efficiency",
-        "crn_efficiency",
+        "implied_efficiency",
+        "implied_crn_efficiency",
         "arm_correlation",
     ]
     return frame[order]
@@ -500,8 +520,8 @@ def _contrast_rows(name: str, c, attributes: list[str], **columns: Any) -> list[
     cols = {
         "estimate": c.result.estimate,
         "standard_error": c.result.standard_error,
-        "efficiency": c.efficiency,
-        "crn_efficiency": c.crn_efficiency,
+        "implied_efficiency": c.implied_efficiency,
+        "implied_crn_efficiency": c.implied_crn_efficiency,
         **columns,
     }
     flat = {

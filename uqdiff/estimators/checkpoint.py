@@ -18,11 +18,13 @@ continued with a different design, even one with the same name.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +42,55 @@ FORMAT_VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint that is unreadable, damaged or written for a different run."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a run keeps its state, how often it saves it, and whether to continue from it.
+
+    ``every`` counts batches between saves (a run also saves at its end and when a batch
+    fails). ``resume=True`` continues the checkpoint at ``path`` and gives exactly the
+    uninterrupted result; without it an existing file is refused, so a run never
+    overwrites another one's state by accident. The folder is checked when the object
+    is made, so a bad path fails before the first model call, not at the first save.
+
+    >>> Checkpoint("run.ckpt").for_design("antithetic").path.name
+    'run.794f9fb8.ckpt'
+    """
+
+    path: Path
+    resume: bool = False
+    every: int = 10
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, (str, os.PathLike)):
+            raise TypeError(f"checkpoint path must be a str or path, got {type(self.path).__name__}")
+        object.__setattr__(self, "path", Path(self.path))
+        if not isinstance(self.resume, bool):
+            raise TypeError(f"resume must be True or False, got {self.resume!r}")
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
+            raise ValueError(f"checkpoint every must be a positive int (batches), got {self.every!r}")
+        if self.path.is_dir():
+            raise ValueError(f"checkpoint path {str(self.path)!r} is a folder; give a file path such as run.ckpt")
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise FileNotFoundError(f"checkpoint folder {str(folder)!r} does not exist; create it first")
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"checkpoint folder {str(folder)!r} is not writable")
+
+    @classmethod
+    def of(cls, value: Checkpoint | str | os.PathLike | None) -> Checkpoint | None:
+        """A Checkpoint from what a task function accepts: None, a path (resume=False) or a Checkpoint."""
+        if value is None or isinstance(value, Checkpoint):
+            return value
+        if isinstance(value, (str, os.PathLike)):
+            return cls(value)
+        raise TypeError(f"checkpoint must be a path or a Checkpoint, got {type(value).__name__}")
+
+    def for_design(self, design_name: str) -> Checkpoint:
+        """This checkpoint for one design of several: ``run.ckpt`` -> ``run.<crc32 of the name>.ckpt``."""
+        tag = f"{zlib.crc32(design_name.encode()):08x}"
+        return dataclasses.replace(self, path=self.path.with_name(f"{self.path.stem}.{tag}{self.path.suffix}"))
 
 
 def design_fingerprint(design: NoiseDesign, dim: int, seed: Any) -> str:
@@ -120,6 +171,19 @@ def save(path: str | os.PathLike, config: Mapping[str, Any], stages: Mapping[str
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stray_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete ``<name>.*.tmp`` files :func:`save` left beside ``path`` when a run was killed mid-save.
+
+    Such a file is never a valid checkpoint (the rename that would make it one did not
+    happen), so removing it loses nothing. Returns the files removed.
+    """
+    path = Path(path)
+    stray = sorted(path.parent.glob(f"{path.name}.*.tmp")) if path.parent.is_dir() else []
+    for tmp in stray:
+        tmp.unlink(missing_ok=True)
+    return stray
 
 
 def load(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Stage]]:

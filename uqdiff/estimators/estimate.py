@@ -4,6 +4,8 @@ One code path serves every design. A group is one sample (MC), a pair
 (antithetic), k coupled noises (K-antithetic, any coupling) or one scrambled
 Sobol' replicate (RQMC); the design only decides how a group's noises are
 drawn. Statistics stream through mergeable accumulators batch by batch.
+:func:`run_designs` is the one loop over designs that :func:`compare`, the
+command line, galleries and solver evaluation share.
 """
 
 from __future__ import annotations
@@ -13,48 +15,54 @@ import os
 import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-from uqdiff._util import package_version, plain
+from uqdiff._util import callable_name, package_version, to_numpy
 from uqdiff.designs import NoiseDesign, as_design
 from uqdiff.designs.seeds import SeedLike, entropy, substream
 from uqdiff.estimators import checkpoint as _checkpoint
-from uqdiff.estimators import stopping as sequential
 from uqdiff.estimators.accumulator import GroupAccumulator
+from uqdiff.estimators.checkpoint import Checkpoint
 from uqdiff.estimators.results import ComparisonResult, EstimateResult, StatisticResult, quantile
+from uqdiff.estimators.stopping import StoppingRule, groups_for_budget
 from uqdiff.samplers.base import device_of, noise_shape_of
 
 StatisticsLike = Callable | Sequence[Callable] | Mapping[str, Callable]
+CheckpointLike = Checkpoint | str | os.PathLike
+R = TypeVar("R")
 
 
-def named_statistics(statistics: StatisticsLike) -> dict[str, Callable]:
-    """Name each statistic by its ``name`` attribute, else its ``__name__``."""
+def named_statistics(statistics: StatisticsLike, *, kind: str = "statistic") -> dict[str, Callable]:
+    """The statistics by name: a dict keeps its keys; otherwise each callable's ``name`` or ``__name__``.
+
+    A lambda (or a callable with no name) is called ``statistic`` when it is the only one,
+    ``statistic_<position>`` among several, rather than ``<lambda>``. Registry names
+    (``"mean"``) are for the command line and configs; in Python a statistic is a callable.
+    """
+    if isinstance(statistics, (str, bytes)):
+        raise TypeError(
+            f"{kind} must be a callable, a list of callables or a dict of them, got the string {statistics!r}; "
+            f"registry names are for the command line and configs: use uqdiff.statistics.get_statistic({statistics!r})"
+        )
     if isinstance(statistics, Mapping):
-        named = dict(statistics)
+        named = {str(k): v for k, v in statistics.items()}
     else:
         items = [statistics] if callable(statistics) else list(statistics)
         named = {}
-        for s in items:
-            name = getattr(s, "name", None) or getattr(s, "__name__", None) or type(s).__name__
+        for i, s in enumerate(items):
+            name = callable_name(s, default=kind if len(items) == 1 else f"{kind}_{i}")
             if name in named:
-                raise ValueError(f"two statistics are named {name!r}; pass a dict to name them")
+                raise ValueError(f"two {kind}s are named {name!r}; pass a dict to name them")
             named[name] = s
     if not named:
-        raise ValueError("give at least one statistic")
+        raise ValueError(f"give at least one {kind}")
     for name, s in named.items():
         if not callable(s):
-            raise TypeError(f"statistic {name!r} is not callable")
+            raise TypeError(f"{kind} {name!r} is not callable (got {type(s).__name__})")
     return named
-
-
-def _to_numpy(values: Any) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().to("cpu", torch.float64).numpy()
-    return np.asarray(values, dtype=np.float64)
 
 
 def evaluate_groups(
@@ -99,6 +107,11 @@ def evaluate_groups(
             raise GeneratorError(
                 f"generator raised {type(exc).__name__}: {exc} on groups {first}..{last}, seed {seed!r}"
             ) from exc
+        if not isinstance(images, (torch.Tensor, np.ndarray)) or images.ndim == 0:
+            raise TypeError(
+                f"the generator must return a torch tensor or numpy array with one row per noise, got "
+                f"{type(images).__name__} for a batch of {len(chunk)} noises at {where(0)}"
+            )
         if len(images) != len(chunk):
             raise ValueError(f"generator returned {len(images)} outputs for a batch of {len(chunk)} noises")
         _check_output_shape(shapes, "generator output", tuple(images.shape[1:]), where(0))
@@ -111,7 +124,14 @@ def evaluate_groups(
             bad = int(torch.nonzero(~finite.reshape(len(chunk), -1).all(dim=1))[0])
             raise FloatingPointError(f"generator output has NaN or Inf at {where(bad)}")
         for name, stat in statistics.items():
-            v = _to_numpy(stat(images))
+            out = stat(images)
+            try:
+                v = to_numpy(out)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"statistic {name!r} must return numbers (a tensor or array with one row per image), "
+                    f"got {type(out).__name__} {str(out)[:60]!r}"
+                ) from None
             if v.ndim == 0 or len(v) != len(chunk):
                 raise ValueError(
                     f"statistic {name!r} returned shape {v.shape} for a batch of {len(chunk)} images; "
@@ -155,95 +175,100 @@ def estimate(
     statistics: StatisticsLike,
     *,
     budget: int | None = None,
+    stopping: StoppingRule | None = None,
     design: NoiseDesign | str = "mc",
     noise_shape: tuple[int, ...] | None = None,
     batch_size: int = 64,
     seed: SeedLike = 0,
     confidence_level: float = 0.95,
-    interval: str = "t",
+    interval_method: str = "t",
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
     callback: Callable[[int, Mapping[str, GroupAccumulator]], None] | None = None,
-    target_halfwidth: float | Mapping[str, float] | None = None,
-    rel_tol: float | None = None,
-    max_budget: int | None = None,
-    pilot_budget: int | None = None,
-    inflation: float = sequential.DEFAULT_INFLATION,
-    checkpoint: str | os.PathLike | None = None,
-    resume: bool = False,
-    checkpoint_every: int = 10,
+    checkpoint: CheckpointLike | None = None,
     executor: Any = None,
 ) -> EstimateResult:
     """Estimate E[S(G(z))], z ~ N(0, I), with a confidence interval, for each statistic S.
 
-    ``budget`` is the number of model evaluations; it must be a multiple of
-    the design's group size and give at least 2 groups. The interval is
-    Student-t on (groups - 1) degrees of freedom by default; ``interval="normal"``
-    uses the normal quantile, the paper's choice for MC and AMC.
-    ``callback(n_evaluations, accumulators)`` runs after every batch (running
-    traces, reports) with the accumulators of the stage being filled; it must
-    not modify them.
+    The estimate is the mean of iid group means; the interval comes from their spread.
 
-    Sequential mode: instead of ``budget``, give ``target_halfwidth`` (a number,
-    or one per statistic) and/or ``rel_tol``, and ``max_budget``. A pilot of
-    ``pilot_budget`` evaluations (default 32 groups) plans the main stage by
-    the two-stage rule of :mod:`uqdiff.estimators.stopping`; ``result.config["sequential"]``
-    says whether every target was met or ``max_budget`` came first (then a
-    warning is raised too).
+    Parameters
+    ----------
+    generator : callable
+        Noise batch (B, *noise_shape) -> images (B, ...), a torch tensor or numpy array.
+    statistics : callable, list of callables or dict of name to callable
+        Images (B, ...) -> values (B,) or maps (B, ...).
+    budget : int, optional
+        Noises drawn from the design (= generator evaluations for a plain generator); a
+        multiple of the design's group size giving at least 2 groups. Give this or ``stopping``.
+    stopping : StoppingRule, optional
+        A rule that sizes the run, e.g. ``TargetPrecision(halfwidth=0.01, max_budget=10_000)``.
+    design : NoiseDesign or str
+        How the noises of a group are drawn (``"mc"``, ``"antithetic"``, ``KAntithetic(8)``, ...).
+    noise_shape : tuple of int, optional
+        Shape of one noise; default the generator's ``noise_shape`` attribute.
+    batch_size : int
+        Noises per generator call (halved once, with a warning, on out-of-memory).
+    seed : int or sequence of int
+        Group g's noise is a pure function of (seed, g): batching, sharding and resuming never change a result.
+    confidence_level : float
+        Two-sided level of the intervals.
+    interval_method : {"t", "normal"}
+        Student-t on (groups - 1) degrees of freedom, or the normal quantile (the paper's choice for MC and AMC).
+    device, dtype
+        Where and in which floating dtype the noise is made; default the generator's device, float32.
+    progress : bool
+        Show a progress bar counting generator calls.
+    callback : callable, optional
+        ``callback(n_noises, accumulators)`` after every batch (running traces); must not modify them.
+    checkpoint : Checkpoint or path, optional
+        Save the run's state (``Checkpoint(path, resume=True)`` continues one and gives exactly the
+        uninterrupted result). A bare path starts a new checkpoint.
+    executor : RayExecutor, optional
+        Spread groups over Ray workers with the same result, bit for bit.
 
-    ``checkpoint=path`` saves the run's state every ``checkpoint_every``
-    batches, at the end and when a batch fails (see :mod:`uqdiff.estimators.checkpoint`).
-    Calling ``estimate`` again with the same arguments and ``resume=True``
-    continues from it and gives exactly the uninterrupted result.
-    ``executor=uqdiff.estimators.distributed.RayExecutor(...)`` spreads groups over Ray workers
-    with the same result, bit for bit.
+    Returns
+    -------
+    EstimateResult
+        One :class:`StatisticResult` per statistic, the budget and the generator calls made.
 
+    Raises
+    ------
+    ValueError, TypeError
+        For inputs that cannot work, before any model call.
+    GeneratorError
+        When the generator fails; the message names the groups and the seed.
+
+    Examples
+    --------
     >>> from uqdiff.samplers import LinearGenerator
     >>> g = LinearGenerator(np.array([0.5]), np.array([[0.1, 0.2]]))
     >>> r = estimate(g, lambda x: x[:, 0], budget=64, design="antithetic", seed=1)
-    >>> r["<lambda>"].estimate, r["<lambda>"].width   # a linear statistic cancels exactly in pairs
+    >>> r["statistic"].estimate, r["statistic"].width   # a linear statistic cancels exactly in pairs
     (0.5, 0.0)
-    >>> r = estimate(g, lambda x: x[:, 0] ** 2, target_halfwidth=0.01, max_budget=10_000, seed=1)
-    >>> r.config["sequential"]["target_met"], r["<lambda>"].width <= 0.02
-    ({'<lambda>': True}, True)
+    >>> from uqdiff.estimators.stopping import TargetPrecision
+    >>> r = estimate(g, lambda x: x[:, 0] ** 2, stopping=TargetPrecision(halfwidth=0.01, max_budget=10_000), seed=1)
+    >>> r.config["stopping"]["target_met"], r["statistic"].width <= 0.02
+    ({'statistic': True}, True)
     """
     design = as_design(design)
     stats = named_statistics(statistics)
     noise_shape = noise_shape_of(generator, noise_shape)
     design.check_dim(math.prod(noise_shape))
-    staged = target_halfwidth is not None or rel_tol is not None
-    if staged:
-        if budget is not None:
-            raise ValueError(
-                "give budget (fixed run) or target_halfwidth/rel_tol with max_budget (sequential), not both"
-            )
-        sequential.validate(target_halfwidth, rel_tol, inflation)
-        if max_budget is None:
-            raise ValueError("a sequential run needs max_budget=... (model evaluations at most, pilot included)")
-        n_pilot = _groups_for_budget(
-            pilot_budget if pilot_budget is not None else sequential.DEFAULT_PILOT_GROUPS * design.group_size,
-            design,
-            "pilot_budget",
-        )
-        n_max = _groups_for_budget(max_budget, design, field="max_budget")
-        if n_max < n_pilot + 2:
-            raise ValueError(
-                f"max_budget {max_budget} leaves no room for the pilot ({n_pilot} groups) and 2 more groups"
-            )
-    else:
-        if budget is None:
-            raise ValueError("give budget=... (model evaluations) or target_halfwidth=.../rel_tol=... with max_budget")
-        n_groups = _groups_for_budget(budget, design)
+    if (budget is None) == (stopping is None):
+        raise TypeError("give either budget=... (noises) or stopping=TargetPrecision(...), not both and not neither")
+    if stopping is not None and not isinstance(stopping, StoppingRule):
+        raise TypeError(f"stopping must be a StoppingRule such as TargetPrecision(...), got {type(stopping).__name__}")
+    n_groups = groups_for_budget(budget, design) if budget is not None else None
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if resume and checkpoint is None:
-        raise ValueError("resume=True needs checkpoint=path (the file to continue from)")
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be a positive int (batches), got {checkpoint_every!r}")
-    quantile(confidence_level, 1, interval)  # validates both before any model call
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch dtype (the noise is Gaussian), got {dtype!r}")
+    quantile(confidence_level, 1, interval_method)  # validates both before any model call
     entropy(seed)
-    evaluator = _Evaluator(generator, stats, design, noise_shape, seed, batch_size, device_of(generator, device), dtype)
+    checkpoint = Checkpoint.of(checkpoint)
+    evaluator = _Evaluator(generator, stats, design, noise_shape, seed, batch_size, _device(generator, device), dtype)
     config = {
         "design": design.name,
         "noise_shape": list(noise_shape),
@@ -251,18 +276,14 @@ def estimate(
         "dtype": str(dtype),
         "statistics": list(stats),
         "confidence_level": confidence_level,
-        "interval": interval,
+        "interval_method": interval_method,
         "budget": budget,
-        "target_halfwidth": target_halfwidth,
-        "rel_tol": rel_tol,
-        "max_budget": max_budget,
-        "pilot_budget": pilot_budget,
-        "inflation": inflation if staged else None,
+        "stopping": repr(stopping) if stopping is not None else None,
     }
-    run = _Run(evaluator, config, checkpoint, resume, checkpoint_every, callback, executor, progress)
+    run = _Run(evaluator, config, checkpoint, callback, executor, progress, budget or stopping.max_budget)
     k = design.group_size
     try:
-        if not staged:
+        if stopping is None:
             main = run.stage("main", 0, n_groups)
             results = {
                 name: StatisticResult.from_moments(
@@ -271,15 +292,19 @@ def estimate(
                     design=design.name,
                     group_size=k,
                     confidence_level=confidence_level,
-                    interval=interval,
+                    interval_method=interval_method,
                 )
                 for name, acc in main.accumulators.items()
             }
             extra = {}
         else:
-            results, extra = _two_stage(
-                run, n_pilot, n_max, target_halfwidth, rel_tol, inflation, confidence_level, interval
+            results, info = stopping.run(
+                lambda name, lo, hi: run.stage(name, lo, hi).accumulators,
+                design=design,
+                confidence_level=confidence_level,
+                interval_method=interval_method,
             )
+            extra = {"stopping": info}
         run.save()
     finally:
         run.close()
@@ -287,54 +312,31 @@ def estimate(
         "noise_shape": list(noise_shape),
         "batch_size": batch_size,
         "confidence_level": confidence_level,
-        "interval": interval,
+        "interval_method": interval_method,
         "group_size": k,
         **extra,
     }
-    return EstimateResult(results=results, design=design.name, seed=seed, budget=run.n_evaluations, config=config)
-
-
-def _two_stage(run, n_pilot, n_max, target_halfwidth, rel_tol, inflation, confidence_level, interval):
-    """Pilot, plan, main stage; the interval comes from the main stage with the pilot's spread."""
-    design = run.evaluator.design
-    pilot = {name: acc.moments() for name, acc in run.stage("pilot", 0, n_pilot).accumulators.items()}
-    tol = sequential.tolerances(pilot, target_halfwidth=target_halfwidth, rel_tol=rel_tol)
-    need = sequential.planned_groups(
-        pilot, tol, confidence_level=confidence_level, interval=interval, inflation=inflation
+    return EstimateResult(
+        results=results,
+        design=design.name,
+        seed=seed,
+        budget=run.n_noises,
+        generator_calls=run.n_noises * calls_per_noise(generator),
+        config=config,
     )
-    n_main = int(min(need, n_max - n_pilot))
-    main = run.stage("main", n_pilot, n_pilot + n_main)
-    results = {
-        name: sequential.two_stage_result(
-            acc.moments(),
-            pilot[name],
-            statistic=name,
-            design=design.name,
-            group_size=design.group_size,
-            confidence_level=confidence_level,
-            interval=interval,
-            inflation=inflation,
-        )
-        for name, acc in main.accumulators.items()
-    }
-    met = {name: bool(np.all(np.asarray(r.width) / 2 <= tol[name])) for name, r in results.items()}
-    if not all(met.values()):
-        missed = ", ".join(
-            f"{n} (half-width {np.max(np.asarray(results[n].width) / 2):.3g} > {np.min(tol[n]):.3g})"
-            for n, ok in met.items()
-            if not ok
-        )
-        warnings.warn(f"max_budget {n_max * design.group_size} was reached before the target: {missed}", stacklevel=3)
-    info = {
-        "pilot_groups": n_pilot,
-        "main_groups": n_main,
-        "planned_groups": need,
-        "inflation": inflation,
-        "tolerance": {n: plain(t) for n, t in tol.items()},
-        "target_met": met,
-        "stopped_by": "target" if all(met.values()) else "max_budget",
-    }
-    return results, {"sequential": info}
+
+
+def calls_per_noise(generator: Any) -> int:
+    """Images a generator makes per noise: its ``calls_per_noise`` attribute (e.g. common noise), else 1."""
+    return int(getattr(generator, "calls_per_noise", 1))
+
+
+def _device(generator: Any, device: torch.device | str | None) -> torch.device:
+    """The device to make noise on; refuses a CUDA device on a machine without CUDA before any model call."""
+    chosen = device_of(generator, device)
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(chosen)!r} was asked for but CUDA is not available here; use device='cpu'")
+    return chosen
 
 
 class _Evaluator:
@@ -402,30 +404,34 @@ class _Evaluator:
 class _Run:
     """The stages of one run: fills their accumulators, reports, and keeps the checkpoint current."""
 
-    def __init__(self, evaluator, config, path, resume, every, callback, executor, progress) -> None:
-        self.evaluator, self.callback, self.executor, self.every = evaluator, callback, executor, every
-        self.path, self.version = path, package_version()
+    def __init__(
+        self, evaluator, config, checkpoint: Checkpoint | None, callback, executor, progress, total: int
+    ) -> None:
+        self.evaluator, self.callback, self.executor = evaluator, callback, executor
+        self.checkpoint, self.version = checkpoint, package_version()
         self.config = dict(config)
         self.stages: dict[str, _checkpoint.Stage] = {}
         self.batches_since_save = 0
         self.consistent = True
-        if path is not None:
-            e = evaluator
+        if checkpoint is not None:
+            e, path = evaluator, checkpoint.path
             self.config["design_fingerprint"] = _checkpoint.design_fingerprint(
                 e.design, math.prod(e.noise_shape), e.seed
             )
-            if os.path.exists(path):
-                if not resume:
+            _checkpoint.remove_stray_temporaries(path)
+            if path.exists():
+                if not checkpoint.resume:
                     raise _checkpoint.CheckpointError(
-                        f"checkpoint {str(path)!r} exists; pass resume=True to continue it, or remove it to start over"
+                        f"checkpoint {str(path)!r} exists; pass Checkpoint(path, resume=True) to continue it, "
+                        "or remove it to start over"
                     )
                 meta, self.stages = _checkpoint.load(path)
                 _checkpoint.check_matches(path, meta, self.config, self.version)
-        total = config["budget"] or config["max_budget"]
-        self.bar = _progress_bar(total, evaluator.design.name) if progress else None
+        per_noise = calls_per_noise(evaluator.generator)
+        self.bar = _progress_bar(total * per_noise, evaluator.design.name) if progress else None
 
     @property
-    def n_evaluations(self) -> int:
+    def n_noises(self) -> int:
         return sum(s.n_done for s in self.stages.values()) * self.evaluator.design.group_size
 
     def stage(self, name: str, lo: int, hi: int) -> _checkpoint.Stage:
@@ -465,30 +471,30 @@ class _Run:
         self.consistent = True
         k = self.evaluator.design.group_size
         if self.bar is not None:
-            self.bar.update(count * k)
+            self.bar.update(count * k * calls_per_noise(self.evaluator.generator))
             self.bar.set_postfix_str(
-                _running(stage.accumulators, self.config["confidence_level"], self.config["interval"])
+                _running(stage.accumulators, self.config["confidence_level"], self.config["interval_method"])
             )
         if self.callback is not None:
-            self.callback(self.n_evaluations, stage.accumulators)
+            self.callback(self.n_noises, stage.accumulators)
         self.batches_since_save += 1
-        if self.batches_since_save >= self.every:
+        if self.checkpoint is not None and self.batches_since_save >= self.checkpoint.every:
             self.save()
 
     def save(self) -> None:
-        if self.path is not None:
-            _checkpoint.save(self.path, self.config, self.stages, self.version)
+        if self.checkpoint is not None:
+            _checkpoint.save(self.checkpoint.path, self.config, self.stages, self.version)
             self.batches_since_save = 0
 
     def _save_after_failure(self, exc: BaseException) -> None:
-        if self.path is None or not self.stages or not self.consistent:
+        if self.checkpoint is None or not self.stages or not self.consistent:
             return
         self.save()
         done = sum(s.n_done for s in self.stages.values())
         if isinstance(exc, Exception) and hasattr(exc, "add_note"):
             exc.add_note(
-                f"checkpoint {str(self.path)!r} holds the {done} groups finished before the failure; "
-                "rerun with resume=True to continue"
+                f"checkpoint {str(self.checkpoint.path)!r} holds the {done} groups finished before the failure; "
+                "rerun with Checkpoint(path, resume=True) to continue"
             )
 
     def close(self) -> None:
@@ -502,59 +508,122 @@ def compare(
     *,
     budget: int,
     designs: Sequence[NoiseDesign | str] = ("mc", "antithetic"),
-    seed: int = 0,
-    **options: Any,
+    baseline: NoiseDesign | str = "mc",
+    noise_shape: tuple[int, ...] | None = None,
+    batch_size: int = 64,
+    seed: SeedLike = 0,
+    confidence_level: float = 0.95,
+    interval_method: str = "t",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
+    checkpoint: CheckpointLike | None = None,
+    executor: Any = None,
 ) -> ComparisonResult:
-    """Run several designs at the same budget of model evaluations and compare their intervals.
+    """Run several designs at the same budget and compare their intervals with the baseline's.
 
-    Plain MC is always run as the baseline (added if missing). Each design
-    draws from its own stream, seed ``[seed, crc32(design name)]``, so the runs
-    are independent. ``options`` are passed to :func:`estimate`; a
-    ``checkpoint`` path becomes one file per design (``run.ckpt`` ->
-    ``run.<crc32 of the design name>.ckpt``), so each design resumes on its own.
+    Parameters
+    ----------
+    generator, statistics
+        As for :func:`estimate`.
+    budget : int
+        Noises drawn per design (each design gets the same number of generator calls).
+    designs : sequence of NoiseDesign or str
+        The designs to run; the baseline is added when missing.
+    baseline : NoiseDesign or str
+        The design the efficiency (CI_baseline / CI)^2 is measured against: plain MC by default.
+    seed : int or sequence of int
+        Design d runs on its own stream ``[*seed, crc32(d.name)]`` so the runs are independent;
+        each :class:`EstimateResult` states its seed, and ``estimate(..., seed=that)`` repeats it.
+    checkpoint : Checkpoint or path, optional
+        One checkpoint per design: ``run.ckpt`` -> ``run.<crc32 of the design name>.ckpt``.
+    noise_shape, batch_size, confidence_level, interval_method, device, dtype, progress, executor
+        As for :func:`estimate`.
+
+    Returns
+    -------
+    ComparisonResult
+        The runs by design name, with :meth:`ComparisonResult.efficiency` against the baseline.
+
+    Examples
+    --------
+    >>> from uqdiff.samplers import LinearGenerator
+    >>> c = compare(LinearGenerator([0.0, 1.0]), lambda x: x[:, 0] + x[:, 1] ** 2, budget=512, seed=0)
+    >>> list(c.estimates), c.baseline, c.efficiency("statistic", "mc")
+    (['mc', 'antithetic'], 'mc', 1.0)
     """
-    runs = {}
-    for d in comparison_designs(designs):
-        kw = dict(options)
-        if kw.get("checkpoint") is not None:
-            path = Path(kw["checkpoint"])
-            kw["checkpoint"] = path.with_name(f"{path.stem}.{zlib.crc32(d.name.encode()):08x}{path.suffix}")
-        runs[d.name] = estimate(generator, statistics, budget=budget, design=d, seed=design_seed(seed, d), **kw)
-    return ComparisonResult(estimates=runs, baseline="mc")
+    checkpoint = Checkpoint.of(checkpoint)
+    runs, base = run_designs(
+        designs,
+        lambda d, s, ckpt: estimate(
+            generator,
+            statistics,
+            budget=budget,
+            design=d,
+            noise_shape=noise_shape,
+            batch_size=batch_size,
+            seed=s,
+            confidence_level=confidence_level,
+            interval_method=interval_method,
+            device=device,
+            dtype=dtype,
+            progress=progress,
+            checkpoint=ckpt,
+            executor=executor,
+        ),
+        seed=seed,
+        baseline=baseline,
+        checkpoint=checkpoint,
+    )
+    return ComparisonResult(estimates=runs, baseline=base)
 
 
-def comparison_designs(designs: Sequence[NoiseDesign | str]) -> list[NoiseDesign]:
-    """The designs :func:`compare` runs: distinct, with plain MC first when it was not given."""
+def run_designs(
+    designs: Sequence[NoiseDesign | str],
+    run: Callable[[NoiseDesign, list[int], Checkpoint | None], R],
+    *,
+    seed: SeedLike,
+    baseline: NoiseDesign | str | None = "mc",
+    checkpoint: Checkpoint | None = None,
+) -> tuple[dict[str, R], str | None]:
+    """The one loop over designs: ``run(design, its seed, its checkpoint)`` for each, baseline first.
+
+    Every design runs on its own stream (:func:`design_seed`) with its own checkpoint
+    (:meth:`Checkpoint.for_design`), so runs are independent and each resumes alone. The
+    baseline is added in front when missing (``baseline=None``: no baseline). Returns the
+    results by design name and the baseline's name.
+    """
+    chosen = comparison_designs(designs, baseline=baseline)
+    entropy(seed)
+    results = {
+        d.name: run(d, design_seed(seed, d), None if checkpoint is None else checkpoint.for_design(d.name))
+        for d in chosen
+    }
+    return results, (None if baseline is None else chosen[0].name)
+
+
+def comparison_designs(
+    designs: Sequence[NoiseDesign | str], *, baseline: NoiseDesign | str | None = "mc"
+) -> list[NoiseDesign]:
+    """The designs a comparison runs: distinct, the baseline first (added when it was not given)."""
+    if isinstance(designs, (str, NoiseDesign)):
+        raise TypeError(f"designs must be a list of designs, got {designs!r}; for one design use estimate(design=...)")
     chosen = [as_design(d) for d in designs]
-    if not any(d.name == "mc" for d in chosen):
-        chosen.insert(0, as_design("mc"))
+    if not chosen:
+        raise ValueError("give at least one design")
     names = [d.name for d in chosen]
     if len(set(names)) != len(names):
         raise ValueError(f"designs must differ, got {names}")
+    if baseline is not None:
+        base = as_design(baseline)
+        rest = [d for d in chosen if d.name != base.name]
+        chosen = [next((d for d in chosen if d.name == base.name), base), *rest]
     return chosen
 
 
 def design_seed(seed: SeedLike, design: NoiseDesign) -> list[int]:
-    """The seed :func:`compare` gives a design: ``[seed, crc32(design name)]``, one stream per design."""
+    """The seed a comparison gives a design: ``[*seed, crc32(design name)]``, one stream per design."""
     return substream(seed, zlib.crc32(design.name.encode()))
-
-
-def _groups_for_budget(budget: int, design: NoiseDesign, field: str = "budget") -> int:
-    k = design.group_size
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
-        raise ValueError(f"{field} must be a positive number of model evaluations, got {budget!r}")
-    if budget % k:
-        lower, upper = budget // k * k, (budget // k + 1) * k
-        raise ValueError(
-            f"{field} {budget} is not a multiple of the group size {k} of design {design.name!r}; "
-            f"use {lower or upper} or {upper}"
-        )
-    if budget // k < 2:
-        raise ValueError(
-            f"{field} {budget} gives {budget // k} group(s) of {k} for design {design.name!r}; "
-            f"an interval needs at least 2 groups (budget >= {2 * k})"
-        )
-    return int(budget // k)
 
 
 def _progress_bar(total: int, label: str):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +36,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from uqdiff.designs import Equicorrelated, KAntithetic, NoiseDesign
+from uqdiff.designs.seeds import SeedLike
+from uqdiff.estimators.results import Exportable
 from uqdiff.inverse.priors import DiffusionPrior
 from uqdiff.samplers.posterior import ddim_step, implied_eps
 from uqdiff.statistics.gallery import MeanPairwiseL2
@@ -97,7 +100,7 @@ def coupled_noise(
     mask: torch.Tensor,
     *,
     background: NoiseDesign,
-    seed: int | list[int] = 0,
+    seed: SeedLike = 0,
     index: int = 0,
 ) -> torch.Tensor:
     """z_i = M * inverted + (1 - M) * v_i, i = 1..K: (K, *inverted.shape).
@@ -121,7 +124,7 @@ def coupled_noise(
 
 
 @dataclass(frozen=True)
-class FixedObjectResult:
+class FixedObjectResult(Exportable):
     """Galleries of :func:`fixed_object_gallery` at each checkpoint (0 = the coupled initialization)."""
 
     image: torch.Tensor  # (C, h, w), the input x*
@@ -132,12 +135,16 @@ class FixedObjectResult:
     loss: np.ndarray  # eq. 3 at iterates 0..max step
     background: str
     lr: float
-    seed: int | list[int]
+    seed: SeedLike
     index: int
 
     @property
     def steps(self) -> tuple[int, ...]:
         return tuple(self.galleries)
+
+    def _rows(self) -> list[dict[str, Any]]:
+        """One row per checkpoint: the optimization step and the gallery's metrics."""
+        return [{"step": step, **self.metrics(step).to_dict()} for step in self.steps]
 
     def metrics(self, step: int, *, width: int = 5) -> FixedObjectMetrics:
         """:func:`fixed_object_metrics` of the gallery at ``step``."""
@@ -155,7 +162,7 @@ def fixed_object_gallery(
     optimization_steps: Iterable[int] = (10, 20, 30, 50, 100),
     lr: float = 0.01,
     background: str | NoiseDesign = "repulsive",
-    seed: int | list[int] = 0,
+    seed: SeedLike = 0,
     index: int = 0,
 ) -> FixedObjectResult:
     """K images that keep ``image``'s masked foreground and vary the background (eq. 3 of the coupling paper).
@@ -213,7 +220,7 @@ def fixed_object_gallery(
 
 
 @dataclass(frozen=True)
-class FixedObjectMetrics:
+class FixedObjectMetrics(Exportable):
     """The paper's evaluation axes for one gallery, on [0, 1]-scaled pixels."""
 
     l2_background: float  # pairwise L2 in the background: higher = more diverse

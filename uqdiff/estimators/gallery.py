@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from scipy import stats as sps
 
 from uqdiff._util import plain, scalar
-from uqdiff.designs import NoiseDesign, as_design
-from uqdiff.estimators.estimate import StatisticsLike, design_seed, estimate, named_statistics
-from uqdiff.estimators.results import ConfidenceInterval, EstimateResult, StatisticResult, markdown_table, quantile
+from uqdiff.designs import Equicorrelated, NoiseDesign, as_design
+from uqdiff.designs.seeds import SeedLike
+from uqdiff.estimators.checkpoint import Checkpoint
+from uqdiff.estimators.estimate import CheckpointLike, StatisticsLike, estimate, named_statistics, run_designs
+from uqdiff.estimators.results import ConfidenceInterval, EstimateResult, Exportable, StatisticResult, quantile
 from uqdiff.statistics.gallery import PerImage
 
 
@@ -28,23 +31,47 @@ def estimate_gallery(
     generator: Callable,
     gallery_statistics: StatisticsLike,
     *,
-    design: NoiseDesign | str,
     budget: int,
-    seed: Any = 0,
+    design: NoiseDesign | str,
+    noise_shape: tuple[int, ...] | None = None,
     batch_size: int = 64,
-    **options: Any,
+    seed: SeedLike = 0,
+    confidence_level: float = 0.95,
+    interval_method: str = "t",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
+    checkpoint: CheckpointLike | None = None,
+    executor: Any = None,
 ) -> EstimateResult:
     """Estimate E[gallery statistic] when each group of ``design`` is one gallery, with intervals.
 
-    ``budget`` counts model evaluations (a multiple of the gallery size K, at
-    least 2 galleries). ``options`` go to :func:`uqdiff.estimate`. For a
-    gallery of K independent images use ``Equicorrelated(K, 0.0)`` (its
-    coupling matrix is the identity); ``IID`` has group size 1. The results'
-    ``marginal_variance`` is the variance of the gallery values; ``efficiency``
-    and ``rho`` are None (they compare images inside a group, and here every
-    image of a group carries the same gallery value by construction).
+    Parameters
+    ----------
+    generator : callable
+        As for :func:`uqdiff.estimate`.
+    gallery_statistics : GalleryStatistic, list or dict of them
+        Images of G galleries (G*K, ...) -> one value per gallery (G,).
+    budget : int
+        Noises drawn = images made: a multiple of the gallery size K, at least 2 galleries.
+    design : NoiseDesign or str
+        A design of group size K >= 2; each group is one gallery. For K independent images
+        use ``Equicorrelated(K, 0.0)`` (its coupling matrix is the identity).
+    batch_size : int
+        At least K, so every batch holds whole galleries.
+    noise_shape, seed, confidence_level, interval_method, device, dtype, progress, checkpoint, executor
+        As for :func:`uqdiff.estimate`.
 
-    >>> from uqdiff.designs import Equicorrelated, KAntithetic
+    Returns
+    -------
+    EstimateResult
+        The results' ``marginal_variance`` is the variance of the gallery values;
+        ``implied_efficiency`` and ``rho`` are None (they compare images inside a group,
+        and here every image of a group carries the same gallery value by construction).
+
+    Examples
+    --------
+    >>> from uqdiff.designs import KAntithetic
     >>> from uqdiff.samplers import LinearGenerator
     >>> from uqdiff.statistics import MeanPairwiseL2
     >>> g = LinearGenerator(np.zeros(16))                 # x = z, pixel variance 1
@@ -64,11 +91,27 @@ def estimate_gallery(
         raise ValueError(
             f"batch_size must be an int >= the gallery size {k} so batches hold whole galleries, got {batch_size!r}"
         )
-    stats = {name: PerImage(s, gallery_size=k, name=name) for name, s in named_statistics(gallery_statistics).items()}
-    result = estimate(generator, stats, design=design, budget=budget, seed=seed, batch_size=batch_size, **options)
+    named = named_statistics(gallery_statistics, kind="gallery statistic")
+    stats = {name: PerImage(s, gallery_size=k, name=name) for name, s in named.items()}
+    result = estimate(
+        generator,
+        stats,
+        budget=budget,
+        design=design,
+        noise_shape=noise_shape,
+        batch_size=batch_size,
+        seed=seed,
+        confidence_level=confidence_level,
+        interval_method=interval_method,
+        device=device,
+        dtype=dtype,
+        progress=progress,
+        checkpoint=checkpoint,
+        executor=executor,
+    )
     results = {
         name: dataclasses.replace(
-            r, marginal_variance=scalar(np.square(r.standard_error) * r.n_groups), efficiency=None, rho=None
+            r, marginal_variance=scalar(np.square(r.standard_error) * r.n_groups), implied_efficiency=None, rho=None
         )
         for name, r in result.results.items()
     }
@@ -76,7 +119,7 @@ def estimate_gallery(
 
 
 @dataclass(frozen=True)
-class GalleryDifference:
+class GalleryDifference(Exportable):
     """E[S] under ``design`` minus E[S] under ``baseline``, from independent runs (Welch t)."""
 
     statistic: str
@@ -113,7 +156,7 @@ class GalleryDifference:
 
 
 @dataclass(frozen=True)
-class GalleryComparison:
+class GalleryComparison(Exportable):
     """Gallery estimates per design and each design's difference from the baseline design."""
 
     estimates: dict[str, EstimateResult]
@@ -129,10 +172,8 @@ class GalleryComparison:
                 f"{', '.join(d for d in self.estimates if d != self.baseline)}"
             ) from None
 
-    def to_frame(self):
+    def _rows(self) -> list[dict[str, Any]]:
         """One row per (statistic, design): estimate, interval, and the difference from the baseline."""
-        import pandas as pd
-
         rows = []
         for design, run in self.estimates.items():
             for stat, r in run.results.items():
@@ -150,63 +191,94 @@ class GalleryComparison:
                         "diff_low": None if d is None else d.confidence_interval.low,
                         "diff_high": None if d is None else d.confidence_interval.high,
                         "p_value": None if d is None else d.p_value,
+                        "seed": str(plain(run.seed)),
                     }
                 )
-        return pd.DataFrame(rows)
-
-    def to_markdown(self) -> str:
-        return markdown_table(self.to_frame())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "baseline": self.baseline,
-            "estimates": {d: r.to_dict() for d, r in self.estimates.items()},
-            "differences": {
-                s: {d: plain(dataclasses.asdict(v)) for d, v in m.items()} for s, m in self.differences.items()
-            },
-        }
+        return rows
 
 
 def compare_galleries(
     generator: Callable,
     gallery_statistics: StatisticsLike,
     *,
-    designs: Sequence[NoiseDesign | str],
     budget: int,
-    seed: Any = 0,
+    designs: Sequence[NoiseDesign | str],
+    baseline: NoiseDesign | str | None = None,
+    noise_shape: tuple[int, ...] | None = None,
+    batch_size: int = 64,
+    seed: SeedLike = 0,
     confidence_level: float = 0.95,
-    **options: Any,
+    interval_method: str = "t",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
+    checkpoint: CheckpointLike | None = None,
+    executor: Any = None,
 ) -> GalleryComparison:
-    """Estimate gallery statistics under several designs and compare each with the first.
+    """Estimate gallery statistics under several designs and compare each with the baseline.
 
-    Every design runs :func:`estimate_gallery` at the same ``budget`` (model
-    evaluations; a multiple of every gallery size) on its own stream
-    ``[seed, crc32(design name)]`` as in :func:`uqdiff.compare`, so the runs
-    are independent and a difference gets a Welch t interval and p-value.
-    The first design is the baseline, e.g. ``Equicorrelated(K, 0.0)`` for K
-    independent images.
+    Parameters
+    ----------
+    generator, gallery_statistics
+        As for :func:`estimate_gallery`.
+    budget : int
+        Noises (images) per design: a multiple of the gallery size.
+    designs : sequence of NoiseDesign or str
+        Designs of one gallery size K (the baseline is added when missing).
+    baseline : NoiseDesign or str, optional
+        The design every difference is taken against. Default (or ``"mc"``): plain MC for
+        galleries, K independent images, ``Equicorrelated(K, 0.0)``.
+    seed : int or sequence of int
+        Each design runs on its own stream ``[*seed, crc32(design name)]`` as in
+        :func:`uqdiff.compare`, so the runs are independent and a difference gets a Welch
+        t interval and p-value.
+    noise_shape, batch_size, confidence_level, interval_method, device, dtype, progress, checkpoint, executor
+        As for :func:`uqdiff.compare` (one checkpoint per design).
+
+    Returns
+    -------
+    GalleryComparison
+        Estimates per design and each design's difference from the baseline.
     """
     chosen = [as_design(d) for d in designs]
-    names = [d.name for d in chosen]
-    if len(chosen) < 2 or len(set(names)) != len(names):
-        raise ValueError(f"designs must be at least 2 distinct designs, got {names}")
-    runs = {
-        d.name: estimate_gallery(
+    sizes = sorted({d.group_size for d in chosen})
+    if baseline is None or (isinstance(baseline, str) and baseline.lower() in ("mc", "iid")):
+        if len(sizes) != 1:
+            raise ValueError(
+                f"designs have gallery sizes {sizes}; the default baseline (K independent images) needs one size: "
+                "compare one size at a time or pass baseline=..."
+            )
+        baseline = Equicorrelated(sizes[0], 0.0)
+    checkpoint = Checkpoint.of(checkpoint)
+    runs, base = run_designs(
+        chosen,
+        lambda d, s, ckpt: estimate_gallery(
             generator,
             gallery_statistics,
-            design=d,
             budget=budget,
-            seed=design_seed(seed, d),
+            design=d,
+            noise_shape=noise_shape,
+            batch_size=batch_size,
+            seed=s,
             confidence_level=confidence_level,
-            **options,
-        )
-        for d in chosen
-    }
-    base = names[0]
+            interval_method=interval_method,
+            device=device,
+            dtype=dtype,
+            progress=progress,
+            checkpoint=ckpt,
+            executor=executor,
+        ),
+        seed=seed,
+        baseline=baseline,
+        checkpoint=checkpoint,
+    )
+    if len(runs) < 2:
+        raise ValueError(f"designs must hold at least one design besides the baseline {base!r}")
     differences = {
         stat: {
             name: GalleryDifference.welch(runs[name][stat], runs[base][stat], confidence_level=confidence_level)
-            for name in names[1:]
+            for name in runs
+            if name != base
         }
         for stat in runs[base].results
     }

@@ -23,11 +23,12 @@ import torch
 
 from uqdiff.designs.gaussian import GaussianCoupling, basis_noise
 from uqdiff.designs.seeds import SeedLike, substream
+from uqdiff.estimators.results import Exportable
 from uqdiff.samplers.base import device_of, noise_shape_of
 
 
 @dataclass(frozen=True)
-class LearnedCoupling:
+class LearnedCoupling(Exportable):
     """A learned coupling and its learning curve.
 
     ``objective[s]`` is the mean objective over the galleries of step s (before
@@ -43,6 +44,10 @@ class LearnedCoupling:
     @property
     def correlation(self) -> np.ndarray:
         return self.design.correlation()
+
+    def _rows(self) -> list[dict[str, Any]]:
+        """The learning curve: one row per step with its mean objective."""
+        return [{"step": i, "objective": float(v)} for i, v in enumerate(self.objective)]
 
 
 def learn_coupling(

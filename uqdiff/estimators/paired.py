@@ -16,7 +16,6 @@ every other uqdiff interval.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from uqdiff._util import plain, scalar, to_numpy
+from uqdiff._util import scalar, to_numpy
 from uqdiff.designs import NoiseDesign
-from uqdiff.estimators.estimate import StatisticsLike, estimate, named_statistics
-from uqdiff.estimators.results import ConfidenceInterval, StatisticResult, markdown_table, p_value
+from uqdiff.designs.seeds import SeedLike
+from uqdiff.estimators.estimate import CheckpointLike, StatisticsLike, estimate, named_statistics
+from uqdiff.estimators.results import ConfidenceInterval, Exportable, StatisticResult, p_value
 from uqdiff.samplers.wrappers import CommonNoise
 
 
@@ -54,7 +54,7 @@ class ContrastStatistic:
 
 
 @dataclass(frozen=True)
-class ContrastResult:
+class ContrastResult(Exportable):
     """One contrast sum_i w_i E[S(G_i)] under common noise, with its gain over independent runs.
 
     ``independent_mc_variance`` is the variance the same contrast would have
@@ -63,11 +63,11 @@ class ContrastResult:
     noises per arm); ``independent_design_variance`` is that of independent
     runs of the same design, sum_i w_i^2 se_i^2. Both use this run's own arm
     estimates, which have exactly the law of such independent runs' inputs,
-    so no second run is needed. ``efficiency`` (common noise + design against
+    so no second run is needed. ``implied_efficiency`` (common noise + design against
     independent MC at the same total budget) is the product of the common-noise
     gain under MC, sum w_i^2 sigma_i^2 / sigma_c^2 (sigma_c^2: the contrast's
     marginal variance), and the design's own gain on the contrast,
-    ``result.efficiency``. ``crn_efficiency`` is the gain of common noise when
+    ``result.implied_efficiency``. ``implied_crn_efficiency`` is the gain of common noise when
     both sides use the design anyway. ``arm_correlation`` is corr(S(G_a), S(G_b)) for a difference
     of two arms, from sigma_d^2 = sigma_a^2 + sigma_b^2 - 2 cov.
     """
@@ -81,29 +81,41 @@ class ContrastResult:
     p_value: float | np.ndarray
 
     @property
-    def efficiency(self) -> float | np.ndarray:
+    def implied_efficiency(self) -> float | np.ndarray:
+        """Variance of independent plain MC runs over this run's, at the same budget per arm."""
         return _ratio(self.independent_mc_variance, np.square(self.result.standard_error))
 
     @property
-    def crn_efficiency(self) -> float | np.ndarray:
+    def implied_crn_efficiency(self) -> float | np.ndarray:
+        """Variance of independent runs of the same design over this run's: the gain of common noise alone."""
         return _ratio(self.independent_design_variance, np.square(self.result.standard_error))
+
+    def _rows(self) -> list[dict[str, Any]]:
+        return _result_rows(
+            self.result,
+            name=self.name,
+            p_value=self.p_value,
+            implied_efficiency=self.implied_efficiency,
+            implied_crn_efficiency=self.implied_crn_efficiency,
+            arm_correlation=self.arm_correlation,
+        )
 
 
 @dataclass(frozen=True)
-class PairedResult:
+class PairedResult(Exportable):
     """Every arm's estimate and every contrast, per statistic, from one run on common noise.
 
     ``arms[statistic][arm]`` and ``contrasts[statistic][name]`` are the
-    results; ``n_noises`` noises went to each arm, ``n_evaluations`` =
-    arms x n_noises model calls in all.
+    results; ``budget`` noises went to each arm, ``generator_calls`` =
+    arms x budget model calls in all.
     """
 
     arms: dict[str, dict[str, StatisticResult]]
     contrasts: dict[str, dict[str, ContrastResult]]
     design: str
     seed: Any
-    n_noises: int
-    n_evaluations: int
+    budget: int
+    generator_calls: int
 
     def contrast(self, name: str, statistic: str | None = None) -> ContrastResult:
         """The contrast ``name`` (e.g. ``"A - B"``) of ``statistic`` (the only one if None)."""
@@ -113,44 +125,18 @@ class PairedResult:
         except KeyError:
             raise KeyError(f"no contrast {name!r}; this run has {sorted(self.contrasts[statistic])}") from None
 
-    def to_frame(self):
+    def _rows(self) -> list[dict[str, Any]]:
         """One row per arm and per contrast (maps: one row per element, with its flat index)."""
-        import pandas as pd
-
         rows = []
         for stat, arms in self.arms.items():
             for arm, r in arms.items():
-                rows += _rows(r, statistic=stat, kind="arm", name=arm)
-            for name, c in self.contrasts[stat].items():
-                rows += _rows(
-                    c.result,
-                    statistic=stat,
-                    kind="contrast",
-                    name=name,
-                    p_value=c.p_value,
-                    efficiency=c.efficiency,
-                    crn_efficiency=c.crn_efficiency,
-                    arm_correlation=c.arm_correlation,
-                )
-        return pd.DataFrame(rows)
-
-    def to_markdown(self) -> str:
-        return markdown_table(self.to_frame())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "design": self.design,
-            "seed": plain(self.seed),
-            "n_noises": self.n_noises,
-            "n_evaluations": self.n_evaluations,
-            "rows": self.to_frame().to_dict(orient="records"),
-        }
-
-    def to_json(self, **kwargs) -> str:
-        return json.dumps(self.to_dict(), default=plain, **kwargs)
+                rows += _result_rows(r, statistic=stat, kind="arm", name=arm)
+            for c in self.contrasts[stat].values():
+                rows += [{"statistic": stat, "kind": "contrast", **row} for row in c._rows()]
+        return rows
 
     def __str__(self) -> str:
-        cols = ["statistic", "kind", "name", "estimate", "low", "high", "efficiency", "crn_efficiency"]
+        cols = ["statistic", "kind", "name", "estimate", "low", "high", "implied_efficiency", "implied_crn_efficiency"]
         frame = self.to_frame()
         return frame[[c for c in cols if c in frame]].to_string(index=False, float_format=lambda x: f"{x:.4g}")
 
@@ -164,27 +150,48 @@ def paired_estimate(
     reference: str | None = None,
     contrasts: Mapping[str, Sequence[float]] | None = None,
     noise_shape: tuple[int, ...] | None = None,
-    seed: Any = 0,
+    batch_size: int = 64,
+    seed: SeedLike = 0,
     confidence_level: float = 0.95,
-    interval: str = "t",
-    **options: Any,
+    interval_method: str = "t",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
+    checkpoint: CheckpointLike | None = None,
+    executor: Any = None,
 ) -> PairedResult:
     """Estimate E[S(G_i(z))] for every generator and their differences, all on common noise.
 
-    ``budget`` is the number of noises; every generator runs on each, so the
-    run makes len(generators) x budget model calls. Differences are all pairs
-    ``"a - b"`` (in the order given) or, with ``reference``, every ``"a - ref"``;
-    ``contrasts`` adds named weight vectors over the generators (e.g. a
-    linear trend). ``options`` go to :func:`uqdiff.estimate` (batch_size,
-    device, dtype, progress, callback).
+    Parameters
+    ----------
+    generators : mapping of name to generator
+        At least two; each gets the same noise (the leading coordinates where its noise is smaller).
+    statistics : callable, list or dict of callables
+        As for :func:`uqdiff.estimate`.
+    budget : int
+        Noises drawn; every generator runs on each, so the run makes len(generators) x budget calls.
+    design : NoiseDesign or str
+        The design of the common noise.
+    reference : str, optional
+        Differences are all pairs ``"a - b"`` (in the order given) or, with ``reference``, every ``"a - ref"``.
+    contrasts : mapping of name to weights, optional
+        Extra named weight vectors over the generators (e.g. a linear trend).
+    noise_shape, batch_size, seed, confidence_level, interval_method, device, dtype, progress, checkpoint, executor
+        As for :func:`uqdiff.estimate`.
+
+    Returns
+    -------
+    PairedResult
+        Arms and contrasts per statistic, with the budget and the generator calls made.
 
     >>> from uqdiff.samplers import LinearGenerator
     >>> J = np.array([[1.0, 0.2]])
     >>> gens = {"A": LinearGenerator([1.0], J), "B": LinearGenerator([0.5], 1.1 * J)}
     >>> r = paired_estimate(gens, lambda x: x[:, 0] ** 2, budget=256, seed=0)
     >>> c = r.contrast("A - B")   # truth: (1 + 1.04) - (0.25 + 1.21 * 1.04) = 0.53
-    >>> print(f"{c.result.estimate:.2f} in [{c.result.low:.2f}, {c.result.high:.2f}], efficiency {c.efficiency:.0f}")
-    0.56 in [0.46, 0.67], efficiency 14
+    >>> print(f"{c.result.estimate:.2f} in [{c.result.low:.2f}, {c.result.high:.2f}], "
+    ...       f"implied efficiency {c.implied_efficiency:.0f}")
+    0.56 in [0.46, 0.67], implied efficiency 14
     """
     joint = CommonNoise(generators, noise_shape=noise_shape)
     names = joint.names
@@ -198,8 +205,14 @@ def paired_estimate(
         design=design,
         seed=seed,
         confidence_level=confidence_level,
-        interval=interval,
-        **options,
+        interval_method=interval_method,
+        noise_shape=noise_shape,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        progress=progress,
+        checkpoint=checkpoint,
+        executor=executor,
     )
     arms, out = {}, {}
     for stat in stats:
@@ -214,8 +227,8 @@ def paired_estimate(
         contrasts=out,
         design=run.design,
         seed=seed,
-        n_noises=run.budget,
-        n_evaluations=run.budget * len(names),
+        budget=run.budget,
+        generator_calls=run.generator_calls,
     )
 
 
@@ -254,7 +267,9 @@ def _component(r: StatisticResult, index: int, name: str) -> StatisticResult:
         v = np.asarray(v)[index]
         return float(v) if v.ndim == 0 else v
 
-    arrays = {f: pick(getattr(r, f)) for f in ("estimate", "standard_error", "marginal_variance", "efficiency", "rho")}
+    arrays = {
+        f: pick(getattr(r, f)) for f in ("estimate", "standard_error", "marginal_variance", "implied_efficiency", "rho")
+    }
     return dataclasses.replace(
         r, statistic=name, confidence_interval=ConfidenceInterval(pick(r.low), pick(r.high)), **arrays
     )
@@ -297,14 +312,14 @@ def _only(mapping: Mapping[str, Any], key: str | None) -> str:
     return key
 
 
-def _rows(r: StatisticResult, **extra: Any) -> list[dict[str, Any]]:
+def _result_rows(r: StatisticResult, **extra: Any) -> list[dict[str, Any]]:
     """Flat rows of a result (one per element of a map), with extra columns."""
     fields = {
         "estimate": r.estimate,
         "standard_error": r.standard_error,
         "low": r.low,
         "high": r.high,
-        "n_evaluations": r.n_evaluations,
+        "n_noises": r.n_noises,
         "n_groups": r.n_groups,
         **extra,
     }

@@ -30,19 +30,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from scipy import stats as sps
 
-from uqdiff._util import scalar, to_numpy
+from uqdiff._util import callable_name, scalar, to_numpy
 from uqdiff.designs import NoiseDesign, as_design
 from uqdiff.designs.seeds import SeedLike, entropy
 from uqdiff.estimators.estimate import estimate
-from uqdiff.estimators.results import ConfidenceInterval, StatisticResult, p_value, quantile
+from uqdiff.estimators.results import ConfidenceInterval, Exportable, StatisticResult, p_value, quantile
 
 METHODS = ("max-t", "bonferroni")
 
 
 @dataclass(frozen=True, eq=False)
-class MapBands:
+class MapBands(Exportable):
     """Per-pixel (``pointwise``) and all-pixels-at-once (``simultaneous``) intervals of a mean map.
 
     Both are estimate +- critical value x standard error; ``critical_value``
@@ -58,6 +59,19 @@ class MapBands:
     pointwise_critical_value: float
     confidence_level: float
     n_groups: int
+
+    def _rows(self) -> list[dict[str, Any]]:
+        """One row per pixel (flat index): estimate, both intervals."""
+        columns = {
+            "estimate": self.estimate,
+            "standard_error": self.standard_error,
+            "low": self.pointwise.low,
+            "high": self.pointwise.high,
+            "low_simultaneous": self.simultaneous.low,
+            "high_simultaneous": self.simultaneous.high,
+        }
+        flat = {k: np.ravel(v) for k, v in columns.items()}
+        return [{"element": i, **{k: float(v[i]) for k, v in flat.items()}} for i in range(np.size(self.estimate))]
 
     def excludes(self, null: float | np.ndarray = 0.0, *, simultaneous: bool = True) -> np.ndarray:
         """Boolean map: pixels whose (simultaneous or pointwise) interval excludes ``null``."""
@@ -111,18 +125,45 @@ def group_means(
     *,
     budget: int,
     design: NoiseDesign | str = "mc",
-    **options: Any,
+    noise_shape: tuple[int, ...] | None = None,
+    batch_size: int = 64,
+    seed: SeedLike = 0,
+    confidence_level: float = 0.95,
+    interval_method: str = "t",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
 ) -> tuple[StatisticResult, np.ndarray]:
     """The result of :func:`uqdiff.estimate` for one statistic, and its group means (groups, ...).
 
     It is ``estimate`` itself (same groups, same result, bit for bit), with
     the statistic wrapped to keep its values: ``estimate`` evaluates the
     noises in group order, so they fold into group means the way it does.
-    Memory: evaluations x statistic size. ``options`` go to ``estimate``.
+    Memory: noises x statistic size. The options are those of
+    :func:`uqdiff.estimate` except checkpoints and executors: the group
+    means are kept in this process, so a resumed or sharded run would miss some.
+
+    Returns
+    -------
+    (StatisticResult, numpy.ndarray)
+        The statistic's result and its group means, shape (groups, ...), for :func:`simultaneous_bands`.
     """
     design = as_design(design)
     recorder = _Recorder(statistic)
-    run = estimate(generator, {recorder.name: recorder}, budget=budget, design=design, **options)
+    run = estimate(
+        generator,
+        {recorder.name: recorder},
+        budget=budget,
+        design=design,
+        noise_shape=noise_shape,
+        batch_size=batch_size,
+        seed=seed,
+        confidence_level=confidence_level,
+        interval_method=interval_method,
+        device=device,
+        dtype=dtype,
+        progress=progress,
+    )
     values = np.concatenate(recorder.values)
     return run[recorder.name], values.reshape(-1, design.group_size, *values.shape[1:]).mean(axis=1)
 
@@ -132,7 +173,7 @@ class _Recorder:
 
     def __init__(self, statistic: Callable) -> None:
         self.statistic = statistic
-        self.name = getattr(statistic, "name", None) or getattr(statistic, "__name__", None) or type(statistic).__name__
+        self.name = callable_name(statistic, default="statistic")
         self.values: list[np.ndarray] = []
 
     def __call__(self, images) -> np.ndarray:
@@ -174,7 +215,7 @@ def simultaneous_bands(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     est = np.asarray(result.estimate, dtype=np.float64)
     se = np.asarray(result.standard_error, dtype=np.float64)
-    level, df, law = result.confidence_level, result.df, result.interval
+    level, df, law = result.confidence_level, result.df, result.interval_method
     pixels = max(1, est.size)
     if method == "bonferroni":
         alpha_pixel = (1 - level) / pixels

@@ -11,7 +11,6 @@ check that the posterior mean beats the prior-free reconstruction.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,21 +20,26 @@ import numpy as np
 import pandas as pd
 import torch
 
+from uqdiff._util import callable_name
 from uqdiff.designs import NoiseDesign
 from uqdiff.designs.seeds import SeedLike, entropy, substream
-from uqdiff.estimators.estimate import comparison_designs, design_seed, estimate
-from uqdiff.estimators.results import ComparisonResult, markdown_table
+from uqdiff.estimators.estimate import comparison_designs, estimate, named_statistics, run_designs
+from uqdiff.estimators.results import ComparisonResult, Exportable, markdown_table
 from uqdiff.inverse.measurement import Measurement, measure
 from uqdiff.samplers.base import Recording
-from uqdiff.statistics import PSNR, PixelMap, get_statistic, pn_rr_correlations
+from uqdiff.statistics import L1, PSNR, SSIM, PixelMap, pn_rr_correlations
 
 SolverFactory = Callable[[Measurement], Callable[[torch.Tensor], torch.Tensor]]
-RECONSTRUCTION_STATISTICS = ("l1", "psnr", "ssim")
+#: Reconstruction statistics: each takes the ground truth and returns the statistic for that image.
+StatisticFactory = Callable[[torch.Tensor], Callable]
+DEFAULT_STATISTICS: tuple[StatisticFactory, ...] = (L1, PSNR, SSIM)
+#: Their registry names, for the command line and configs.
+RECONSTRUCTION_STATISTICS = tuple(cls.name for cls in DEFAULT_STATISTICS)
 _MEAN_IMAGE = "_posterior_mean"
 
 
 @dataclass(frozen=True)
-class SolverEvaluation:
+class SolverEvaluation(Exportable):
     """Per-image and aggregated results of one solver on one task.
 
     * ``per_image``: one row per (image, design, statistic): estimate, low,
@@ -64,29 +68,15 @@ class SolverEvaluation:
             raise KeyError(f"no summary row for statistic {statistic!r} and design {design!r}")
         return float(row.efficiency.iloc[0])
 
-    def to_frame(self) -> pd.DataFrame:
-        return self.per_image.copy()
-
-    def to_dict(self) -> dict[str, Any]:
-        records = lambda df: json.loads(df.to_json(orient="records"))
-        return {
-            "task": self.task,
-            "solver": self.solver,
-            "config": self.config,
-            "summary": records(self.summary),
-            "per_image": records(self.per_image),
-            "correlations": records(self.correlations),
-            "sanity": records(self.sanity),
-        }
-
-    def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(), **kwargs)
+    def _rows(self) -> list[dict[str, Any]]:
+        """The per-image table: one row per (image, design, statistic)."""
+        return self.per_image.to_dict(orient="records")
 
     def to_markdown(self) -> str:
         lines = [
             f"### {self.solver} on {self.task}",
             "",
-            "Averaged over images; efficiency = (mean CI width of MC / mean CI width)^2.",
+            f"Averaged over images; efficiency = (mean CI width of {self.config.get('baseline', 'mc')} / mean CI width)^2.",
             "",
         ]
         lines += markdown_table(self.summary.round(4)).splitlines()
@@ -108,67 +98,106 @@ def evaluate_solver(
     images: Sequence[torch.Tensor | np.ndarray] | torch.Tensor | np.ndarray,
     task: str,
     *,
-    samples_per_image: int = 32,
+    budget: int = 32,
     designs: Sequence[NoiseDesign | str] = ("mc", "antithetic"),
-    statistics: Sequence[str] = RECONSTRUCTION_STATISTICS,
+    baseline: NoiseDesign | str = "mc",
+    statistics: Sequence[StatisticFactory] = DEFAULT_STATISTICS,
     sigma_y: float = 0.05,
     operator_params: dict[str, Any] | None = None,
-    seed: SeedLike = 0,
     batch_size: int = 16,
+    seed: SeedLike = 0,
     confidence_level: float = 0.95,
-    interval: str = "t",
+    interval_method: str = "t",
     correlation_pairs: int = 50,
     name: str | None = None,
     progress: bool = False,
 ) -> SolverEvaluation:
-    """Run ``solver`` on every image under every design at ``samples_per_image`` evaluations each.
+    """Run ``solver`` on every image under every design at ``budget`` noises per image and design.
 
-    ``solver(measurement)`` returns the generator (noise -> reconstructions on
-    the [-1, 1] scale) for one measurement, e.g. ``lambda m: DPS(prior, m)``.
-    ``images`` are ground truths (C, H, W) on the [-1, 1] scale. Image j's
-    measurement uses seed ``(seed, j)``; its run of design d uses
-    ``(seed, j, crc32(d))``, so runs are independent across images and designs
-    and any single image can be re-run alone. MC is added when missing; the
-    antithetic run (when present) gives the PN pairs and the MC run the RR pairs.
+    Parameters
+    ----------
+    solver : callable
+        ``solver(measurement)`` returns the generator (noise -> reconstructions on the [-1, 1]
+        scale) for one measurement, e.g. ``lambda m: DPS(prior, m)``.
+    images : sequence of (C, H, W) arrays or tensors
+        Ground truths on the [-1, 1] scale.
+    task : str
+        A measurement operator's registry name (``"super_resolution"``, ``"box_inpainting"``, ...).
+    budget : int
+        Noises (posterior samples) per image and design.
+    designs : sequence of NoiseDesign or str
+        The baseline is added when missing; the antithetic run (when present) gives the PN
+        pairs and the MC run the RR pairs of the correlation diagnostics.
+    baseline : NoiseDesign or str
+        The design the efficiency (CI_baseline / CI)^2 is measured against: plain MC by default.
+    statistics : sequence of callables
+        Each takes an image's ground truth and returns its reconstruction statistic: the
+        classes ``L1``, ``PSNR``, ``SSIM`` (the default) or any ``truth -> statistic``.
+    sigma_y, operator_params
+        Measurement noise and the operator's parameters.
+    seed : int or sequence of int
+        Image j's measurement uses ``[*seed, j]``; its run of design d ``[*seed, j, crc32(d)]``, so
+        runs are independent across images and designs and any single image can be re-run alone.
+    batch_size, confidence_level, interval_method, progress
+        As for :func:`uqdiff.estimate`.
+    correlation_pairs : int
+        Pairs of samples kept per image for the PN vs RR correlations.
+    name : str, optional
+        The solver's name in the tables (default: the factory's name).
+
+    Returns
+    -------
+    SolverEvaluation
+        Per-image and averaged estimates, widths and efficiencies, correlations and sanity checks.
     """
-    chosen = comparison_designs(designs)
-    names = [d.name for d in chosen]
-    unknown = [s for s in statistics if s not in RECONSTRUCTION_STATISTICS]
-    if unknown or not statistics:
-        raise ValueError(
-            f"statistics must be a non-empty subset of {RECONSTRUCTION_STATISTICS}, got {list(statistics)}"
+    if isinstance(statistics, (str, bytes)) or not statistics or any(isinstance(f, str) for f in statistics):
+        raise TypeError(
+            "statistics must be callables that take the ground truth and return a statistic "
+            f"(e.g. uqdiff.statistics.L1, PSNR, SSIM), got {statistics!r}; names are for the command line"
         )
+    if any(not callable(f) for f in statistics):
+        raise TypeError(f"every statistic must be callable (truth -> statistic), got {list(statistics)}")
     truths = [
         torch.as_tensor(np.asarray(x, dtype=np.float32)) if not isinstance(x, torch.Tensor) else x.float()
         for x in images
     ]
     if not truths:
         raise ValueError("give at least one ground-truth image")
+    chosen = comparison_designs(designs, baseline=baseline)
+    names = [d.name for d in chosen]
     seed = entropy(seed)
-    rows, corr_rows, sanity_rows = [], [], []
+    rows, corr_rows, sanity_rows, stat_names = [], [], [], []
     for j, truth in enumerate(truths):
         m = measure(truth, task, sigma_y=sigma_y, seed=substream(seed, j), **(operator_params or {}))
-        stats = {s: get_statistic(s, reference=m.truth) for s in statistics}
+        stats = named_statistics([f(m.truth) for f in statistics])
+        stat_names = list(stats)
+        if _MEAN_IMAGE in stats:
+            raise ValueError(f"{_MEAN_IMAGE!r} is reserved for the posterior-mean image")
         stats[_MEAN_IMAGE] = PixelMap(value_range=(-1.0, 1.0))
         generator = solver(m)
-        runs, recorded = {}, {}
-        for d in chosen:
-            rec = Recording(generator, 2 * correlation_pairs if d.name in ("mc", "antithetic") else 0)
-            runs[d.name] = estimate(
-                rec,
+        recorders = {
+            d.name: Recording(generator, 2 * correlation_pairs if d.name in ("mc", "antithetic") else 0) for d in chosen
+        }
+        runs, base = run_designs(
+            chosen,
+            lambda d, s, _, recorders=recorders, stats=stats: estimate(
+                recorders[d.name],
                 stats,
-                budget=samples_per_image,
+                budget=budget,
                 design=d,
                 batch_size=batch_size,
-                seed=design_seed(substream(seed, j), d),
+                seed=s,
                 confidence_level=confidence_level,
-                interval=interval,
+                interval_method=interval_method,
                 progress=progress,
-            )
-            recorded[d.name] = torch.as_tensor(rec.images())
-        comparison = ComparisonResult(estimates=runs, baseline="mc")
+            ),
+            seed=substream(seed, j),
+            baseline=baseline,
+        )
+        recorded = {d: torch.as_tensor(rec.images()) for d, rec in recorders.items()}
+        comparison = ComparisonResult(estimates=runs, baseline=base)
         for d, run in runs.items():
-            for s in statistics:
+            for s in stat_names:
                 r = run[s]
                 rows.append(
                     {
@@ -180,7 +209,7 @@ def evaluate_solver(
                         "high": r.high,
                         "width": r.width,
                         "efficiency": comparison.efficiency(s, d),
-                        "n_evaluations": r.n_evaluations,
+                        "budget": r.n_noises,
                         "standard_error": r.standard_error,
                         "marginal_variance": r.marginal_variance,
                     }
@@ -194,14 +223,16 @@ def evaluate_solver(
                 "posterior_mean_psnr": float(psnr(torch.as_tensor(mean_image, dtype=torch.float32)[None])[0]),
             }
         )
-        if "antithetic" in recorded:
+        if "antithetic" in recorded and "mc" in recorded:
             corr_rows.append({"image": j, **_pn_rr(recorded["antithetic"], recorded["mc"], m.truth)})
     per_image = pd.DataFrame(rows)
-    summary = _summary(per_image)
+    summary = _summary(per_image, baseline=names[0])
     config = {
-        "samples_per_image": samples_per_image,
+        "budget": budget,
+        "generator_calls": budget * len(names) * len(truths),
         "designs": names,
-        "statistics": list(statistics),
+        "baseline": names[0],
+        "statistics": stat_names,
         "sigma_y": sigma_y,
         "operator_params": operator_params or {},
         "seed": seed,
@@ -209,7 +240,7 @@ def evaluate_solver(
         "confidence_level": confidence_level,
         "n_images": len(truths),
     }
-    label = name or getattr(solver, "__name__", type(solver).__name__)
+    label = name or callable_name(solver, default="solver")
     return SolverEvaluation(
         task=task,
         solver=label,
@@ -231,29 +262,29 @@ def _pn_rr(antithetic: torch.Tensor, mc: torch.Tensor, truth: torch.Tensor) -> d
     return {k: float(np.nanmean(v)) for k, v in vars(res).items()} | {"pairs": pairs}
 
 
-def _summary(per_image: pd.DataFrame) -> pd.DataFrame:
+def _summary(per_image: pd.DataFrame, *, baseline: str) -> pd.DataFrame:
     """Table 3's efficiency from mean widths, plus the within-run efficiency pooled over images.
 
     ``implied_efficiency`` = sum of marginal variances / sum of (n x se^2): the
     design's variance reduction against MC at the same budget, read from the
-    design's own run (see StatisticResult.efficiency). It does not pay the
+    design's own run (see StatisticResult.implied_efficiency). It does not pay the
     sampling error of a second, independent MC run, so with few images it is
     the steadier of the two figures.
     """
-    df = per_image.assign(_nse2=per_image.n_evaluations * per_image.standard_error**2)
+    df = per_image.assign(_nse2=per_image.budget * per_image.standard_error**2)
     agg = (
         df.groupby(["statistic", "design"], sort=False)
         .agg(
             estimate=("estimate", "mean"),
             width=("width", "mean"),
             images=("image", "nunique"),
-            n_evaluations=("n_evaluations", "first"),
+            budget=("budget", "first"),
             _marginal=("marginal_variance", "sum"),
             _nse2=("_nse2", "sum"),
         )
         .reset_index()
     )
-    mc_width = agg[agg.design == "mc"].set_index("statistic").width
-    agg["efficiency"] = [(mc_width[s] / w) ** 2 if w > 0 else math.inf for s, w in zip(agg.statistic, agg.width)]
+    base_width = agg[agg.design == baseline].set_index("statistic").width
+    agg["efficiency"] = [(base_width[s] / w) ** 2 if w > 0 else math.inf for s, w in zip(agg.statistic, agg.width)]
     agg["implied_efficiency"] = agg._marginal / agg._nse2
     return agg.drop(columns=["_marginal", "_nse2"])

@@ -1,4 +1,12 @@
-"""Sequential stopping to a target precision: Stein's two-stage rule with an inflated pilot variance.
+"""Stopping rules: when a run has drawn enough noise. :class:`TargetPrecision` is Stein's two-stage rule.
+
+A stopping rule is one object holding everything that decides the run's size
+(the target, the pilot, the cap), passed to :func:`uqdiff.estimate` as
+``stopping=...`` instead of a fixed ``budget`` (qmcpy's stopping criteria are
+the model). It drives the run through stages of groups and turns their
+accumulators into results; the estimator stays the mean of iid group means.
+
+:class:`TargetPrecision` works as follows.
 
 Stopping as soon as the running interval is narrow enough undercovers: runs
 that happen to look precise stop early. The two-stage rule avoids this. A
@@ -19,16 +27,145 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from uqdiff._util import scalar
+from uqdiff._util import plain, scalar
 from uqdiff.estimators.accumulator import Moments
 from uqdiff.estimators.results import ConfidenceInterval, StatisticResult, quantile
 
 DEFAULT_PILOT_GROUPS = 32
 DEFAULT_INFLATION = 1.2
+
+#: ``stage(name, lo, hi)`` fills stage ``name`` with groups lo..hi-1 and returns its accumulators.
+StageRunner = Callable[[str, int, int], Mapping[str, Any]]
+
+
+class StoppingRule(ABC):
+    """When to stop drawing groups; :func:`uqdiff.estimate` runs the stages the rule asks for."""
+
+    #: The most noises (pilot included) the rule may draw.
+    max_budget: int
+
+    @abstractmethod
+    def run(
+        self, stage: StageRunner, *, design: Any, confidence_level: float, interval_method: str
+    ) -> tuple[dict[str, StatisticResult], dict[str, Any]]:
+        """Draw the stages; return one result per statistic and what the rule did (for ``result.config``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetPrecision(StoppingRule):
+    """Run until every statistic's interval half-width is within its target (Stein's two-stage rule).
+
+    Parameters
+    ----------
+    max_budget : int
+        The most noises drawn, pilot included; the run stops there with a warning if the target is not met.
+    halfwidth : float or mapping of statistic name to float, optional
+        The absolute half-width to reach (one for all statistics, or one per statistic).
+    rel_tol : float, optional
+        A half-width relative to the pilot's |mean|; with ``halfwidth`` too, the larger target counts.
+    pilot_budget : int, optional
+        Noises in the pilot; default 32 groups of the design.
+    inflation : float
+        Factor >= 1 on the pilot's standard deviation when planning and reporting.
+
+    >>> TargetPrecision(halfwidth=0.01, max_budget=10_000)
+    TargetPrecision(max_budget=10000, halfwidth=0.01, rel_tol=None, pilot_budget=None, inflation=1.2)
+    """
+
+    max_budget: int
+    halfwidth: float | Mapping[str, float] | None = None
+    rel_tol: float | None = None
+    pilot_budget: int | None = None
+    inflation: float = DEFAULT_INFLATION
+
+    def __post_init__(self) -> None:
+        validate(self.halfwidth, self.rel_tol, self.inflation)
+        for name in ("max_budget", "pilot_budget"):
+            value = getattr(self, name)
+            if value is None and name == "pilot_budget":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive number of noises, got {value!r}")
+
+    def run(
+        self, stage: StageRunner, *, design: Any, confidence_level: float, interval_method: str
+    ) -> tuple[dict[str, StatisticResult], dict[str, Any]]:
+        """Pilot, plan, main stage; the interval comes from the main stage with the pilot's spread."""
+        k = design.group_size
+        n_pilot = groups_for_budget(
+            self.pilot_budget if self.pilot_budget is not None else DEFAULT_PILOT_GROUPS * k, design, "pilot_budget"
+        )
+        n_max = groups_for_budget(self.max_budget, design, "max_budget")
+        if n_max < n_pilot + 2:
+            raise ValueError(
+                f"max_budget {self.max_budget} leaves no room for the pilot ({n_pilot} groups) and 2 more groups"
+            )
+        pilot = {name: acc.moments() for name, acc in stage("pilot", 0, n_pilot).items()}
+        tol = tolerances(pilot, target_halfwidth=self.halfwidth, rel_tol=self.rel_tol)
+        need = planned_groups(
+            pilot, tol, confidence_level=confidence_level, interval_method=interval_method, inflation=self.inflation
+        )
+        n_main = int(min(need, n_max - n_pilot))
+        main = stage("main", n_pilot, n_pilot + n_main)
+        results = {
+            name: two_stage_result(
+                acc.moments(),
+                pilot[name],
+                statistic=name,
+                design=design.name,
+                group_size=k,
+                confidence_level=confidence_level,
+                interval_method=interval_method,
+                inflation=self.inflation,
+            )
+            for name, acc in main.items()
+        }
+        met = {name: bool(np.all(np.asarray(r.width) / 2 <= tol[name])) for name, r in results.items()}
+        if not all(met.values()):
+            missed = ", ".join(
+                f"{n} (half-width {np.max(np.asarray(results[n].width) / 2):.3g} > {np.min(tol[n]):.3g})"
+                for n, ok in met.items()
+                if not ok
+            )
+            warnings.warn(f"max_budget {n_max * k} was reached before the target: {missed}", stacklevel=3)
+        info = {
+            "rule": "target_precision",
+            "pilot_groups": n_pilot,
+            "main_groups": n_main,
+            "planned_groups": need,
+            "inflation": self.inflation,
+            "tolerance": {n: plain(t) for n, t in tol.items()},
+            "target_met": met,
+            "stopped_by": "target" if all(met.values()) else "max_budget",
+        }
+        return results, info
+
+
+def groups_for_budget(budget: int, design: Any, field: str = "budget") -> int:
+    """The number of groups ``budget`` noises make under ``design``; refuses a budget that does not fit."""
+    k = design.group_size
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise ValueError(f"{field} must be a positive number of noises, got {budget!r}")
+    if budget % k:
+        lower, upper = budget // k * k, (budget // k + 1) * k
+        raise ValueError(
+            f"{field} {budget} is not a multiple of the group size {k} of design {design.name!r}; "
+            f"use {lower or upper} or {upper}"
+        )
+    if budget // k < 2:
+        raise ValueError(
+            f"{field} {budget} gives {budget // k} group(s) of {k} for design {design.name!r}; "
+            f"an interval needs at least 2 groups (budget >= {2 * k})"
+        )
+    return int(budget // k)
 
 
 def tolerances(
@@ -54,13 +191,13 @@ def planned_groups(
     tolerance: Mapping[str, np.ndarray],
     *,
     confidence_level: float,
-    interval: str,
+    interval_method: str,
     inflation: float,
 ) -> float:
     """Main-stage groups that bring every element of every statistic within its tolerance (inf if unreachable)."""
     need = 2.0
     for name, m in pilot.items():
-        q = quantile(confidence_level, m.count - 1, interval)
+        q = quantile(confidence_level, m.count - 1, interval_method)
         s0 = np.sqrt(m.m2 / (m.count - 1))
         with np.errstate(divide="ignore", invalid="ignore"):
             n = np.where(s0 > 0, np.ceil((q * inflation * s0 / tolerance[name]) ** 2), 0.0)
@@ -76,7 +213,7 @@ def two_stage_result(
     design: str,
     group_size: int,
     confidence_level: float,
-    interval: str,
+    interval_method: str,
     inflation: float,
 ) -> StatisticResult:
     """The main stage's estimate with the pilot-based half-width q * inflation * s0 / sqrt(n)."""
@@ -86,9 +223,9 @@ def two_stage_result(
         design=design,
         group_size=group_size,
         confidence_level=confidence_level,
-        interval=interval,
+        interval_method=interval_method,
     )
-    q = quantile(confidence_level, pilot.count - 1, interval)
+    q = quantile(confidence_level, pilot.count - 1, interval_method)
     se = inflation * np.sqrt(pilot.m2 / (pilot.count - 1) / main.count)
     return dataclasses.replace(
         base,
@@ -101,8 +238,8 @@ def two_stage_result(
 def validate(target_halfwidth, rel_tol, inflation: float) -> None:
     """Raise a one-line error for a target that is missing, negative or not a number."""
     if target_halfwidth is None and rel_tol is None:
-        raise ValueError("give target_halfwidth=... or rel_tol=... (or both) for a sequential run")
-    values = dict(target_halfwidth) if isinstance(target_halfwidth, Mapping) else {"target_halfwidth": target_halfwidth}
+        raise ValueError("give halfwidth=... or rel_tol=... (or both) for a target precision")
+    values = dict(target_halfwidth) if isinstance(target_halfwidth, Mapping) else {"halfwidth": target_halfwidth}
     if rel_tol is not None:
         values["rel_tol"] = rel_tol
     for name, v in values.items():
@@ -116,5 +253,5 @@ def _target_for(name: str, target_halfwidth: float | Mapping[str, float]) -> flo
     if not isinstance(target_halfwidth, Mapping):
         return float(target_halfwidth)
     if name not in target_halfwidth:
-        raise ValueError(f"target_halfwidth has no entry for statistic {name!r}; it has {sorted(target_halfwidth)}")
+        raise ValueError(f"halfwidth has no entry for statistic {name!r}; it has {sorted(target_halfwidth)}")
     return float(target_halfwidth[name])

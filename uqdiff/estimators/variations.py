@@ -31,13 +31,14 @@ import torch
 
 from uqdiff._util import scalar, to_numpy
 from uqdiff.designs import NoiseDesign
-from uqdiff.estimators.estimate import StatisticsLike, estimate, named_statistics
-from uqdiff.estimators.results import ConfidenceInterval, EstimateResult, StatisticResult, markdown_table
+from uqdiff.designs.seeds import SeedLike
+from uqdiff.estimators.estimate import CheckpointLike, StatisticsLike, estimate, named_statistics
+from uqdiff.estimators.results import ConfidenceInterval, EstimateResult, Exportable, StatisticResult
 from uqdiff.samplers.wrappers import Variations
 
 
 @dataclass(frozen=True)
-class VariationSummary:
+class VariationSummary(Exportable):
     """How one statistic moves when the noise z0 is blended with fresh noise at strength c."""
 
     statistic: str
@@ -52,9 +53,25 @@ class VariationSummary:
         """E[S] - S(G(z0)): how far the variations' average sits from the chosen sample."""
         return float(self.mean.estimate) - self.anchor
 
+    def _rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "statistic": self.statistic,
+                "c": self.c,
+                "value at z0": self.anchor,
+                "mean": scalar(self.mean.estimate),
+                "mean low": scalar(self.mean.low),
+                "mean high": scalar(self.mean.high),
+                "shift": self.shift,
+                "rms deviation": self.rms_deviation,
+                "rms low": self.rms_interval.low,
+                "rms high": self.rms_interval.high,
+            }
+        ]
+
 
 @dataclass(frozen=True)
-class VariationResult:
+class VariationResult(Exportable):
     """Per-statistic :class:`VariationSummary` and the underlying :func:`uqdiff.estimate` run."""
 
     summaries: dict[str, VariationSummary]
@@ -63,29 +80,8 @@ class VariationResult:
     def __getitem__(self, statistic: str) -> VariationSummary:
         return self.summaries[statistic]
 
-    def to_frame(self):
-        import pandas as pd
-
-        return pd.DataFrame(
-            [
-                {
-                    "statistic": v.statistic,
-                    "c": v.c,
-                    "value at z0": v.anchor,
-                    "mean": scalar(v.mean.estimate),
-                    "mean low": scalar(v.mean.low),
-                    "mean high": scalar(v.mean.high),
-                    "shift": v.shift,
-                    "rms deviation": v.rms_deviation,
-                    "rms low": v.rms_interval.low,
-                    "rms high": v.rms_interval.high,
-                }
-                for v in self.summaries.values()
-            ]
-        )
-
-    def to_markdown(self) -> str:
-        return markdown_table(self.to_frame())
+    def _rows(self) -> list[dict[str, Any]]:
+        return [row for v in self.summaries.values() for row in v._rows()]
 
 
 def estimate_variations(
@@ -95,20 +91,51 @@ def estimate_variations(
     *,
     c: float,
     budget: int,
-    design: NoiseDesign | str = "antithetic",
-    seed: Any = 0,
+    design: NoiseDesign | str = "mc",
+    batch_size: int = 64,
+    seed: SeedLike = 0,
     confidence_level: float = 0.95,
-    **options: Any,
+    interval_method: str = "t",
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
+    checkpoint: CheckpointLike | None = None,
+    executor: Any = None,
 ) -> VariationResult:
     """How much scalar statistics of G(z0) vary over variations G(blend(z0, w, c)), with intervals.
 
-    Runs :func:`uqdiff.estimate` on :class:`Variations` with each statistic S
-    and its squared deviation (S - S(G(z0)))^2, under ``design`` for w
-    (antithetic by default: w and -w mirror the variation around c z0).
+    Runs :func:`uqdiff.estimate` on :class:`~uqdiff.samplers.Variations` with each statistic S
+    and its squared deviation (S - S(G(z0)))^2, under ``design`` for w.
+
+    Parameters
+    ----------
+    generator : callable
+        As for :func:`uqdiff.estimate`; it runs on its own device.
+    z0 : tensor
+        The chosen noise, of the generator's noise shape.
+    statistics : callable, list or dict of callables
+        Scalar per image.
+    c : float
+        Blend strength in [-1, 1]: 1 reproduces G(z0), 0 is ordinary sampling.
+    budget : int
+        Noises w drawn.
+    design : NoiseDesign or str
+        The design of w. Plain MC by default, as everywhere; ``"antithetic"`` mirrors each
+        variation around c z0 and cancels the odd part of S.
+    batch_size, seed, confidence_level, interval_method, dtype, progress, checkpoint, executor
+        As for :func:`uqdiff.estimate`.
+
+    Returns
+    -------
+    VariationResult
+        Per statistic: the value at z0, the mean with its interval, the shift and the rms deviation.
+
+    Examples
+    --------
 
     >>> from uqdiff.samplers import LinearGenerator
     >>> g = LinearGenerator([0.0])                       # x = z; S = x, anchor S(G(z0)) = 2
-    >>> r = estimate_variations(g, torch.tensor([2.0]), {"x": lambda x: x[:, 0]}, c=0.8, budget=4000, seed=0)
+    >>> r = estimate_variations(g, torch.tensor([2.0]), {"x": lambda x: x[:, 0]}, c=0.8, budget=4000,
+    ...                         design="antithetic", seed=0)
     >>> v = r["x"]                                       # truth: shift -0.4, rms sqrt(0.4^2 + 0.36) = 0.721
     >>> round(v.shift, 6), v.rms_interval.low < 0.7211 < v.rms_interval.high
     (-0.4, True)
@@ -129,9 +156,14 @@ def estimate_variations(
         {**named, **deviations},
         budget=budget,
         design=design,
+        batch_size=batch_size,
         seed=seed,
         confidence_level=confidence_level,
-        **options,
+        interval_method=interval_method,
+        dtype=dtype,
+        progress=progress,
+        checkpoint=checkpoint,
+        executor=executor,
     )
     summaries = {}
     for name in named:

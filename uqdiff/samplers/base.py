@@ -66,7 +66,7 @@ class Recording:
 
     def __init__(self, generator: Callable, keep: int) -> None:
         self.generator, self.keep, self._kept = generator, keep, []
-        for name in ("noise_shape", "device", "initial_noise_size"):
+        for name in ("noise_shape", "device", "initial_noise_size", "calls_per_noise"):
             if hasattr(generator, name):
                 setattr(self, name, getattr(generator, name))
 

@@ -45,6 +45,8 @@ class CommonNoise:
         if len(devices) > 1:
             raise ValueError(f"all generators must run on one device, got {sorted(devices)}")
         self.device = torch.device(devices.pop())
+        #: Images made per noise (one per generator): results count generator calls with it.
+        self.calls_per_noise = len(self.generators)
 
     @property
     def names(self) -> list[str]:
@@ -87,7 +89,7 @@ class Variations:
     >>> from uqdiff.samplers import LinearGenerator
     >>> g = Variations(LinearGenerator([0.0]), torch.tensor([2.0]), c=0.8)   # x = 1.6 + 0.6 w
     >>> r = estimate(g, lambda x: x[:, 0], budget=64, design="antithetic", seed=0)
-    >>> round(r["<lambda>"].estimate, 6), round(r["<lambda>"].width, 6)   # antithetic w cancels exactly
+    >>> round(r["statistic"].estimate, 6), round(r["statistic"].width, 6)   # antithetic w cancels exactly
     (1.6, 0.0)
     """
 

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from uqdiff._util import callable_name
 from uqdiff.statistics.base import ArrayLike, Statistic, as_tensor
 from uqdiff.statistics.pixel import PixelMap
 from uqdiff.statistics.reconstruction import structural_similarity
@@ -337,7 +338,7 @@ class GalleryMean(GalleryStatistic):
         if not callable(statistic):
             raise TypeError(f"statistic must be a per-image callable (B, ...) -> (B,), got {type(statistic).__name__}")
         self.statistic = statistic
-        self.name = name or getattr(statistic, "name", None) or getattr(statistic, "__name__", type(statistic).__name__)
+        self.name = name or callable_name(statistic, default="statistic")
 
     def _compute(self, galleries: torch.Tensor) -> torch.Tensor:
         g, k = galleries.shape[:2]
@@ -358,7 +359,7 @@ class PerImage:
     def __init__(self, statistic: GalleryStatistic | Callable, *, gallery_size: int, name: str | None = None) -> None:
         self.statistic = statistic
         self.gallery_size = _gallery_size(gallery_size)
-        self.name = name or getattr(statistic, "name", None) or getattr(statistic, "__name__", type(statistic).__name__)
+        self.name = name or callable_name(statistic, default="statistic")
 
     def __call__(self, images: ArrayLike) -> np.ndarray:
         k = self.gallery_size
