@@ -150,7 +150,7 @@ def fashion(cache: Path, budget: int) -> None:
     }
     summary = {
         "budget_noises_per_label": budget,
-        "model_calls_total": r.n_noises,
+        "model_calls_total": r.generator_calls,
         "model_calls_this_run": calls,
         "model_seconds_this_run": model_seconds,
         "analysis_wall_seconds": wall,
@@ -168,7 +168,7 @@ def fashion(cache: Path, budget: int) -> None:
         "# Fashion-MNIST DDPM bias audit: classifier verdict per class label",
         "",
         f"Script: `benchmarks/audit_examples.py fashion`. Design: common noise across the 10 labels and antithetic "
-        f"pairs, {budget} noises per label ({r.n_noises} model calls, DDIM 20 steps, eta 0; "
+        f"pairs, {budget} noises per label ({r.generator_calls} model calls, DDIM 20 steps, eta 0; "
         f"{model_seconds:.0f} s of model time in the run that filled the cache). Seed {SEED}.",
         f"Proportion intervals: Wilson score on n_eff = p(1-p)/se^2 capped at the image count (t quantile, "
         f"{budget // 2 - 1} df); simultaneous = Bonferroni over the 100 cells. Differences: Newcombe hybrid score "
@@ -247,7 +247,7 @@ def terrain(cache: Path, budget: int, pilot: int) -> None:
         "pilot_noises_per_level": pilot,
         "pilot_mean_max_slope": {k: float(v.estimate) for k, v in pr.arms["max_slope"].items()},
         "budget_noises_per_level": budget,
-        "model_calls_total": r.n_noises + pr.n_noises,
+        "model_calls_total": r.generator_calls + pr.generator_calls,
         "model_calls_this_run": calls,
         "model_seconds_this_run": model_seconds,
         "analysis_wall_seconds": wall,
@@ -275,7 +275,7 @@ def terrain(cache: Path, budget: int, pilot: int) -> None:
         f"Script: `benchmarks/audit_examples.py terrain`. Difficulty levels {list(levels)}; threshold {threshold} "
         f"(units of the [0,1]-scaled height per pixel) = mean max slope over the levels in a separate MC pilot of {pilot} noises per "
         f"level (seed [{SEED}, 1]). Audit: common noise across levels and antithetic pairs, {budget} noises per level "
-        f"({r.n_noises} model calls; {calls} model calls and {model_seconds:.0f} s of model time in the run that "
+        f"({r.generator_calls} model calls; {calls} model calls and {model_seconds:.0f} s of model time in the run that "
         f"filled the cache). Seed {SEED}.",
         "",
         "## Efficiency of common noise + antithetic pairs against independent MC (same total budget)",

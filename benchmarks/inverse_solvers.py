@@ -132,7 +132,7 @@ def main(argv=None) -> int:
             "efficiency",
             "implied_efficiency",
             "paper_amc",
-            "n_noises",
+            "budget",
             "images",
         ]
     ]

@@ -200,7 +200,7 @@ class RunConfig:
         for spec in specs:
             try:
                 designs.append(parse_design(spec))
-            except ValueError as err:
+            except (ValueError, OSError) as err:  # OSError: a coupling:PATH file that is missing or unreadable
                 raise ConfigError(
                     "designs", f"{err} (specs look like mc, antithetic, kantithetic:8, rqmc:16, equicorrelated:4:-0.2)"
                 ) from None

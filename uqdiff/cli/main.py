@@ -174,8 +174,8 @@ def _run_and_report(config: RunConfig) -> int:
     paths = write_outputs(output, config.out)
     if not config.quiet:
         print(
-            f"uqdiff {config.command}: {output.model.description}; {config.budget} model evaluations per "
-            f"design, seed {config.seed}"
+            f"uqdiff {config.command}: {output.model.description}; budget {config.budget} noises "
+            f"(= model evaluations) per design, seed {config.seed}"
         )
         print(markdown_table(summary_frame(output)))
         print(f"wrote {len(paths)} files to {config.out}/ (report: {paths[0]})")
@@ -308,6 +308,20 @@ register(
 )
 
 
+def _check_output_folder(out: str) -> None:
+    """Create the output folder and check it is writable before any model call, so no run is lost at the end."""
+    import os
+    from pathlib import Path
+
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError("out", f"cannot create the output folder {out!r} ({err.strerror or err})") from None
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ConfigError("out", f"the output folder {out!r} is not a writable folder")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``uqdiff`` console script and ``python -m uqdiff``; returns the exit code."""
     parser = build_parser()
@@ -321,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "model_options" in args:
             args["model_options"] = parse_assignments(args["model_options"], "model_options")
         config = RunConfig.from_mapping(merge(file_values, {**args, "command": command}))
+        _check_output_folder(config.out)
         return SUBCOMMANDS[command].run(config)
     except ConfigError as err:
         print(f"uqdiff: error: {err}", file=sys.stderr)

@@ -177,6 +177,12 @@ def fixed_object_gallery(
     (K-antithetic, the method), "independent" (the Object-inv. + random BG
     baseline) or a design of group size ``k``; its draw is group ``index``
     under ``seed``, so each image of a data set gets its own stream.
+
+    Returns
+    -------
+    FixedObjectResult
+        The noises and galleries at each checkpoint and the loss curve; ``metrics(step)``
+        gives L2-B, RMSE-F and Boundary-TV of a checkpoint's gallery.
     """
     image = _check_images(prior, torch.as_tensor(image).unsqueeze(0))[0]
     m = _check_mask(prior, mask)

@@ -83,6 +83,19 @@ def learn_coupling(
     "identity" (k x k, needs ``k``), a matrix with unit-norm rows, or a
     :class:`GaussianCoupling`. ``maximize=False`` minimizes (e.g. pairwise SSIM).
 
+    Returns
+    -------
+    LearnedCoupling
+        The learned design (a :class:`GaussianCoupling`; save it with ``save_coupling``), the
+        objective at every step and the correlation A A^T before every step.
+
+    Raises
+    ------
+    ValueError
+        For a non-differentiable objective, bad sizes or a learning rate that is not positive.
+
+    Examples
+    --------
     >>> from uqdiff.statistics.gallery import MeanPairwiseDistance
     >>> from uqdiff.samplers import LinearGenerator
     >>> fit = learn_coupling(LinearGenerator(np.zeros(64)), MeanPairwiseDistance(), k=3, steps=150, seed=0)

@@ -202,6 +202,26 @@ def simultaneous_bands(
     step Bonferroni takes). Pixels with zero spread are left out of the max
     (their band has zero width).
 
+    Parameters
+    ----------
+    result : StatisticResult
+        A map-valued result (e.g. of a ``PixelMap`` statistic).
+    method : {"bonferroni", "max-t"}
+        Bonferroni over the pixels, or the max-t multiplier bootstrap.
+    group_means : numpy.ndarray, optional
+        The run's group means, needed by ``"max-t"``.
+    n_bootstrap : int
+        Bootstrap draws for ``"max-t"``.
+    seed : int or sequence of int
+        Seed of the bootstrap weights.
+
+    Returns
+    -------
+    MapBands
+        Pointwise and simultaneous intervals with their critical values.
+
+    Examples
+    --------
     >>> from uqdiff.samplers import LinearGenerator
     >>> rng = np.random.default_rng(0)
     >>> g = LinearGenerator(np.zeros((6, 6)), rng.normal(size=(36, 4)))

@@ -149,6 +149,24 @@ def evaluate_solver(
     -------
     SolverEvaluation
         Per-image and averaged estimates, widths and efficiencies, correlations and sanity checks.
+
+    Raises
+    ------
+    TypeError
+        For statistics given as names (those are for the command line) or not callable.
+    ValueError
+        For no images or an unknown task, before any solver call.
+
+    Examples
+    --------
+    A stand-in solver whose reconstructions are linear in the noise (any DPS or DDS sampler fits the same slot):
+
+    >>> from uqdiff.samplers import LinearGenerator
+    >>> truths = torch.zeros(1, 1, 16, 16)
+    >>> solver = lambda m: LinearGenerator(m.naive[0].numpy(), 0.1 * np.ones((256, 2)))
+    >>> ev = evaluate_solver(solver, truths, "box_inpainting", budget=16, seed=0)
+    >>> sorted(set(ev.per_image.design)), ev.efficiency("l1", "mc")
+    (['antithetic', 'mc'], 1.0)
     """
     if isinstance(statistics, (str, bytes)) or not statistics or any(isinstance(f, str) for f in statistics):
         raise TypeError(

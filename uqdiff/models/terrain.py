@@ -31,7 +31,8 @@ def terrain_model_path() -> str:
         root = importlib.resources.files("terrain_diffusion")
     except ModuleNotFoundError:
         raise ModuleNotFoundError(
-            "the terrain model needs 'pip install --no-deps adaptive-terrain-diffusion==0.4.2 onnxruntime'"
+            "the terrain model needs 'pip install --no-deps adaptive-terrain-diffusion==0.4.2' and the terrain "
+            "extra, pip install 'uqdiff[terrain]' (scripts/setup.sh terrain does both)"
         ) from None
     path = root.joinpath(ONNX_RESOURCE)
     if not path.is_file():
@@ -66,7 +67,13 @@ class TerrainGenerator:
         sig = [float(s) for s in sigmas]
         if any(not SIGMA_MIN < s < SIGMA_MAX for s in sig) or any(a <= b for a, b in zip(sig, sig[1:])):
             raise ValueError(f"sigmas must decrease strictly inside ({SIGMA_MIN}, {SIGMA_MAX}), got {list(sigmas)}")
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ImportError(
+                "the terrain model needs the terrain extra: pip install 'uqdiff[terrain]' and "
+                "pip install --no-deps adaptive-terrain-diffusion==0.4.2 (scripts/setup.sh terrain does both)"
+            ) from None
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
