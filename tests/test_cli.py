@@ -219,6 +219,7 @@ def test_flags_override_the_file_and_options_merge(tmp_path, capsys):
         (["--confidence-level", "1.5"], "confidence_level", "(0, 1)"),
         (["--interval", "z"], "argument --interval", "'normal'"),
         (["--seed", "-1"], "seed", "non-negative"),
+        (["--designs", "mc", "coupling:/missing/coupling.json"], "designs", "no coupling file at /missing"),
         (["--frobnicate"], "unrecognized arguments", "--frobnicate"),
     ],
 )
@@ -227,6 +228,17 @@ def test_bad_flags_give_one_line_naming_the_field(argv, field, allowed, capsys, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"uqdiff: error: {field}") and allowed in err, err
     assert not list(tmp_path.iterdir())
+
+
+def test_an_unusable_output_folder_is_refused_before_the_model_runs(capsys, tmp_path, monkeypatch):
+    import uqdiff.cli.runs
+
+    monkeypatch.setattr(uqdiff.cli.runs, "run", lambda config: pytest.fail("the model ran"))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert main(["compare", "--out", str(blocker / "out"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("uqdiff: error: out: cannot create the output folder") and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize(
