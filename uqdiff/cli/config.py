@@ -31,7 +31,7 @@ from uqdiff.statistics import STATISTICS, ReconstructionStatistic, Statistic
 
 #: Designs each command runs when none are given.
 DEFAULT_DESIGNS: dict[str, tuple[str, ...]] = {
-    "estimate": ("antithetic",),
+    "estimate": ("mc",),
     "compare": ("mc", "antithetic", "kantithetic:8", "rqmc:16"),
     "evaluate": ("mc", "antithetic"),
 }

@@ -67,6 +67,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="uqdiff",
+        allow_abbrev=False,
         description="Estimate E[S(G(z))], z ~ N(0, I), for a diffusion model G and statistics S, with confidence "
         "intervals, using noise designs that keep every noise N(0, I). Writes a markdown report, "
         "JSON, CSV and plots to the output folder.",
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=f"examples:\n{sub.examples}\n{CONFIG_EXAMPLE}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
             argument_default=argparse.SUPPRESS,
+            allow_abbrev=False,  # an old flag such as --interval must not pass as an abbreviation
         )
         sub.add_arguments(p)
         _add_common_arguments(p)
