@@ -80,7 +80,7 @@ def test_task_functions_spell_out_keyword_only_options(fn):
     if "confidence_level" in params:
         assert params["confidence_level"].default == 0.95
     if "interval_method" in params:
-        assert params["interval_method"].default == "t"
+        assert params["interval_method"].default == "skew-t"
     if "design" in params and params["design"].default is not inspect.Parameter.empty:
         assert params["design"].default == "mc"
     assert fn.__doc__ and "Returns" in fn.__doc__, f"{fn.__name__} needs a numpydoc Returns section"

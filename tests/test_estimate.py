@@ -125,15 +125,19 @@ def test_pair_correlation_and_efficiency_are_reported():
 
 def test_result_fields_and_student_t_vs_normal():
     kw = dict(budget=64, design="antithetic", seed=3)
-    t = estimate(ORACLE, second_moment, **kw)["second_moment"]
+    t = estimate(ORACLE, second_moment, interval_method="t", **kw)["second_moment"]
     z = estimate(ORACLE, second_moment, interval_method="normal", **kw)["second_moment"]
     assert (t.n_noises, t.n_groups, t.df, t.group_size, t.design) == (64, 32, 31, 2, "antithetic")
     assert t.estimate == z.estimate
     assert t.width / z.width == pytest.approx(stats.t.ppf(0.975, 31) / stats.norm.ppf(0.975))
     assert t.width == pytest.approx(2 * stats.t.ppf(0.975, 31) * t.standard_error)
     assert (t.low, t.high) == tuple(t.confidence_interval)
-    ninety = estimate(ORACLE, second_moment, confidence_level=0.9, **kw)["second_moment"]
+    ninety = estimate(ORACLE, second_moment, confidence_level=0.9, interval_method="t", **kw)["second_moment"]
     assert ninety.width < t.width
+    # the default corrects for the right skew of a second moment: the interval reaches further up
+    skew = estimate(ORACLE, second_moment, **kw)["second_moment"]
+    assert skew.interval_method == "skew-t" and skew.skewness > 0
+    assert skew.high - skew.estimate > t.high - t.estimate and skew.estimate - skew.low < t.estimate - t.low
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 8, 50, 512])

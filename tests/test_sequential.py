@@ -94,11 +94,12 @@ def test_estimate_runs_the_same_rule_and_meets_the_target():
         seed=5,
         batch_size=50,
         dtype=torch.float64,
+        interval_method="t",
     )
     info = r.config["stopping"]
     assert info["stopped_by"] == "target" and all(info["target_met"].values())
     n0, n1 = info["pilot_groups"], info["main_groups"]
-    assert n0 == 32 and r.budget == 2 * (n0 + n1)
+    assert n0 == 1024 // 2 and n1 >= n0 and r.budget == 2 * (n0 + n1)  # default pilot: 1024 noises
     kw = dict(noise_shape=(4,), seed=5, batch_size=50, device=torch.device("cpu"), dtype=torch.float64)
     design = as_design("antithetic")
     pilot = {n: _moments(*v) for n, v in evaluate_groups(ORACLE, STATS, design, np.arange(n0), **kw).items()}
@@ -141,7 +142,9 @@ def test_max_budget_first_is_reported():
         r = estimate(ORACLE, STATS, stopping=TargetPrecision(halfwidth=1e-4, max_budget=400), seed=1)
     info = r.config["stopping"]
     assert info["stopped_by"] == "max_budget" and info["target_met"]["second_moment"] is False
-    assert r.budget == 400 and info["main_groups"] == 400 - 32 and info["planned_groups"] > 368
+    # max_budget 400 keeps the pilot at 200 groups so the main stage can match it
+    assert r.budget == 400 and info["pilot_groups"] == 200 and info["main_groups"] == 200
+    assert info["planned_groups"] > 200
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         estimate(
@@ -149,17 +152,46 @@ def test_max_budget_first_is_reported():
         )  # easy target: no warning
 
 
-def test_degenerate_spread_needs_only_two_groups():
-    # The oracle's output is affine in z: antithetic pairs cancel x[:, 0] exactly, zero spread plans 2 groups.
+def test_a_pilot_without_spread_is_never_reported_as_success():
+    # An event that never happens (x_0 more than 40 sd above its mean): all group means are 0. uqdiff cannot
+    # tell that from a rare event not yet seen: it grows the pilot and reports the target not met.
+    never = {"never": lambda x: (x[:, 0] > ALPHA[0] + 40 * BETA[0]).double()}
+    with pytest.warns(UserWarning, match="did not vary in a pilot of 1024 groups"):
+        r = estimate(ORACLE, never, stopping=TargetPrecision(halfwidth=0.1, max_budget=8000), design="antithetic")
+    info = r.config["stopping"]
+    assert info["target_met"] == {"never": False} and info["stopped_by"] == "no spread"
+    assert info["pilot_groups"] == 1024 and info["main_groups"] >= 1024  # grown from 512, main >= pilot
+
+
+def test_exact_cancellation_is_met_with_a_main_stage_as_large_as_the_pilot():
+    # The oracle's output is affine in z: antithetic pairs cancel x[:, 0] to float precision.
     r = estimate(
         ORACLE,
         {"x0": lambda x: x[:, 0]},
-        stopping=TargetPrecision(halfwidth=0.1, max_budget=1000),
+        stopping=TargetPrecision(halfwidth=0.1, max_budget=2000),
         design="antithetic",
         dtype=torch.float64,
     )
-    assert r.config["stopping"]["main_groups"] == 2
+    info = r.config["stopping"]
+    assert info["target_met"] == {"x0": True} and info["main_groups"] == info["pilot_groups"]
     assert r["x0"].estimate == pytest.approx(ALPHA[0], abs=1e-12) and r["x0"].width == pytest.approx(0, abs=1e-12)
+
+
+def test_a_rare_event_pilot_grows_until_it_sees_the_event():
+    # P(x_0 > a + 2.8 sd) = 0.0026: a 512-noise pilot sees no event about a quarter of the time.
+    sd0 = BETA[0]
+    rare = {"rare": lambda x: (x[:, 0] > ALPHA[0] + 2.8 * sd0).double()}
+    truth = float(stats.norm.sf(2.8))
+    zero_width = 0
+    for rep in range(30):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = estimate(ORACLE, rare, stopping=TargetPrecision(halfwidth=0.002, max_budget=40_000), seed=[8, rep])
+        info = r.config["stopping"]
+        zero_width += r["rare"].width == 0 and info["target_met"]["rare"]
+        assert info["main_groups"] >= info["pilot_groups"]
+    assert zero_width == 0
+    assert truth > 0
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,7 @@ class RunConfig:
     device: str | None = None
     seed: int = 0
     confidence_level: float = 0.95
-    interval_method: str = "t"
+    interval_method: str = "skew-t"
     out: str = "uqdiff-output"
     pairs: int = 32
     plots: bool = True

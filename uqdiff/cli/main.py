@@ -126,8 +126,9 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--confidence-level", type=float, metavar="LEVEL", help=f"in (0, 1) (default {d.confidence_level})")
     p.add_argument(
         "--interval-method",
-        choices=("t", "normal"),
-        help="Student-t on groups - 1 df, or normal (default t)",
+        choices=("skew-t", "t", "normal"),
+        help="skew-t: Student-t corrected for the skewness of the group means (default); "
+        "t: Student-t on groups - 1 df; normal: the normal quantile",
     )
     p.add_argument("--out", metavar="FOLDER", help=f"output folder, created if needed (default {d.out})")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")

@@ -18,6 +18,13 @@ from uqdiff._util import plain
 from uqdiff.cli.runs import RunOutput
 from uqdiff.estimators.results import ComparisonResult, markdown_table
 
+#: How the report names each interval method.
+INTERVAL_NAMES = {
+    "skew-t": "Student-t, corrected for the skewness of the group means,",
+    "t": "Student-t",
+    "normal": "normal-quantile",
+}
+
 NOTES = {
     "efficiency": "efficiency = (CI width of MC / CI width of the design)^2 at the same budget of model calls",
     "implied_efficiency": "implied_efficiency = marginal variance / (group size x variance of group means), "
@@ -76,7 +83,7 @@ def markdown_report(output: RunOutput, frame, figures: list[str]) -> str:
         f"# uqdiff {cfg.command}: {output.model.description}",
         "",
         f"Budget {cfg.budget} model evaluations per design; seed {cfg.seed}; "
-        f"{cfg.confidence_level:.0%} {'Student-t' if cfg.interval_method == 't' else 'normal'} intervals; "
+        f"{cfg.confidence_level:.0%} {INTERVAL_NAMES[cfg.interval_method]} intervals; "
         f"batch size {cfg.batch_size}. Designs: {designs}. Run time {total:.1f} s ({per_design}).",
         "",
         "## Results",

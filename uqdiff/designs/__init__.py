@@ -40,7 +40,7 @@ def get_design(name: str, **kwargs) -> NoiseDesign:
 SPEC_PARAMETERS: dict[type[NoiseDesign], tuple[str, ...]] = {
     KAntithetic: ("k",),
     Equicorrelated: ("k", "c"),
-    SobolRQMC: ("n", "scramble"),
+    SobolRQMC: ("n", "scramble", "lead"),
 }
 
 

@@ -14,6 +14,7 @@ import torch
 
 from uqdiff.designs.base import NoiseDesign
 from uqdiff.designs.seeds import SeedLike, group_rng
+from uqdiff.designs.streams import NoiseStream, normals
 
 ROW_NORM_TOL = 1e-6
 
@@ -56,6 +57,21 @@ class GaussianCoupling(NoiseDesign):
         for ell in range(1, r):  # a fixed elementwise order keeps each group's bits batch-independent
             z = z + self.matrix[None, :, ell, None] * u[:, None, ell, :]
         return torch.from_numpy(z).to(device=device, dtype=dtype)
+
+    def _stream_slot(
+        self, stream: NoiseStream, index: int, offset: int, size: int, device: torch.device
+    ) -> torch.Tensor:
+        """z = A u slot by slot: u_l of group g is the counter-based stream (seed, g, slot, l)."""
+        r = self.matrix.shape[1]
+        groups, where = np.unique(stream.groups, return_inverse=True)
+        rows = np.stack([np.repeat(groups, r), np.tile(np.arange(r), len(groups))], axis=1)
+        u = normals(stream.key, index, rows, size, device=device).reshape(len(groups), r, size)
+        a = torch.from_numpy(self.matrix).to(device)[torch.from_numpy(stream.members).to(device)]
+        at = torch.from_numpy(where.reshape(-1)).to(device)
+        z = a[:, 0, None] * u[at, 0]
+        for ell in range(1, r):  # a fixed elementwise order: each noise's bits are batch-independent
+            z = z + a[:, ell, None] * u[at, ell]
+        return z
 
 
 def basis_noise(indices, r: int, dim: int, *, seed: SeedLike) -> np.ndarray:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from uqdiff.designs.base import NoiseDesign
 from uqdiff.designs.seeds import SeedLike, group_rng
 from uqdiff.designs.sobol_points import DEFAULT_BITS, MAX_DIM, SCRAMBLES, scrambled_sobol_normal
+from uqdiff.designs.streams import NoiseStream, normals
 
 
 class SobolRQMC(NoiseDesign):
@@ -16,35 +18,89 @@ class SobolRQMC(NoiseDesign):
     never 0 or 1) and thus N(0, I) up to that grid; replicate means are iid,
     which gives the Student-t interval on R - 1 degrees of freedom.
 
-    >>> SobolRQMC(64).group_size
-    64
+    ``lead`` puts the Sobol' points on the first ``lead`` flat coordinates of the noise only
+    (at most the Sobol' dimension limit) and iid N(0, 1) on the rest. For a captured sampler's
+    noise stream (:class:`uqdiff.samplers.Captured`) the default is its first draw, x_T: the
+    scrambled points of the replicate fill slot 0, later slots are iid from the counter-based
+    stream. For fixed-size noise the default is the whole noise.
+
+    >>> SobolRQMC(64).group_size, SobolRQMC(16, lead=784).name
+    (64, 'rqmc(n=16, lms+shift, lead=784)')
     """
 
-    def __init__(self, n: int = 64, *, scramble: str = "lms+shift") -> None:
+    def __init__(self, n: int = 64, *, scramble: str = "lms+shift", lead: int | None = None) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n & (n - 1):
             raise ValueError(f"Sobol' point count n must be a power of two (1, 2, 4, ..., 64, ...), got {n!r}")
         if scramble not in SCRAMBLES:
             raise ValueError(f"scramble must be one of {SCRAMBLES}, got {scramble!r}")
+        if lead is not None and (
+            isinstance(lead, bool) or not isinstance(lead, (int, np.integer)) or not 1 <= lead <= MAX_DIM
+        ):
+            raise ValueError(f"lead must be an int in 1..{MAX_DIM} (the Sobol' dimension limit) or None, got {lead!r}")
         self.n = n
         self.m = n.bit_length() - 1
         self.scramble = scramble
+        self.lead = None if lead is None else int(lead)
         self.group_size = n
-        self.name = f"rqmc(n={n}, {scramble})"
+        self.name = f"rqmc(n={n}, {scramble})" if lead is None else f"rqmc(n={n}, {scramble}, lead={lead})"
 
     def check_dim(self, dim: int) -> None:
         super().check_dim(dim)
-        if dim > MAX_DIM:
+        if dim > MAX_DIM and self.lead is None:
             raise ValueError(
                 f"Sobol' RQMC supports at most {MAX_DIM} dimensions (Joe-Kuo direction numbers) but the noise has "
-                f"{dim}; use SubspaceCoupling(SobolRQMC(...), mask=... or basis=...) to put RQMC on a subspace "
-                "of at most that dimension and iid noise on its complement"
+                f"{dim}; use SobolRQMC(n, lead=L) to put RQMC on the first L <= {MAX_DIM} coordinates and iid noise "
+                "on the rest, or SubspaceCoupling(SobolRQMC(...), mask=... or basis=...) for another subspace"
             )
 
     def _groups(self, indices, dim, seed: SeedLike, device, dtype) -> torch.Tensor:
+        if self.lead is not None and self.lead < dim:
+            from uqdiff.designs.subspace import on_leading_coordinates
+
+            inner = SobolRQMC(self.n, scramble=self.scramble)
+            return on_leading_coordinates(inner, dim, self.lead)._groups(indices, dim, seed, device, dtype)
         rngs = [group_rng(seed, g) for g in indices]
         return scrambled_sobol_normal(
             self.m, dim, rngs, scramble=self.scramble, bits=DEFAULT_BITS, device=device, dtype=dtype
         )
 
+    def _stream_slot(
+        self, stream: NoiseStream, index: int, offset: int, size: int, device: torch.device
+    ) -> torch.Tensor:
+        """Sobol' points of the replicate on the leading coordinates, iid (seed, g, slot, point) elsewhere."""
+        lead = self.lead
+        if lead is None:  # the first draw (x_T) is the Sobol' part
+            lead = size if index == 0 else 0
+            if lead > MAX_DIM:
+                raise ValueError(
+                    f"the first draw of this stream has {size} coordinates, more than the {MAX_DIM} Sobol' "
+                    f"dimensions; use SobolRQMC({self.n}, lead=L) with L <= {MAX_DIM} to put RQMC on the first L"
+                )
+        cut = min(max(lead - offset, 0), size)
+        rows = np.stack([stream.groups, stream.members], axis=1)
+        values = normals(stream.key, index, rows, size, device=device) if cut < size else None
+        if cut == 0:
+            return values
+        points = self._points(stream, lead, device)[:, offset : offset + cut]
+        return points if values is None else torch.cat([points, values[:, cut:]], dim=1)
+
+    def _points(self, stream: NoiseStream, lead: int, device: torch.device) -> torch.Tensor:
+        """Each noise's scrambled Sobol' point (len, lead), float64; replicates kept per batch."""
+        cache = stream.cache.setdefault(("sobol", lead, str(device)), {})
+        missing = sorted({int(g) for g in stream.groups} - cache.keys())
+        if missing:
+            pts = scrambled_sobol_normal(
+                self.m,
+                lead,
+                [group_rng(stream.seed, g) for g in missing],
+                scramble=self.scramble,
+                bits=DEFAULT_BITS,
+                device=device,
+                dtype=torch.float64,
+            )
+            cache.update(zip(missing, pts))
+        return torch.stack([cache[int(g)][int(i)] for g, i in zip(stream.groups, stream.members)])
+
     def __repr__(self) -> str:
-        return f"SobolRQMC(n={self.n}, scramble={self.scramble!r})"
+        lead = "" if self.lead is None else f", lead={self.lead}"
+        return f"SobolRQMC(n={self.n}, scramble={self.scramble!r}{lead})"

@@ -1,8 +1,10 @@
 """Streaming, mergeable moments of group means, identical however a run is split.
 
-An accumulator never holds the samples: it keeps count, mean and the sum of
-squared deviations (float64, Chan et al. updates) of the group means, plus the
-summed within-group squares needed for the marginal variance. To make results
+An accumulator never holds the samples: it keeps count, mean and the sums of
+squared and cubed deviations (float64, Chan et al. and Pebay updates) of the
+group means, plus the summed within-group squares needed for the marginal
+variance. The third moment gives the skewness of the group means, which the
+default interval corrects for. To make results
 bit-identical for any batching, sharding or merge order, moments are always
 combined along one canonical binary tree over group indices: leaves are
 aligned blocks of BLOCK groups, a node covers an aligned run of 2**level
@@ -22,28 +24,36 @@ BLOCK = 64
 
 @dataclass(frozen=True)
 class Moments:
-    """Moments of a run of group means: count, mean, M2 = sum (x - mean)^2, within-group squares."""
+    """Moments of a run of group means: count, mean, M2 = sum (x - mean)^2, M3 = sum (x - mean)^3,
+    and the summed within-group squares."""
 
     count: int
     mean: np.ndarray
     m2: np.ndarray
     within: np.ndarray
+    m3: np.ndarray
 
     @classmethod
     def of(cls, means: np.ndarray, within: np.ndarray) -> Moments:
         """Moments of a stack of group means (n, ...) computed in one fixed order."""
         mean = means.mean(axis=0)
-        return cls(len(means), mean, ((means - mean) ** 2).sum(axis=0), within.sum(axis=0))
+        dev = means - mean
+        return cls(len(means), mean, (dev**2).sum(axis=0), within.sum(axis=0), (dev**3).sum(axis=0))
 
     def merge(self, other: Moments) -> Moments:
-        """Chan's exact pairwise update; ``self`` covers the lower group indices."""
-        n = self.count + other.count
+        """Exact pairwise update (Chan et al. for M2, Pebay 2008 for M3); ``self`` covers the lower groups."""
+        na, nb = self.count, other.count
+        n = na + nb
         delta = other.mean - self.mean
         return Moments(
             n,
-            self.mean + delta * (other.count / n),
-            self.m2 + other.m2 + delta**2 * (self.count * other.count / n),
+            self.mean + delta * (nb / n),
+            self.m2 + other.m2 + delta**2 * (na * nb / n),
             self.within + other.within,
+            self.m3
+            + other.m3
+            + delta**3 * (na * nb * (na - nb) / n**2)
+            + 3.0 * delta * (na * other.m2 - nb * self.m2) / n,
         )
 
 
@@ -115,6 +125,7 @@ class GroupAccumulator:
             "node_mean": stack([m.mean for _, m in nodes]),
             "node_m2": stack([m.m2 for _, m in nodes]),
             "node_within": stack([m.within for _, m in nodes]),
+            "node_m3": stack([m.m3 for _, m in nodes]),
             "row_group": np.array([g for g, _ in rows], dtype=np.int64),
             "row_mean": stack([r[0] for _, r in rows]),
             "row_within": stack([r[1] for _, r in rows]),
@@ -127,10 +138,15 @@ class GroupAccumulator:
         shape = tuple(int(s) for s in state["shape"])
         if shape != (-1,):
             acc.shape = shape
-        for (level, pos), n, mean, m2, within in zip(
-            state["node_index"], state["node_count"], state["node_mean"], state["node_m2"], state["node_within"]
+        for (level, pos), n, mean, m2, within, m3 in zip(
+            state["node_index"],
+            state["node_count"],
+            state["node_mean"],
+            state["node_m2"],
+            state["node_within"],
+            state["node_m3"],
         ):
-            acc._insert(int(level), int(pos), Moments(int(n), mean, m2, within))
+            acc._insert(int(level), int(pos), Moments(int(n), mean, m2, within, m3))
             acc.count += int(n)
         for g, mean, within in zip(state["row_group"], state["row_mean"], state["row_within"]):
             acc._add_rows(int(g) // BLOCK, {int(g): (mean, within)})

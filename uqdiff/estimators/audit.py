@@ -363,8 +363,8 @@ def audit(
             1     0.268 0.231 0.308
             2     0.357 0.317 0.400
     >>> print(r.trend[["estimate", "low", "high", "p_value"]].round(3).to_string(index=False))   # truth 0.087
-     estimate  low  high  p_value
-        0.085 0.07   0.1      0.0
+     estimate   low  high  p_value
+        0.085 0.071   0.1      0.0
     """
     level = confidence_level
     names = [str(c) for c in generators]

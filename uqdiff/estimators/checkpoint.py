@@ -37,7 +37,7 @@ from uqdiff.designs import NoiseDesign
 from uqdiff.estimators.accumulator import GroupAccumulator
 
 FORMAT = "uqdiff-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: accumulators keep the third moment of the group means (uqdiff 0.2)
 
 
 class CheckpointError(ValueError):

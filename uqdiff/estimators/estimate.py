@@ -181,7 +181,7 @@ def estimate(
     batch_size: int = 64,
     seed: SeedLike = 0,
     confidence_level: float = 0.95,
-    interval_method: str = "t",
+    interval_method: str = "skew-t",
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
@@ -308,6 +308,7 @@ def estimate(
         run.save()
     finally:
         run.close()
+    warn_if_skewed(results)
     config = {
         "noise_shape": list(noise_shape),
         "batch_size": batch_size,
@@ -324,6 +325,28 @@ def estimate(
         generator_calls=run.n_noises * calls_per_noise(generator),
         config=config,
     )
+
+
+def warn_if_skewed(results: Mapping[str, StatisticResult]) -> None:
+    """Warn, naming the remedy, where the group means are too skewed for their number.
+
+    The rule is Cochran's (a t interval needs n > 25 gamma^2 groups), applied only where
+    the skewness is also clearly not noise (|gamma| > 2 sqrt(6 / n)), so symmetric
+    statistics with few groups do not warn by chance.
+    """
+    for name, r in results.items():
+        if r.skewness is None:
+            continue
+        gamma, n = np.abs(np.asarray(r.skewness)), r.n_groups
+        bad = (n < 25 * gamma**2) & (gamma > 2 * math.sqrt(6 / n))
+        if bad.any():
+            where = "" if np.ndim(gamma) == 0 else f" at {int(bad.sum())} of {bad.size} elements"
+            warnings.warn(
+                f"the group means of {name!r} are skewed (skewness {float(gamma.max()):.2g}{where} over {n} groups): "
+                f"its interval ({r.interval_method}) may undercover; use more groups (a larger budget, or a design "
+                f"with smaller groups) so that groups > 25 x skewness^2 = {int(25 * float(gamma.max()) ** 2) + 1}",
+                stacklevel=3,
+            )
 
 
 def calls_per_noise(generator: Any) -> int:
@@ -513,7 +536,7 @@ def compare(
     batch_size: int = 64,
     seed: SeedLike = 0,
     confidence_level: float = 0.95,
-    interval_method: str = "t",
+    interval_method: str = "skew-t",
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     progress: bool = False,

@@ -129,7 +129,7 @@ def group_means(
     batch_size: int = 64,
     seed: SeedLike = 0,
     confidence_level: float = 0.95,
-    interval_method: str = "t",
+    interval_method: str = "skew-t",
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     progress: bool = False,

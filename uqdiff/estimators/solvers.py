@@ -107,7 +107,7 @@ def evaluate_solver(
     batch_size: int = 16,
     seed: SeedLike = 0,
     confidence_level: float = 0.95,
-    interval_method: str = "t",
+    interval_method: str = "skew-t",
     correlation_pairs: int = 50,
     name: str | None = None,
     progress: bool = False,

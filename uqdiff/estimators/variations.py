@@ -95,7 +95,7 @@ def estimate_variations(
     batch_size: int = 64,
     seed: SeedLike = 0,
     confidence_level: float = 0.95,
-    interval_method: str = "t",
+    interval_method: str = "skew-t",
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
     checkpoint: CheckpointLike | None = None,
