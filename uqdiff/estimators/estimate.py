@@ -29,6 +29,7 @@ from uqdiff.estimators.checkpoint import Checkpoint
 from uqdiff.estimators.results import ComparisonResult, EstimateResult, StatisticResult, quantile
 from uqdiff.estimators.stopping import StoppingRule, groups_for_budget
 from uqdiff.samplers.base import device_of, noise_shape_of
+from uqdiff.samplers.repeat import check_first_batch, wants_check
 
 StatisticsLike = Callable | Sequence[Callable] | Mapping[str, Callable]
 CheckpointLike = Checkpoint | str | os.PathLike
@@ -77,6 +78,7 @@ def evaluate_groups(
     device: torch.device,
     dtype: torch.dtype = torch.float32,
     output_shapes: dict[str, tuple[int, ...]] | None = None,
+    first: list | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per-group means and within-group sums of squares of each statistic for the given groups.
 
@@ -86,18 +88,26 @@ def evaluate_groups(
     statistic at their first batch, and later batches must match it.
     An exception from the generator is re-raised as :class:`GeneratorError`
     naming the groups and the seed (out-of-memory errors pass unchanged).
+
+    A generator with ``streamed = True`` (a captured sampler) gets the groups' noise as a
+    :class:`~uqdiff.designs.streams.NoiseStream` that makes each slot on demand; any other
+    generator gets the noise tensor. ``first``, if given (a list), receives the first noise of
+    the first batch, its output, the batch's size and where it is, for the repeat check.
     """
     shapes = {} if output_shapes is None else output_shapes
     k = design.group_size
-    dim = math.prod(noise_shape)
-    noise = design.groups(indices, dim, seed=seed, device=device, dtype=dtype)
-    noise = noise.reshape(len(indices) * k, *noise_shape)
+    if getattr(generator, "streamed", False):
+        noise = design.stream(indices, seed=seed, dtype=dtype)
+    else:
+        noise = design.groups(indices, math.prod(noise_shape), seed=seed, device=device, dtype=dtype)
+        noise = noise.reshape(len(indices) * k, *noise_shape)
     values: dict[str, list[np.ndarray]] = {name: [] for name in statistics}
     for lo in range(0, len(noise), batch_size):
         chunk = noise[lo : lo + batch_size]
         where = lambda row, lo=lo: (
             f"group {int(indices[(lo + row) // k])} (noise {(lo + row) % k} of the group), seed {seed!r}"
         )
+        probe = chunk[0:1].clone() if first is not None and lo == 0 and isinstance(chunk, torch.Tensor) else chunk[0:1]
         try:
             images = generator(chunk)
         except Exception as exc:
@@ -123,6 +133,8 @@ def evaluate_groups(
         if not bool(finite.all()):
             bad = int(torch.nonzero(~finite.reshape(len(chunk), -1).all(dim=1))[0])
             raise FloatingPointError(f"generator output has NaN or Inf at {where(bad)}")
+        if first is not None and lo == 0:
+            first.extend([probe, images[0:1], len(chunk), where(0)])
         for name, stat in statistics.items():
             out = stat(images)
             try:
@@ -376,6 +388,7 @@ class _Evaluator:
         )
         self.output_shapes: dict[str, tuple[int, ...]] = {}
         self.halved_from: int | None = None
+        self.check_pending = wants_check(generator)  # the repeat check, on the first batch
 
     @property
     def groups_per_batch(self) -> int:
@@ -386,6 +399,7 @@ class _Evaluator:
         start = lo
         while start < hi:
             indices = np.arange(start, min(start + self.groups_per_batch, hi))
+            first = [] if self.check_pending else None
             try:
                 parts = evaluate_groups(
                     self.generator,
@@ -398,12 +412,17 @@ class _Evaluator:
                     device=self.device,
                     dtype=self.dtype,
                     output_shapes=self.output_shapes,
+                    first=first,
                 )
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
                 self._halve(exc, start)
                 continue
+            if first:
+                noise_one, output_one, batch, where = first
+                check_first_batch(self.generator, noise_one, output_one, batch=batch, where=where)
+                self.check_pending = False
             yield start, parts
             start = int(indices[-1]) + 1
 

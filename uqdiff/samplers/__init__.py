@@ -1,5 +1,7 @@
 """Samplers: noise -> image. The generator protocol, oracle generators with known answers,
-diffusers adapters, the DPS/DDS posterior samplers and wrappers that change a generator.
+diffusers adapters, the DPS/DDS posterior samplers, wrappers that change a generator, and
+:class:`Captured`, which runs a sampler someone else wrote with every Gaussian draw taken from
+the design (checked by the repeat check, :func:`check_repeatable`).
 
 A generator is any callable from a noise batch (B, *noise_shape) to images (B, ...);
 see :mod:`uqdiff.samplers.base`. diffusers is imported only when a diffusers adapter is built,
@@ -7,26 +9,34 @@ so the pure-torch parts (oracles, DPS, DDS, wrappers) import without it.
 """
 
 from uqdiff.samplers.base import NumpyGenerator, Recording, device_of, noise_shape_of
+from uqdiff.samplers.capture import Captured, CaptureError, Draw
 from uqdiff.samplers.diffusers_adapters import DiffusersSampler, PipelineGenerator
 from uqdiff.samplers.oracles import ClippedGaussianDDIM, GaussianDDIM, LinearGenerator, landscape_oracle
 from uqdiff.samplers.posterior import DDS, DPS, PosteriorSampler, ddim_step, implied_eps
+from uqdiff.samplers.repeat import RepeatCheckError, RepeatReport, check_repeatable
 from uqdiff.samplers.wrappers import CommonNoise, SkipGradient, Variations, blend
 
 __all__ = [
+    "Captured",
+    "CaptureError",
     "DDS",
     "DPS",
     "ClippedGaussianDDIM",
     "CommonNoise",
     "DiffusersSampler",
+    "Draw",
     "GaussianDDIM",
     "LinearGenerator",
     "NumpyGenerator",
     "PipelineGenerator",
     "PosteriorSampler",
     "Recording",
+    "RepeatCheckError",
+    "RepeatReport",
     "SkipGradient",
     "Variations",
     "blend",
+    "check_repeatable",
     "ddim_step",
     "device_of",
     "implied_eps",

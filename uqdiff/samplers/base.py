@@ -61,12 +61,21 @@ class Recording:
 
     For pair diagnostics: ``estimate`` feeds a group's noises consecutively, so
     the kept outputs of an antithetic run are its (G(z), G(-z)) pairs and those
-    of an MC run are independent pairs, at no extra model call.
+    of an MC run are independent pairs, at no extra model call. The repeat check
+    runs on the wrapped generator, so its extra calls are not kept.
     """
 
     def __init__(self, generator: Callable, keep: int) -> None:
         self.generator, self.keep, self._kept = generator, keep, []
-        for name in ("noise_shape", "device", "initial_noise_size", "calls_per_noise"):
+        for name in (
+            "noise_shape",
+            "device",
+            "initial_noise_size",
+            "calls_per_noise",
+            "streamed",
+            "repeat_check",
+            "repeat_tolerance",
+        ):
             if hasattr(generator, name):
                 setattr(self, name, getattr(generator, name))
 
