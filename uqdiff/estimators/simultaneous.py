@@ -12,8 +12,14 @@ probability:
 * ``"max-t"``: the quantile of max over pixels of |mean - truth| / se, from a
   Gaussian multiplier bootstrap of the group means (the groups are iid, so
   the law of the studentized map is that of sums of their centred copies).
-  Exact for the correlation the pixels really have, so narrower than
-  Bonferroni; it needs the group means of every pixel (:func:`group_means`
+  It follows the correlation the pixels really have, so it is narrower than
+  Bonferroni, but only with enough groups: the bootstrap statistics live in
+  the (n - 1)-dimensional span of the centred group means, so with few groups
+  their maximum over many pixels is far too small (measured all-pixel coverage
+  with normal group means over 1024 pixels: 0.60-0.72 at 8 groups, 0.83-0.89 at
+  16, 0.92 at 32). Below :data:`MIN_GROUPS_MAX_T` groups the bands therefore
+  fall back to Bonferroni (``MapBands.method`` says which was used, and a
+  warning says why). It needs the group means of every pixel (:func:`group_means`
   keeps them: groups x pixels floats, fine for maps up to ~10^5 pixels x 10^3
   groups). A streaming variant would keep, for B bootstrap draws, the running
   sums of w_bg x_g with w_bg keyed by (seed, group): B x pixels memory
@@ -25,6 +31,7 @@ differs from a null map, Holm-corrected over all pixels (statsmodels).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +47,8 @@ from uqdiff.estimators.estimate import estimate
 from uqdiff.estimators.results import ConfidenceInterval, Exportable, StatisticResult, p_value, quantile
 
 METHODS = ("max-t", "bonferroni")
+#: Fewer groups than this and "max-t" falls back to Bonferroni (see the module docstring).
+MIN_GROUPS_MAX_T = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,7 +209,10 @@ def simultaneous_bands(
     pixels are t, not normal, so the normal-scale quantile is carried to the
     t law on (groups - 1) df through its per-pixel tail probability (the same
     step Bonferroni takes). Pixels with zero spread are left out of the max
-    (their band has zero width).
+    (their band has zero width). With fewer than :data:`MIN_GROUPS_MAX_T`
+    groups, unless the group means span fewer than groups - 1 dimensions, the
+    bootstrap is not trusted and Bonferroni is used instead (with a warning;
+    ``MapBands.method`` records it).
 
     Parameters
     ----------
@@ -237,20 +249,19 @@ def simultaneous_bands(
     se = np.asarray(result.standard_error, dtype=np.float64)
     level, df, law = result.confidence_level, result.df, result.interval_method
     pixels = max(1, est.size)
+    if method == "max-t":
+        x = _checked_group_means(group_means, result, n_bootstrap)
+        if not _bootstrap_spans_the_map(x):
+            warnings.warn(
+                f"max-t bands need at least {MIN_GROUPS_MAX_T} groups to hold when the pixels vary in more "
+                f"directions than the groups can span (this run has {result.n_groups} groups): using Bonferroni "
+                "bands instead; run more groups for the narrower max-t bands",
+                stacklevel=2,
+            )
+            method = "bonferroni"
     if method == "bonferroni":
         alpha_pixel = (1 - level) / pixels
     else:
-        if group_means is None:
-            raise ValueError(
-                "method='max-t' needs group_means=...; get them with uqdiff.estimators.simultaneous.group_means"
-            )
-        x = np.asarray(group_means, dtype=np.float64).reshape(len(group_means), -1)
-        if len(x) != result.n_groups or x.shape[1] != est.size:
-            raise ValueError(
-                f"group_means must have shape ({result.n_groups}, {est.size} values), got {np.shape(group_means)}"
-            )
-        if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 100:
-            raise ValueError(f"n_bootstrap must be an int >= 100, got {n_bootstrap!r}")
         q_normal = _max_normal_quantile(x, level, n_bootstrap, seed)
         # Bonferroni bounds the max too; with nearly independent pixels the bootstrap's own Monte Carlo
         # error can put its quantile a little above that bound, so the sharper valid one is kept
@@ -269,6 +280,40 @@ def simultaneous_bands(
         confidence_level=level,
         n_groups=result.n_groups,
     )
+
+
+def _checked_group_means(group_means: np.ndarray | None, result: StatisticResult, n_bootstrap: int) -> np.ndarray:
+    """The group means as (groups, values), checked against the result; refuses what max-t cannot use."""
+    if group_means is None:
+        raise ValueError(
+            "method='max-t' needs group_means=...; get them with uqdiff.estimators.simultaneous.group_means"
+        )
+    x = np.asarray(group_means, dtype=np.float64).reshape(len(group_means), -1)
+    size = max(1, np.size(result.estimate))
+    if len(x) != result.n_groups or x.shape[1] != size:
+        raise ValueError(
+            f"group_means must have shape ({result.n_groups}, {size} values), got {np.shape(group_means)}"
+        )
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 100:
+        raise ValueError(f"n_bootstrap must be an int >= 100, got {n_bootstrap!r}")
+    return x
+
+
+def _bootstrap_spans_the_map(group_means: np.ndarray) -> bool:
+    """Whether the multiplier bootstrap can be trusted: enough groups, or group means in a low-dimensional span.
+
+    The bootstrap statistics live in the span of the n - 1 centred group means. With at least
+    MIN_GROUPS_MAX_T groups that is enough; with fewer it is only when the group means span fewer
+    than n - 1 dimensions (the pixels are driven by few directions, which the groups then see all of).
+    """
+    x = np.asarray(group_means, dtype=np.float64).reshape(len(group_means), -1)
+    n = len(x)
+    if n >= MIN_GROUPS_MAX_T:
+        return True
+    centred = x - x.mean(axis=0)
+    scale = np.sqrt((centred**2).sum(axis=0))
+    scaled = centred[:, scale > 0] / scale[scale > 0]
+    return scaled.size > 0 and int(np.linalg.matrix_rank(scaled, tol=1e-8 * np.sqrt(scaled.shape[1]))) < n - 1
 
 
 def _max_normal_quantile(x: np.ndarray, level: float, n_bootstrap: int, seed: SeedLike) -> float:
