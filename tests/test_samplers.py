@@ -248,25 +248,29 @@ def test_pipeline_generator_consistency_model():
     unet = tiny_unet(channels=3)  # ConsistencyModelPipeline expects 3-channel images
     pipe = ConsistencyModelPipeline(unet=unet, scheduler=CMStochasticIterativeScheduler(num_train_timesteps=40))
     pipe.set_progress_bar_config(disable=True)
-    # one step is deterministic; a list of one label is broadcast over the batch by the UNet's class embedding
+    # a list of one label is broadcast over the batch by the UNet's class embedding
     g = PipelineGenerator(pipe, noise_shape=(3, 8, 8), num_inference_steps=1, class_labels=[1])
     assert g.batch_arg == "batch_size" and g.call_kwargs["output_type"] == "pt"
-    z = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert g.noise_shape == (3, 8, 8) and len(g.layout) == 1  # one step: x_T is its only draw
+    x_t = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(g(x_t), g(x_t.clone()))  # a single draw: a plain tensor of initial latents works too
+    z = uqdiff.Antithetic().stream([0], seed=0)
     images = g(z)
     assert images.shape == (2, 3, 8, 8) and images.dtype == torch.float32
-    assert torch.equal(images, g(z.clone()))
+    assert torch.equal(images, g(z))
     as_numpy = PipelineGenerator(pipe, noise_shape=(3, 8, 8), num_inference_steps=1, class_labels=[1], output_type="np")
     torch.testing.assert_close(as_numpy(z), images)
-    with pytest.raises(ValueError, match=r"expected noise of shape \(B, 3, 8, 8\)"):
+    with pytest.raises(ValueError, match="the noise tensor holds 48 values per sample"):
         g(torch.zeros(2, 3, 4, 4))
     with pytest.raises(TypeError, match="batch_size"):
         PipelineGenerator(pipe, noise_shape=(3, 8, 8), batch_size=2)
 
 
-def test_pipeline_without_latents_is_rejected():
+def test_pipeline_without_latents_is_captured_too():
     pipe = DDPMPipeline(unet=tiny_unet(num_class_embeds=None), scheduler=DDPMScheduler())
-    with pytest.raises(TypeError, match="latents"):
-        PipelineGenerator(pipe, noise_shape=(1, 8, 8))
+    pipe.set_progress_bar_config(disable=True)
+    g = PipelineGenerator(pipe, noise_shape=(1, 8, 8), num_inference_steps=2)
+    assert [d.shape for d in g.layout] == [(1, 8, 8)] * 2  # x_T and the first step's noise (none at t = 0)
 
 
 def test_bad_inputs():

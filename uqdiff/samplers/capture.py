@@ -343,11 +343,11 @@ class _CaptureMode(TorchFunctionMode):
         if layout is None:  # tracing: keep where each draw is made, for later messages
             event = Draw(event.kind, event.shape, event.slot, event.op, _call_site())
         elif i >= len(layout) or not event.same_as(layout[i]):
-            traced = layout[i].describe() if i < len(layout) else f"no draw (the traced layout has {len(layout)})"
+            traced = layout[i].describe() if i < len(layout) else f"nothing (its layout has {len(layout)} draws)"
             now = Draw(event.kind, event.shape, event.slot, event.op, _call_site()).describe()
             raise CaptureError(
-                f"{self.owner.name}: draw {i} differs from the traced layout: this call made a {now}; the first "
-                f"call made {traced}. The noise layout must not depend on the batch or the noise (same steps, "
+                f"{self.owner.name}: draw {i} differs from the traced layout: this call drew a {now}; the first "
+                f"call drew {traced}. The noise layout must not depend on the batch or the noise (same steps, "
                 "same shapes, same order)"
             )
         self.events.append(event)
@@ -398,6 +398,13 @@ class _CaptureMode(TorchFunctionMode):
     def finish(self) -> None:
         if self.rows is not None:
             self._close_rows("the end of the call")
+        layout = self.owner._layout
+        if layout is not None and len(self.events) < len(layout):
+            raise CaptureError(
+                f"{self.owner.name}: this call made {len(self.events)} draws, the traced layout has {len(layout)}; "
+                f"the first missing one is the {layout[len(self.events)].describe()}. The noise layout must not "
+                "depend on the batch or the noise (same steps, same shapes, same order)"
+            )
 
     # -- everything else ------------------------------------------------------------------------
     def other_randomness(self, op: str) -> None:

@@ -2,22 +2,30 @@
 
 A uqdiff design must control *all* the randomness of a sample, or its
 couplings (antithetic pairs, K-antithetic groups, RQMC) hold only for part of
-it. So :class:`DiffusersSampler` takes every Gaussian draw of the sampler from
-the noise tensor it is given: only x_T for deterministic DDIM, the whole stream
-(x_T and the noise of each step) for stochastic samplers. Nothing here reseeds
-or draws from a global RNG or a ``torch.Generator``.
+it. Two ways here:
+
+* :class:`PipelineGenerator` runs any diffusers pipeline under capture
+  (:class:`uqdiff.samplers.Captured`): every Gaussian draw the pipeline and its
+  scheduler make comes from the design's noise stream, whatever the scheduler.
+* :class:`DiffusersSampler` is uqdiff's own loop over a UNet and a DDIM or DDPM
+  scheduler, which takes x_T and each step's noise from a noise tensor. It is kept
+  because the project's Fashion-MNIST DDPM and every figure recorded with it use
+  this layout (and the fixed-noise path); for other schedulers, text-conditioned
+  UNets or pipelines, use :class:`PipelineGenerator` or :class:`Captured`.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from uqdiff.samplers.base import noise_shape_of
+from uqdiff.samplers.capture import Captured
 
 DDPM_VARIANCES = ("fixed_small", "fixed_large")
 
@@ -218,46 +226,75 @@ class DiffusersSampler:
         return mean + variance**0.5 * noise
 
 
-class PipelineGenerator:
-    """A diffusers pipeline that accepts ``latents=`` (Stable Diffusion, consistency models, ...) as a generator.
+class PipelineGenerator(Captured):
+    """A diffusers pipeline as a uqdiff generator, every Gaussian draw of the pipeline from the design.
 
-    Each call runs ``pipeline(latents=noise, <batch>=B, output_type="pt", **call_kwargs)``,
-    where ``<batch>`` is ``num_images_per_prompt`` or ``batch_size``, whichever
-    the pipeline's ``__call__`` takes (give a single prompt, not a list). Only
-    the initial latent is designed: a pipeline whose scheduler injects noise at
-    later steps draws that noise itself, outside the design, so use
-    deterministic pipelines (DDIM with eta = 0, one-step consistency models,
-    ODE solvers) or :class:`DiffusersSampler`. Images come back as a float32
-    (B, C, H, W) tensor on the pipeline's device, in the pipeline's
-    post-processed range, (0, 1) for diffusers' image processors.
+    Each call runs ``pipeline(<batch>=B, output_type="pt", **call_kwargs)`` under capture
+    (:class:`uqdiff.samplers.Captured`), where ``<batch>`` is ``num_images_per_prompt`` or
+    ``batch_size``, whichever the pipeline's ``__call__`` takes (give a single prompt, not a
+    list). The initial latent and the noise every stochastic scheduler injects at its steps
+    (DDPM, DDIM with eta > 0, Euler and KDPM2 ancestral, DPM-Solver++ SDE, the consistency
+    models' multistep sampler, DPMSolverSDE's Brownian tree) all come from the design's noise
+    stream; pipelines without ``latents=`` (DDPMPipeline, DDIMPipeline) work the same way.
+    A ``generator=`` in ``call_kwargs`` is allowed and has no effect on the noise.
+
+    ``noise_shape``, if given, is checked against the per-sample shape of the pipeline's first
+    draw. ``shared`` and ``allow_other_randomness`` are as for :class:`Captured`: a pipeline that
+    draws class labels at random (the consistency-model pipeline without ``class_labels``), or
+    DPMSolverSDEScheduler without ``noise_sampler_seed`` (a random seed for its Brownian tree, which
+    does not change the noise served), is refused unless allowed. Images come back as a float32
+    (B, C, H, W) tensor on the pipeline's device, in the pipeline's post-processed range, (0, 1)
+    for diffusers' image processors.
     """
 
     value_range: tuple[float, float] = (0.0, 1.0)
 
-    def __init__(self, pipeline: Any, *, noise_shape: tuple[int, ...], **call_kwargs: Any) -> None:
+    def __init__(
+        self,
+        pipeline: Any,
+        *,
+        noise_shape: tuple[int, ...] | None = None,
+        shared: bool | Sequence[Sequence[int]] = False,
+        allow_other_randomness: bool = False,
+        **call_kwargs: Any,
+    ) -> None:
         params = inspect.signature(pipeline.__call__).parameters
-        if "latents" not in params:
-            raise TypeError(
-                f"{type(pipeline).__name__}.__call__ has no `latents` parameter, so its initial noise cannot be "
-                "supplied by a uqdiff design"
-            )
         self.batch_arg = next((p for p in ("num_images_per_prompt", "batch_size") if p in params), None)
+        if self.batch_arg is None:
+            raise TypeError(
+                f"{type(pipeline).__name__}.__call__ takes neither num_images_per_prompt nor batch_size; wrap it "
+                "in uqdiff.samplers.Captured(lambda n: ...) with your own batching"
+            )
         reserved = sorted({"latents", self.batch_arg} & call_kwargs.keys())
         if reserved:
-            raise TypeError(f"PipelineGenerator sets {', '.join(reserved)} itself from the noise batch; do not pass it")
+            raise TypeError(
+                f"PipelineGenerator sets {', '.join(reserved)} itself: the batch from the noise, and the "
+                "initial latent is the pipeline's first draw, made from the design; do not pass it"
+            )
         if "output_type" in params:
             call_kwargs.setdefault("output_type", "pt")
         self.pipeline = pipeline
         self.call_kwargs = call_kwargs
-        self.noise_shape = noise_shape_of(None, noise_shape)
+        self.expected_shape = None if noise_shape is None else noise_shape_of(None, noise_shape)
         self.device = torch.device(getattr(pipeline, "device", "cpu"))
+        super().__init__(
+            self._images, shared=shared, allow_other_randomness=allow_other_randomness, name=type(pipeline).__name__
+        )
+
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        shape = super().noise_shape
+        if self.expected_shape is not None and shape != self.expected_shape:
+            raise ValueError(
+                f"{self.name} draws its first noise (the initial latent) with per-sample shape {shape}, "
+                f"not the noise_shape {self.expected_shape} given"
+            )
+        return shape
 
     @torch.no_grad()
-    def __call__(self, noise: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, H, W) for the batch of initial latents ``noise``."""
-        latents = _checked(noise, self.noise_shape).to(self.device, getattr(self.pipeline, "dtype", torch.float32))
-        batch = {self.batch_arg: len(latents)} if self.batch_arg else {}
-        out = self.pipeline(latents=latents, **batch, **self.call_kwargs)
+    def _images(self, batch: int) -> torch.Tensor:
+        """Images (B, C, H, W) of one pipeline call for ``batch`` samples."""
+        out = self.pipeline(**{self.batch_arg: batch}, **self.call_kwargs)
         images = out.images if hasattr(out, "images") else out[0]
         if isinstance(images, np.ndarray):  # diffusers' numpy images are channels-last
             images = torch.from_numpy(images).permute(0, 3, 1, 2)
@@ -265,8 +302,8 @@ class PipelineGenerator:
             raise TypeError(
                 f"pipeline returned {type(images).__name__} images; pass output_type='pt' or 'np' to get arrays"
             )
-        if len(images) != len(latents):
-            raise ValueError(f"pipeline returned {len(images)} images for {len(latents)} latents")
+        if len(images) != batch:
+            raise ValueError(f"pipeline returned {len(images)} images for a batch of {batch}")
         return images.to(device=self.device, dtype=torch.float32)
 
 
