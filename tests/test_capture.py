@@ -586,3 +586,30 @@ def test_brownian_tree_redraws_reuse_their_slots(sd_parts):
     unseeded = sd_pipeline(sd_parts, diffusers.DPMSolverSDEScheduler(num_train_timesteps=100, steps_offset=1))
     with pytest.raises(CaptureError, match=r"torch\.randint at diffusers/schedulers/scheduling_dpmsolver_sde\.py"):
         unseeded.trace()
+
+
+def test_ray_shards_of_a_captured_sampler_match_the_in_process_run():
+    ray = pytest.importorskip("ray")
+    from uqdiff.estimators.distributed import RayExecutor
+
+    mixing = torch.randn(3, 3, generator=torch.Generator().manual_seed(0))
+
+    def sampler(n):  # defined here, so Ray ships it by value (the test module is not importable on workers)
+        x = torch.randn(n, 3)
+        for _ in range(4):
+            x = 0.8 * x + 0.3 * torch.randn_like(x)
+        return x @ mixing  # a matmul: its bits may depend on the batch size; shards are whole batches
+
+    g = Captured(sampler)
+    kw = dict(budget=240, design=KAntithetic(4), seed=6, batch_size=20)
+    stats = {"m": lambda x: x[:, 0], "t": lambda x: torch.tanh(x).sum(dim=1)}
+    ref = estimate(g, stats, **kw)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        got = estimate(g, stats, executor=RayExecutor(2, shard_groups=7), **kw)
+    finally:
+        if started:
+            ray.shutdown()
+    assert got.to_dict()["results"] == ref.to_dict()["results"]
