@@ -19,6 +19,8 @@ from uqdiff.estimators.accumulator import Moments
 #: skewness of the group means (the default), plain Student-t on groups - 1 df, or the normal quantile.
 INTERVAL_METHODS = ("skew-t", "t", "normal")
 DEFAULT_INTERVAL_METHOD = "skew-t"
+#: Efficiencies from fewer groups than this are flagged in every table: their own spread is large.
+FEW_GROUPS = 16
 
 
 class ConfidenceInterval(NamedTuple):
@@ -362,6 +364,7 @@ class ComparisonResult(Exportable):
         for design, est in self.estimates.items():
             for name, r in est.results.items():
                 implied = r.implied_efficiency
+                few = min(r.n_groups, self.estimates[self.baseline][name].n_groups) < FEW_GROUPS
                 rows.append(
                     {
                         "statistic": name,
@@ -372,8 +375,12 @@ class ComparisonResult(Exportable):
                         "width": float(np.mean(r.width)),
                         "efficiency": self.efficiency(name, design),
                         "implied_efficiency": None if implied is None else float(np.nanmedian(implied)),
+                        "implied_low": _median_or_none(r.implied_efficiency_low),
+                        "implied_high": _median_or_none(r.implied_efficiency_high),
+                        "skewness": _median_or_none(r.skewness),
                         "budget": est.budget,
                         "n_groups": r.n_groups,
+                        "flag": f"few groups (< {FEW_GROUPS}): efficiency uncertain" if few else "",
                         "seed": str(plain(est.seed)),
                     }
                 )
@@ -381,10 +388,24 @@ class ComparisonResult(Exportable):
 
     def __str__(self) -> str:
         frame = self.to_frame()
-        return (
-            frame.to_string(index=False, float_format=lambda x: f"{x:.4g}")
-            + f"\nefficiency = (CI width of {self.baseline} / CI width)^2; each design on its own seed (column seed)"
-        )
+        flagged = frame["flag"].astype(bool).any()
+        frame = frame.drop(columns=["flag"]).assign(flag=np.where(frame["flag"].astype(bool), "*", ""))
+        lines = [
+            frame.to_string(index=False, float_format=lambda x: f"{x:.4g}"),
+            f"efficiency = (CI width of {self.baseline} / CI width)^2 from these side-by-side runs; "
+            "implied_efficiency (low .. high) = the same ratio read from each design's own run; "
+            "each design on its own seed (column seed)",
+        ]
+        if flagged:
+            lines.append(
+                f"* fewer than {FEW_GROUPS} groups (here or in {self.baseline}): the efficiency is itself "
+                "an estimate with a wide spread; use a larger budget or several seeds"
+            )
+        return "\n".join(lines)
+
+
+def _median_or_none(value: Any) -> float | None:
+    return None if value is None else float(np.nanmedian(value))
 
 
 def markdown_table(frame) -> str:
