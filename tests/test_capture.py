@@ -613,3 +613,29 @@ def test_ray_shards_of_a_captured_sampler_match_the_in_process_run():
         if started:
             ray.shutdown()
     assert got.to_dict()["results"] == ref.to_dict()["results"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_captured_sampler_on_cuda_matches_the_cpu_and_repeats():
+    def on(device):
+        def sampler(n):
+            x = torch.randn(n, 3, 16, 16, device=device)
+            for _ in range(10):
+                x = 0.9 * x + 0.2 * torch.randn_like(x)
+            return x
+
+        return Captured(sampler)
+
+    s = KAntithetic(4).stream([0, 1], seed=9)
+    cpu, gpu = on("cpu")(s), on("cuda")(s)
+    assert gpu.device.type == "cuda" and (cpu - gpu.cpu()).abs().max() < 1e-5
+    pipe, kw = PIXEL_PIPELINES["ddim-eta1"]()
+    g = PipelineGenerator(pipe.to("cuda"), **kw)
+    cuda_state = torch.cuda.get_rng_state()
+    stat = {"mean": lambda x: x.mean(dim=(1, 2, 3))}
+    run = lambda: estimate(g, stat, budget=16, design="antithetic", seed=1, batch_size=8)
+    first, reached, _ = undesigned(run)
+    assert reached == 0 and torch.equal(cuda_state, torch.cuda.get_rng_state())
+    assert run().to_json() == first.to_json()
+    assert check_repeatable(g, budget=8).ok

@@ -144,6 +144,7 @@ def test_designs_without_streams_say_so():
     assert isinstance(Antithetic().stream([0], seed=0)[1:], NoiseStream)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cpu_and_cuda_make_the_same_noise():
     key = stream_key(11)
