@@ -50,9 +50,10 @@ def test_table1_quick_reports_our_rows_beside_the_papers(load, tmp_path):
 
 def test_coverage_quick_covers_every_design(load, tmp_path):
     frame = load("interval_coverage").main(["--quick", "--out", str(tmp_path)])
-    assert len(frame) == 6 * 3  # six designs x three (problem, statistic) cells
-    assert frame["coverage t"].between(0, 1).all()
+    assert len(frame) == 8 * 6  # eight designs x six (problem, statistic) cells
+    assert frame["coverage skew-t"].between(0, 1).all()
     assert (frame["coverage t"] >= frame["coverage normal"]).all()  # t quantiles are wider
+    assert set(frame["groups"]) >= {8, 16}  # RQMC with 8 and 16 replicates
 
 
 def test_gallery_ablation_quick_fills_both_tables_and_the_marginal_check(load, tmp_path):

@@ -639,3 +639,22 @@ def test_captured_sampler_on_cuda_matches_the_cpu_and_repeats():
     assert reached == 0 and torch.equal(cuda_state, torch.cuda.get_rng_state())
     assert run().to_json() == first.to_json()
     assert check_repeatable(g, budget=8).ok
+
+
+@pytest.mark.slow
+def test_fashion_dps_pairs_are_antithetic_only_when_captured():
+    """On the project's Fashion-MNIST DDPM: a DPS loop with randn_like inside, fed x_T only, pairs only x_T;
+    captured, every step's noise is negated too and the pair correlation of the pixel mean is far lower."""
+    from uqdiff.inverse.measurement import measure
+    from uqdiff.models.fashion import fashion_prior
+
+    prior = fashion_prior(num_inference_steps=20, device="cpu")
+    m = measure(torch.zeros(1, 28, 28), "box_inpainting", seed=0)
+    pairs = Antithetic().stream(np.arange(16), seed=0)
+    captured = Captured(lambda n: dps_the_usual_way(prior, m, n, zeta=2.0))
+    x_t = pairs.slot(0, prior.sample_shape, offset=0)
+    torch.manual_seed(0)
+    only_x_t = dps_from(prior, m, x_t, zeta=2.0)  # step noise from torch's global generator
+    corr = lambda out: np.corrcoef(out[0::2].mean(dim=(1, 2, 3)), out[1::2].mean(dim=(1, 2, 3)))[0, 1]
+    designed, undesigned_steps = corr(captured(pairs)), corr(only_x_t)
+    assert designed < -0.3 and designed < undesigned_steps - 0.2, (designed, undesigned_steps)

@@ -61,6 +61,7 @@ from uqdiff.estimators import (
     paired_estimate,
     simultaneous_bands,
 )
+from uqdiff.samplers import RepeatCheckError, RepeatReport, check_repeatable
 
 __version__ = package_version()
 
@@ -87,6 +88,8 @@ __all__ = [
     "NoiseDesign",
     "PairedResult",
     "RayExecutor",
+    "RepeatCheckError",
+    "RepeatReport",
     "SeedLike",
     "SobolRQMC",
     "SolverEvaluation",
@@ -97,6 +100,7 @@ __all__ = [
     "VariationResult",
     "VariationSummary",
     "audit",
+    "check_repeatable",
     "compare",
     "compare_galleries",
     "estimate",

@@ -116,6 +116,8 @@ class Equicorrelated(GaussianCoupling):
     def __init__(self, k: int, c: float) -> None:
         k = _check_k(k)
         lo = -1.0 / (k - 1)
+        if isinstance(c, bool) or not isinstance(c, (int, float, np.integer, np.floating)):
+            raise TypeError(f"the correlation c of an equicorrelated coupling must be a number, got {c!r}")
         if not (lo - 1e-12 <= c <= 1.0) or not math.isfinite(c):
             raise ValueError(f"an equicorrelated coupling of k={k} noises needs c in [{lo:.6g}, 1], got {c}")
         c = max(float(c), lo)

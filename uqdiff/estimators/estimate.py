@@ -264,6 +264,8 @@ def estimate(
     >>> r.config["stopping"]["target_met"], r["statistic"].width <= 0.02
     ({'statistic': True}, True)
     """
+    if not callable(generator):
+        raise TypeError(f"generator must be a callable from a noise batch to images, got {type(generator).__name__}")
     design = as_design(design)
     stats = named_statistics(statistics)
     noise_shape = noise_shape_of(generator, noise_shape)
@@ -275,6 +277,8 @@ def estimate(
     n_groups = groups_for_budget(budget, design) if budget is not None else None
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point torch dtype (the noise is Gaussian), got {dtype!r}")
     quantile(confidence_level, 1, interval_method)  # validates both before any model call

@@ -203,7 +203,7 @@ def paired_estimate(
     >>> c = r.contrast("A - B")   # truth: (1 + 1.04) - (0.25 + 1.21 * 1.04) = 0.53
     >>> print(f"{c.result.estimate:.2f} in [{c.result.low:.2f}, {c.result.high:.2f}], "
     ...       f"implied efficiency {c.implied_efficiency:.0f}")
-    0.56 in [0.46, 0.66], implied efficiency 14
+    0.56 in [0.46, 0.67], implied efficiency 14
     """
     joint = CommonNoise(generators, noise_shape=noise_shape)
     names = joint.names

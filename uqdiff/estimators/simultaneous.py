@@ -291,9 +291,7 @@ def _checked_group_means(group_means: np.ndarray | None, result: StatisticResult
     x = np.asarray(group_means, dtype=np.float64).reshape(len(group_means), -1)
     size = max(1, np.size(result.estimate))
     if len(x) != result.n_groups or x.shape[1] != size:
-        raise ValueError(
-            f"group_means must have shape ({result.n_groups}, {size} values), got {np.shape(group_means)}"
-        )
+        raise ValueError(f"group_means must have shape ({result.n_groups}, {size} values), got {np.shape(group_means)}")
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 100:
         raise ValueError(f"n_bootstrap must be an int >= 100, got {n_bootstrap!r}")
     return x

@@ -20,10 +20,19 @@ def noise_shape_of(generator: Any, noise_shape: tuple[int, ...] | None) -> tuple
     shape = noise_shape if noise_shape is not None else getattr(generator, "noise_shape", None)
     if shape is None:
         raise ValueError("pass noise_shape=(...) or give the generator a noise_shape attribute")
-    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
-    if not shape or min(shape) < 1:
-        raise ValueError(f"noise_shape must be a non-empty tuple of positive ints, got {shape}")
-    return shape
+    given = shape
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    ints = isinstance(shape, (tuple, list)) and all(
+        isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in shape
+    )
+    if not ints or not shape or min(shape) < 1:
+        raise ValueError(
+            f"noise_shape must be a positive int or a non-empty tuple of positive ints such as (1, 4, 4), got {given!r}"
+        )
+    return tuple(int(s) for s in shape)
 
 
 def device_of(generator: Any, device: torch.device | str | None) -> torch.device:
