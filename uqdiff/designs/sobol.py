@@ -7,7 +7,13 @@ import torch
 
 from uqdiff.designs.base import NoiseDesign
 from uqdiff.designs.seeds import SeedLike, group_rng
-from uqdiff.designs.sobol_points import DEFAULT_BITS, MAX_DIM, SCRAMBLES, scrambled_sobol_normal
+from uqdiff.designs.sobol_points import (
+    DEFAULT_BITS,
+    MAX_DIM,
+    SCRAMBLES,
+    extensible_sobol_normal,
+    scrambled_sobol_normal,
+)
 from uqdiff.designs.streams import NoiseStream, normals
 
 
@@ -104,3 +110,40 @@ class SobolRQMC(NoiseDesign):
     def __repr__(self) -> str:
         lead = "" if self.lead is None else f", lead={self.lead}"
         return f"SobolRQMC(n={self.n}, scramble={self.scramble!r}{lead})"
+
+
+class SobolBlock(NoiseDesign):
+    """One doubling block of extensible scrambled Sobol' replicates: a group is replicate g's points in the block.
+
+    Block 0 holds points 0 .. n_init - 1 of each replicate, block j >= 1 points
+    n_init 2^(j-1) .. n_init 2^j - 1 (see :func:`extensible_sobol_normal`), so the
+    blocks 0..j together are the replicate's first n_init 2^j points, a scrambled
+    net, and a stopping rule doubles a replicate's points without redrawing the ones
+    it has. Used by :class:`~uqdiff.estimators.stopping.RQMCDoubling`.
+
+    >>> SobolBlock(16, 0).group_size, SobolBlock(16, 3).group_size
+    (16, 64)
+    """
+
+    def __init__(self, n_init: int, block: int) -> None:
+        if isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 1 or n_init & (n_init - 1):
+            raise ValueError(f"n_init must be a power of two, got {n_init!r}")
+        if isinstance(block, bool) or not isinstance(block, int) or block < 0:
+            raise ValueError(f"block must be a non-negative int, got {block!r}")
+        self.n_init, self.block = n_init, block
+        self.start = 0 if block == 0 else n_init * 2 ** (block - 1)
+        self.stop = n_init * 2**block
+        self.group_size = self.stop - self.start
+        self.name = f"rqmc-doubling(n_init={n_init}) block {block}"
+
+    def check_dim(self, dim: int) -> None:
+        super().check_dim(dim)
+        if dim > MAX_DIM:
+            raise ValueError(f"Sobol' RQMC supports at most {MAX_DIM} dimensions, got {dim}")
+
+    def _groups(self, indices, dim, seed: SeedLike, device, dtype) -> torch.Tensor:
+        rngs = [group_rng(seed, g) for g in indices]
+        return extensible_sobol_normal(self.start, self.stop, dim, rngs, device=device, dtype=dtype)
+
+    def __repr__(self) -> str:
+        return f"SobolBlock(n_init={self.n_init}, block={self.block})"

@@ -152,6 +152,50 @@ def scrambled_sobol_normal(
     return out
 
 
+def extensible_sobol_normal(
+    start: int,
+    stop: int,
+    dim: int,
+    rngs: Sequence[np.random.Generator],
+    *,
+    bits: int = DEFAULT_BITS,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Gaussian points with natural-order indices start..stop-1 of extensible LMS+shift replicates: (R, stop - start, dim).
+
+    Unlike :func:`scrambled_sobol_normal`, whose scramble draws depend on the number of
+    points, each replicate here draws its linear scramble for all ``bits`` digits and its
+    digital shift once, so the first 2**m points of a replicate are the same whatever
+    total is asked for: a stopping rule can double a replicate's points and keep the
+    ones it already evaluated. ``start`` is 0 or a power of two and ``stop`` a power of
+    two with stop > start and stop <= 2 * start when start > 0 (one doubling).
+    """
+    if stop < 1 or stop & (stop - 1) or (start and (start & (start - 1) or not start < stop <= 2 * start)):
+        raise ValueError(f"need start 0 or a power of two and stop a power of two up to 2 * start, got {start}, {stop}")
+    m = stop.bit_length() - 1
+    columns = _columns(m, dim, bits, "lms+shift", device)
+    out = torch.empty((len(rngs), stop - start, dim), dtype=dtype, device=device)
+    for r, rng in enumerate(rngs):
+        draw = torch.from_numpy(rng.integers(0, (1 << bits) - 1, size=(bits + 1, dim), dtype=np.int64, endpoint=True))
+        draw = draw.to(columns.device)
+        diag = torch.tensor([1 << (bits - 1 - p) for p in range(bits)], dtype=torch.int64, device=columns.device)
+        lower = (draw[:bits] & (diag[:, None] - 1)) | diag[:, None]
+        scrambled = torch.zeros_like(columns)
+        for k in range(m):
+            for p in range(k + 1):
+                hit = ((columns[k] >> (bits - 1 - p)) & 1).bool()
+                scrambled[k] ^= torch.where(hit, lower[p], 0)
+        if start == 0:
+            points = _expand(scrambled)
+        else:  # indices 2**a .. 2**(a+1) - 1: column a set, every combination of the columns below it
+            a = start.bit_length() - 1
+            points = _expand(scrambled[:a]) ^ scrambled[a]
+        points = points ^ draw[bits]
+        out[r].copy_(torch.special.ndtri((points.to(torch.float64) + 0.5) * 2.0**-bits))
+    return out
+
+
 def _columns(m: int, dim: int, bits: int, scramble: str, device) -> torch.Tensor:
     if scramble not in SCRAMBLES:
         raise ValueError(f"scramble must be one of {SCRAMBLES}, got {scramble!r}")

@@ -26,7 +26,7 @@ from uqdiff.estimators.paired import ContrastResult, PairedResult, paired_estima
 from uqdiff.estimators.results import ComparisonResult, ConfidenceInterval, EstimateResult, StatisticResult, p_value
 from uqdiff.estimators.simultaneous import MapBands, group_means, simultaneous_bands
 from uqdiff.estimators.solvers import SolverEvaluation, evaluate_solver
-from uqdiff.estimators.stopping import StoppingRule, TargetPrecision
+from uqdiff.estimators.stopping import RQMCDoubling, StoppingRule, TargetPrecision
 from uqdiff.estimators.variations import VariationResult, VariationSummary, estimate_variations
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "MapBands",
     "Moments",
     "PairedResult",
+    "RQMCDoubling",
     "RayExecutor",
     "SolverEvaluation",
     "StatisticResult",

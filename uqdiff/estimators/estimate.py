@@ -10,6 +10,7 @@ command line, galleries and solver evaluation share.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import warnings
@@ -315,7 +316,7 @@ def estimate(
             extra = {}
         else:
             results, info = stopping.run(
-                lambda name, lo, hi: run.stage(name, lo, hi).accumulators,
+                lambda name, lo, hi, design=None: run.stage(name, lo, hi, design).accumulators,
                 design=design,
                 confidence_level=confidence_level,
                 interval_method=interval_method,
@@ -394,6 +395,12 @@ class _Evaluator:
         self.halved_from: int | None = None
         self.check_pending = wants_check(generator)  # the repeat check, on the first batch
 
+    def with_design(self, design: NoiseDesign) -> _Evaluator:
+        """This evaluator for another design (a stopping rule's stage), sharing the recorded output shapes."""
+        other = copy.copy(self)
+        other.design = design
+        return other
+
     @property
     def groups_per_batch(self) -> int:
         return max(1, self.batch_size // self.design.group_size)
@@ -457,6 +464,7 @@ class _Run:
         self.checkpoint, self.version = checkpoint, package_version()
         self.config = dict(config)
         self.stages: dict[str, _checkpoint.Stage] = {}
+        self.group_sizes: dict[str, int] = {}  # per stage, where a stopping rule runs its own design
         self.batches_since_save = 0
         self.consistent = True
         if checkpoint is not None:
@@ -478,29 +486,37 @@ class _Run:
 
     @property
     def n_noises(self) -> int:
-        return sum(s.n_done for s in self.stages.values()) * self.evaluator.design.group_size
+        k = self.evaluator.design.group_size
+        return sum(s.n_done * self.group_sizes.get(name, k) for name, s in self.stages.items())
 
-    def stage(self, name: str, lo: int, hi: int) -> _checkpoint.Stage:
-        """Fill stage ``name`` with groups lo..hi-1, skipping those a checkpoint already holds."""
+    def stage(self, name: str, lo: int, hi: int, design: NoiseDesign | None = None) -> _checkpoint.Stage:
+        """Fill stage ``name`` with groups lo..hi-1, skipping those a checkpoint already holds.
+
+        A stopping rule may run a stage under its own ``design`` (e.g. a block of RQMC points).
+        """
         stage = self.stages.setdefault(name, _checkpoint.Stage.empty(list(self.evaluator.stats)))
+        evaluator = self.evaluator if design is None else self.evaluator.with_design(design)
+        self.group_sizes[name] = evaluator.design.group_size
         try:
             for a, b in stage.missing(lo, hi):
                 if self.executor is None:
-                    for start, parts in self.evaluator.batches(a, b):
-                        self._add(stage, start, parts=parts)
+                    for start, parts in evaluator.batches(a, b):
+                        self._add(stage, start, parts=parts, k=evaluator.design.group_size)
                 else:
                     self.executor.run(
-                        self.evaluator,
+                        evaluator,
                         a,
                         b,
-                        lambda start, accs, shapes: self._add(stage, start, accs=accs, shapes=shapes),
+                        lambda start, accs, shapes: self._add(
+                            stage, start, accs=accs, shapes=shapes, k=evaluator.design.group_size
+                        ),
                     )
         except BaseException as exc:
             self._save_after_failure(exc)
             raise
         return stage
 
-    def _add(self, stage, start, accs=None, parts=None, shapes=None) -> None:
+    def _add(self, stage, start, accs=None, parts=None, shapes=None, k=None) -> None:
         """Count one batch (``parts``) or one shard (its accumulators ``accs``) in the stage."""
         for what, shape in (shapes or {}).items():
             _check_output_shape(self.evaluator.output_shapes, what, shape, f"the shard from group {start}")
@@ -515,7 +531,7 @@ class _Run:
             count = acc.count
         stage.mark_done(start, start + count)
         self.consistent = True
-        k = self.evaluator.design.group_size
+        k = self.evaluator.design.group_size if k is None else k
         if self.bar is not None:
             self.bar.update(count * k * calls_per_noise(self.evaluator.generator))
             self.bar.set_postfix_str(

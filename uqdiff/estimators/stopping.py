@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from uqdiff._util import plain, scalar
+from uqdiff.designs.sobol import SobolBlock, SobolRQMC
 from uqdiff.estimators.accumulator import Moments
 from uqdiff.estimators.results import ConfidenceInterval, StatisticResult, quantile
 
@@ -50,8 +51,9 @@ DEFAULT_PILOT_GROUPS = 32
 DEFAULT_PILOT_NOISES = 1024
 DEFAULT_INFLATION = 1.2
 
-#: ``stage(name, lo, hi)`` fills stage ``name`` with groups lo..hi-1 and returns its accumulators.
-StageRunner = Callable[[str, int, int], Mapping[str, Any]]
+#: ``stage(name, lo, hi, design=None)`` fills stage ``name`` with groups lo..hi-1 (of ``design``, by
+#: default the run's own) and returns its accumulators.
+StageRunner = Callable[..., Mapping[str, Any]]
 
 
 class StoppingRule(ABC):
@@ -178,6 +180,111 @@ class TargetPrecision(StoppingRule):
 def _without_spread(pilot: Mapping[str, Moments]) -> list[str]:
     """Statistics whose pilot group means are all equal (in any element): no spread to plan from."""
     return [name for name, m in pilot.items() if np.any(np.asarray(m.m2) <= 0)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RQMCDoubling(StoppingRule):
+    """RQMC to a target precision the way qmcpy's CubQMCRepStudentT does it: fixed replicates, doubling points.
+
+    Each of ``replicates`` independently scrambled Sobol' sequences (extensible LMS +
+    digital shift, :class:`~uqdiff.designs.sobol.SobolBlock`) starts with ``n_init``
+    points (the run's ``SobolRQMC(n_init)`` design); while the Student-t half-width of
+    the replicate means, t_{R-1} * inflation * sd / sqrt(R), is above the target, every
+    replicate doubles its points, keeping the ones it has. RQMC's error falls faster
+    than 1 / sqrt(points) on smooth integrands, so doubling n beats adding replicates
+    (what :class:`TargetPrecision` does with an RQMC design). Like qmcpy's rule it stops
+    at the first level that meets the target (a sequential check; measured coverage in
+    ``benchmarks/rqmc_stopping.py``). The result is the mean of the R replicate means,
+    its interval from their spread (``interval_method`` of the run), and the budget
+    counts every point of every replicate.
+
+    >>> RQMCDoubling(halfwidth=0.01, max_budget=2**20)
+    RQMCDoubling(max_budget=1048576, halfwidth=0.01, rel_tol=None, replicates=16, inflation=1.0)
+    """
+
+    max_budget: int
+    halfwidth: float | Mapping[str, float] | None = None
+    rel_tol: float | None = None
+    replicates: int = 16
+    inflation: float = 1.0
+
+    def __post_init__(self) -> None:
+        validate(self.halfwidth, self.rel_tol, self.inflation)
+        for name in ("max_budget", "replicates"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
+                raise ValueError(f"{name} must be an int >= 2, got {value!r}")
+
+    def run(
+        self, stage: StageRunner, *, design: Any, confidence_level: float, interval_method: str
+    ) -> tuple[dict[str, StatisticResult], dict[str, Any]]:
+        if not isinstance(design, SobolRQMC) or design.scramble != "lms+shift":
+            raise ValueError(
+                f"RQMCDoubling runs on design=SobolRQMC(n_init) (LMS + shift scrambling), got {design.name!r}"
+            )
+        n_init, r = design.n, int(self.replicates)
+        if r * n_init > self.max_budget:
+            raise ValueError(f"max_budget {self.max_budget} is below one level: {r} replicates x {n_init} points")
+        q = quantile(confidence_level, r - 1, "t")
+        sums: dict[str, list] = {}  # statistic -> per replicate [points, sum, sum of squares about 0]
+        level, met = 0, {}
+        while True:
+            block = SobolBlock(n_init, level)
+            for g in range(r):  # one stage per replicate and level: the rule needs each replicate's mean
+                for name, acc in stage(f"level {level} replicate {g}", g, g + 1, block).items():
+                    m = acc.moments()
+                    n_b = block.group_size
+                    reps = sums.setdefault(name, [[0, 0.0, 0.0] for _ in range(r)])
+                    p, s1, s2 = reps[g]
+                    reps[g] = [p + n_b, s1 + n_b * m.mean, s2 + m.within + n_b * np.square(m.mean)]
+            points = n_init * 2**level
+            means = {name: np.stack([s1 / p for p, s1, _ in reps]) for name, reps in sums.items()}
+            tol = {
+                name: np.maximum(
+                    _target_for(name, self.halfwidth) if self.halfwidth is not None else 0.0,
+                    (self.rel_tol or 0.0) * np.abs(v.mean(axis=0)),
+                )
+                for name, v in means.items()
+            }
+            half = {name: q * self.inflation * v.std(axis=0, ddof=1) / np.sqrt(r) for name, v in means.items()}
+            met = {name: bool(np.all(half[name] <= tol[name])) for name in means}
+            if all(met.values()) or 2 * points * r > self.max_budget:
+                break
+            level += 1
+        results = {}
+        for name, reps in sums.items():
+            rep_means = means[name]
+            within = np.sum([s2 - p * np.square(s1 / p) for p, s1, s2 in reps], axis=0)
+            moments = Moments.of(rep_means, np.zeros_like(rep_means))
+            moments = dataclasses.replace(moments, within=np.asarray(within))
+            results[name] = StatisticResult.from_moments(
+                moments,
+                statistic=name,
+                design=f"rqmc-doubling(n={points}, R={r})",
+                group_size=points,
+                confidence_level=confidence_level,
+                interval_method=interval_method,
+            )
+        met = {name: bool(np.all(np.asarray(r.width) / 2 <= tol[name])) for name, r in results.items()}
+        if not all(met.values()):
+            missed = ", ".join(n for n, ok in met.items() if not ok)
+            warnings.warn(
+                f"max_budget {self.max_budget} was reached before the target (or the reported interval is wider "
+                f"than the rule's t check): {missed}; "
+                f"stopped at {points} points x {r} replicates",
+                stacklevel=3,
+            )
+        info = {
+            "rule": "rqmc_doubling",
+            "replicates": r,
+            "n_init": n_init,
+            "points_per_replicate": points,
+            "levels": level + 1,
+            "tolerance": {n: plain(t) for n, t in tol.items()},
+            "target_met": met,
+            "stopped_by": "target" if all(met.values()) else "max_budget",
+        }
+        return results, info
 
 
 def groups_for_budget(budget: int, design: Any, field: str = "budget") -> int:
