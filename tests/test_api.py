@@ -84,6 +84,7 @@ def test_task_functions_spell_out_keyword_only_options(fn):
     if "design" in params and params["design"].default is not inspect.Parameter.empty:
         assert params["design"].default == "mc"
     assert fn.__doc__ and "Returns" in fn.__doc__, f"{fn.__name__} needs a numpydoc Returns section"
+    assert "Raises" in fn.__doc__ and ">>> " in fn.__doc__, f"{fn.__name__} needs Raises and a runnable example"
 
 
 @pytest.mark.parametrize("fn", BUDGETED, ids=lambda f: f.__name__)

@@ -354,6 +354,13 @@ def audit(
     AuditResult
         The proportion, difference and trend tables.
 
+    Raises
+    ------
+    ValueError, TypeError
+        For inputs that cannot work (budget, seed, design, statistics, options), before any model call.
+    GeneratorError
+        When a generator fails; the message names the groups and the seed.
+
     >>> from uqdiff.samplers import LinearGenerator
     >>> gens = {level: LinearGenerator([0.3 * level], [[1.0, 0.5]]) for level in (0, 1, 2)}   # truth .186 .266 .360
     >>> r = audit(gens, lambda x: x[:, 0] > 1.0, budget=512, design="antithetic", trend=[0, 1, 2], seed=1)

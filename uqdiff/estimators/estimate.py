@@ -607,6 +607,13 @@ def compare(
     ComparisonResult
         The runs by design name, with :meth:`ComparisonResult.efficiency` against the baseline.
 
+    Raises
+    ------
+    ValueError, TypeError
+        For inputs that cannot work (budget, seed, design, statistics, options), before any model call.
+    GeneratorError
+        When a generator fails; the message names the groups and the seed.
+
     Examples
     --------
     >>> from uqdiff.samplers import LinearGenerator

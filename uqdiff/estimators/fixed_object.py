@@ -183,6 +183,27 @@ def fixed_object_gallery(
     FixedObjectResult
         The noises and galleries at each checkpoint and the loss curve; ``metrics(step)``
         gives L2-B, RMSE-F and Boundary-TV of a checkpoint's gallery.
+
+    Raises
+    ------
+    ValueError
+        For an image, mask or background that does not fit the prior, before any model call.
+
+    Examples
+    --------
+    A toy denoiser stands in for a diffusion prior (``uqdiff.models.fashion.fashion_prior`` fits the same slot):
+
+    >>> from uqdiff.inverse.priors import DiffusionPrior
+    >>> class Squash(DiffusionPrior):
+    ...     sample_shape = (1, 8, 8)
+    ...     alphas_cumprod = torch.linspace(0.1, 0.9, 4, dtype=torch.float64)
+    ...     def x0(self, x, step):
+    ...         return torch.tanh(x / 2)
+    >>> mask = torch.zeros(8, 8, dtype=torch.bool)
+    >>> mask[2:6, 2:6] = True
+    >>> r = fixed_object_gallery(Squash(), torch.zeros(1, 8, 8), mask, k=2, optimization_steps=(5,), seed=0)
+    >>> r.steps, tuple(r.galleries[5].shape)
+    ((0, 5), (2, 1, 8, 8))
     """
     image = _check_images(prior, torch.as_tensor(image).unsqueeze(0))[0]
     m = _check_mask(prior, mask)

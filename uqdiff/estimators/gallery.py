@@ -69,6 +69,13 @@ def estimate_gallery(
         ``implied_efficiency`` and ``rho`` are None (they compare images inside a group,
         and here every image of a group carries the same gallery value by construction).
 
+    Raises
+    ------
+    ValueError, TypeError
+        For inputs that cannot work (budget, seed, design, statistics, options), before any model call.
+    GeneratorError
+        When a generator fails; the message names the groups and the seed.
+
     Examples
     --------
     >>> from uqdiff.designs import KAntithetic
@@ -239,6 +246,13 @@ def compare_galleries(
     -------
     GalleryComparison
         Estimates per design and each design's difference from the baseline.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For inputs that cannot work (budget, seed, design, statistics, options), before any model call.
+    GeneratorError
+        When a generator fails; the message names the groups and the seed.
 
     Examples
     --------

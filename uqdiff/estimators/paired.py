@@ -196,6 +196,13 @@ def paired_estimate(
     PairedResult
         Arms and contrasts per statistic, with the budget and the generator calls made.
 
+    Raises
+    ------
+    ValueError, TypeError
+        For inputs that cannot work (budget, seed, design, statistics, options), before any model call.
+    GeneratorError
+        When a generator fails; the message names the groups and the seed.
+
     >>> from uqdiff.samplers import LinearGenerator
     >>> J = np.array([[1.0, 0.2]])
     >>> gens = {"A": LinearGenerator([1.0], J), "B": LinearGenerator([0.5], 1.1 * J)}

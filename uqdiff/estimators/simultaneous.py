@@ -156,6 +156,18 @@ def group_means(
     -------
     (StatisticResult, numpy.ndarray)
         The statistic's result and its group means, shape (groups, ...), for :func:`simultaneous_bands`.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For inputs that cannot work (budget, seed, design, statistic, options), before any model call.
+
+    Examples
+    --------
+    >>> from uqdiff.samplers import LinearGenerator
+    >>> r, means = group_means(LinearGenerator(np.zeros((2, 2)), np.eye(4)), lambda x: x, budget=32, seed=0)
+    >>> means.shape, bool(np.allclose(means.mean(axis=0), r.estimate))
+    ((32, 2, 2), True)
     """
     design = as_design(design)
     recorder = _Recorder(statistic)
@@ -231,6 +243,11 @@ def simultaneous_bands(
     -------
     MapBands
         Pointwise and simultaneous intervals with their critical values.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method, missing or mismatched group means, or too few bootstrap draws.
 
     Examples
     --------

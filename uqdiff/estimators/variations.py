@@ -129,6 +129,13 @@ def estimate_variations(
     VariationResult
         Per statistic: the value at z0, the mean with its interval, the shift and the rms deviation.
 
+    Raises
+    ------
+    ValueError, TypeError
+        For inputs that cannot work (budget, seed, design, statistics, options), before any model call.
+    GeneratorError
+        When a generator fails; the message names the groups and the seed.
+
     Examples
     --------
 
