@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from uqdiff.cli.config import ConfigError, RunConfig, statistic_from_spec
-from uqdiff.designs import fit_to_generator
+from uqdiff.designs import NoiseDesign, fit_to_generator
 from uqdiff.estimators.accumulator import GroupAccumulator
-from uqdiff.estimators.estimate import comparison_designs, design_seed, estimate
+from uqdiff.estimators.estimate import estimate, run_designs
 from uqdiff.estimators.results import EstimateResult, StatisticResult
 from uqdiff.models import LoadedModel, UnknownModel, load_model
 from uqdiff.samplers.base import Recording
@@ -61,8 +61,6 @@ def run(config: RunConfig) -> RunOutput:
     """Run the designs of ``config`` (with MC added for ``compare``) on its model."""
     designs = config.design_objects()
     specs = dict(zip((d.name for d in designs), config.design_specs()))
-    if config.command == "compare":
-        designs = comparison_designs(designs)
     if config.device and torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device", f"{config.device} is not available on this machine; use cpu")
     model = _load(config)
@@ -78,9 +76,9 @@ def run(config: RunConfig) -> RunOutput:
         config, designs=tuple(specs.values()), statistics=config.statistics or model.default_statistics
     )  # as run, for the report
     keep = 2 * config.pairs if config.command == "compare" else 0
-    estimates, labels, traces, seconds, images = {}, {}, {}, {}, {}
-    for design in designs:
-        fitted = fit_to_generator(design, generator)
+    labels, traces, seconds, images = {}, {}, {}, {}
+
+    def run_one(design: NoiseDesign, seed, checkpoint) -> EstimateResult:
         recorder = Recording(generator, keep if design.name in ("mc", "antithetic") else 0)
         trace = _TraceRecorder(design.name, config)
         start = time.perf_counter()
@@ -88,20 +86,26 @@ def run(config: RunConfig) -> RunOutput:
             recorder,
             statistics,
             budget=config.budget,
-            design=fitted,
+            design=fit_to_generator(design, generator),
             batch_size=config.batch_size,
-            seed=design_seed(config.seed, design) if config.command == "compare" else config.seed,
+            seed=seed,
             confidence_level=config.confidence_level,
             interval_method=config.interval_method,
             device=config.device,
             progress=not config.quiet,
             callback=trace,
+            checkpoint=checkpoint,
         )
         seconds[design.name] = time.perf_counter() - start
-        estimates[design.name] = result
         labels[design.name] = specs.get(design.name, design.name)
         traces[design.name] = trace.traces()
         images[design.name] = _pairs(recorder.images())
+        return result
+
+    if config.command == "compare":  # the one loop over designs: MC first, each design on its own stream
+        estimates, _ = run_designs(designs, run_one, seed=config.seed, baseline="mc")
+    else:  # one design, on the seed as given (as uqdiff.estimate would run it)
+        estimates = {designs[0].name: run_one(designs[0], config.seed, None)}
     correlations = None
     if images.get("mc") is not None and images.get("antithetic") is not None:
         pn, rr = images["antithetic"], images["mc"]
