@@ -16,7 +16,8 @@ Target half-width sigma / 80 (sigma: the statistic's standard deviation under pl
 Reported per rule: mean noises (model evaluations) to stop, coverage of the 95% interval
 over ``--reps`` seeded runs, and the ratio of uqdiff's mean evaluations to qmcpy's.
 
-    python benchmarks/rqmc_stopping.py                 # 100 repetitions
+    python benchmarks/rqmc_stopping.py                               # 100 repetitions, n_init 256, sigma / 80
+    python benchmarks/rqmc_stopping.py --n-init 64 --divisor 1000    # a target that needs several doublings
     python benchmarks/rqmc_stopping.py --quick
 """
 
@@ -122,7 +123,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             "uqdiff RQMCDoubling": lambda s: run_uqdiff(
                 spec, RQMCDoubling(halfwidth=tol, max_budget=2**26, replicates=REPLICATES), args.n_init, s
             ),
-            "qmcpy CubQMCRepStudentT": lambda s: run_qmcpy(spec, tol, args.n_init, int(np.prod(s) % 2**31)),
+            "qmcpy CubQMCRepStudentT": lambda s: run_qmcpy(
+                spec, tol, args.n_init, int(np.random.SeedSequence(s).generate_state(1)[0])
+            ),
             "uqdiff TargetPrecision (adds replicates)": lambda s: run_uqdiff(
                 spec, TargetPrecision(halfwidth=tol, max_budget=2**26), args.n_init, s
             ),
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     seconds = time.perf_counter() - start
     write_results(
         args.out,
-        "rqmc_stopping_quick" if args.quick else "rqmc_stopping",
+        "rqmc_stopping_quick" if args.quick else f"rqmc_stopping_n{args.n_init}_tol{args.divisor:g}",
         title="RQMC stopping to a target precision: uqdiff vs qmcpy 2.4 (same n_init, 16 replicates)",
         intro=[
             f"{args.reps} seeded runs per problem and rule; n_init {args.n_init}; target sigma / {args.divisor:g}; "
