@@ -17,7 +17,7 @@ Reported per rule: mean noises (model evaluations) to stop, coverage of the 95% 
 over ``--reps`` seeded runs, and the ratio of uqdiff's mean evaluations to qmcpy's.
 
     python benchmarks/rqmc_stopping.py                               # 100 repetitions, n_init 256, sigma / 80
-    python benchmarks/rqmc_stopping.py --n-init 64 --divisor 1000    # a target that needs several doublings
+    python benchmarks/rqmc_stopping.py --n-init 64 --divisor 1000 --skip-reference   # several doublings
     python benchmarks/rqmc_stopping.py --quick
 """
 
@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--reps", type=int, default=100, help="seeded runs per problem and rule (default 100)")
     parser.add_argument("--n-init", type=int, default=256, help="points per replicate to start with (default 256)")
     parser.add_argument("--divisor", type=float, default=80.0, help="target half-width = sigma / divisor")
+    parser.add_argument(
+        "--skip-reference", action="store_true", help="leave out TargetPrecision (slow at tight targets)"
+    )
     add_common_arguments(parser, "rqmc_stopping")
     args = parser.parse_args(argv)
     if args.quick:
@@ -130,6 +133,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 spec, TargetPrecision(halfwidth=tol, max_budget=2**26), args.n_init, s
             ),
         }
+        if args.skip_reference:
+            rules.pop("uqdiff TargetPrecision (adds replicates)")
         for rname, run in rules.items():
             noises, hits, widths = [], 0, []
             for rep in range(args.reps):
@@ -143,6 +148,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                     "rule": rname,
                     "target": tol,
                     "mean evaluations": float(np.mean(noises)),
+                    "SE evaluations": float(np.std(noises, ddof=1) / np.sqrt(args.reps)),
                     "coverage": hits / args.reps,
                     "SE": float(np.sqrt(0.95 * 0.05 / args.reps)),
                     "mean half-width / target": float(np.mean(widths) / 2 / tol),
@@ -155,6 +161,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     qmcpy_evals = frame[frame.rule.str.startswith("qmcpy")].set_index("problem")["mean evaluations"]
     frame["evaluations / qmcpy"] = [r["mean evaluations"] / qmcpy_evals[r["problem"]] for _, r in frame.iterrows()]
+    # the ratio's standard error (delta method, independent runs): how sure "no more than qmcpy" is
+    qmcpy_se = frame[frame.rule.str.startswith("qmcpy")].set_index("problem")["SE evaluations"]
+    frame["ratio SE"] = [
+        np.nan
+        if r["rule"].startswith("qmcpy")
+        else r["evaluations / qmcpy"]
+        * np.hypot(r["SE evaluations"] / r["mean evaluations"], qmcpy_se[r["problem"]] / qmcpy_evals[r["problem"]])
+        for _, r in frame.iterrows()
+    ]
     seconds = time.perf_counter() - start
     write_results(
         args.out,
