@@ -238,20 +238,21 @@ def mean_interval(
     Vectorized over any shape (maps, or many runs at once in a coverage study).
 
     * ``"t"``: mean +- t_{n-1} s / sqrt(n): exact for normal group means; under skew it
-      undercovers by O(n^-1/2) (e.g. 0.91 at 64 groups of exp(Z)).
+      undercovers by O(n^-1/2) (``benchmarks/interval_coverage.py``: 0.924-0.928 on exp(Z) with
+      128 groups of K-antithetic or equicorrelated noise).
     * ``"normal"``: the normal quantile instead of t (the paper's choice for MC and AMC).
     * ``"skew-t"`` (the default): the t interval corrected for the skewness of the group
       means by Hall's (1992) monotone cubic transformation of the studentized mean,
       g(x) = x + a x^2 + a^2 x^3 / 3 + a / (2n) with a = gamma / 3, inverted in closed
       form. The sample skewness is soft-thresholded by half its null standard error,
-      0.5 sqrt(6 / n), so for symmetric group means the interval is the t interval
-      (measured at most 1.03x wider at 4-256 normal groups), and then multiplied by
+      0.5 sqrt(6 / n), so for symmetric group means the interval is the t interval (at most
+      1.014x wider on the symmetric statistics of the coverage benchmark), and then multiplied by
       :data:`SKEW_SHRINK` = 0.75: the full correction overcovers lattice data (a 2.3 %
       indicator: 0.97-0.98 at 64-512 groups), less of it leaves continuous skew
       undercovered; 0.75 kept both within 95 % +- 2 % in ``benchmarks/interval_coverage.py``.
-      Under skew it removes most of the O(n^-1/2) coverage error of t: 16 groups of Z^2
-      cover 0.92 instead of 0.88. With fewer than about 16 strongly skewed groups no
-      interval built from the group means alone is reliable: results warn then.
+      In that benchmark it covered 0.930-0.971 where t covered 0.924-0.963. With fewer than
+      about 16 strongly skewed groups (not in the benchmark) no interval built from the group
+      means alone is reliable: results warn then.
     """
     n_arr = np.asarray(n, dtype=np.float64)
     q = quantile(confidence_level, n_arr - 1, interval_method)
