@@ -248,7 +248,7 @@ def mean_interval(
       0.5 sqrt(6 / n), so for symmetric group means the interval is the t interval (at most
       1.014x wider on the symmetric statistics of the coverage benchmark), and then multiplied by
       :data:`SKEW_SHRINK` = 0.75: the full correction overcovers lattice data (a 2.3 %
-      indicator: 0.97-0.98 at 64-512 groups), less of it leaves continuous skew
+      indicator: 0.97-0.98 at 64-512 groups in a trial run of that benchmark with the full correction), less of it leaves continuous skew
       undercovered; 0.75 kept both within 95 % +- 2 % in ``benchmarks/interval_coverage.py``.
       In that benchmark it covered 0.930-0.971 where t covered 0.924-0.963. With fewer than
       about 16 strongly skewed groups (not in the benchmark) no interval built from the group
