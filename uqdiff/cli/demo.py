@@ -21,8 +21,9 @@ from uqdiff.estimators import compare
 from uqdiff.samplers import landscape_oracle
 from uqdiff.statistics import Contrast, MeanSlope, PixelMean, VerticalCentroid
 
-#: Measured: this demo (terrain, budget 256 per design) ran in 1 min 49 s on an otherwise idle 2-core CPU.
-EXPECTED_DURATION = "about 2 minutes on 2 idle CPU cores, longer on a busy machine"
+#: Measured: this demo (terrain, budget 256 per design) ran in 84 s to 1 min 49 s on an idle 2-core CPU
+#: and 2 min 47 s on a busy one (see the README).
+EXPECTED_DURATION = "1.5 to 2 minutes on 2 idle CPU cores, about 3 on a busy machine"
 
 
 def main(argv: list[str] | None = None) -> None:
