@@ -276,8 +276,9 @@ def estimate(
     if stopping is not None and not isinstance(stopping, StoppingRule):
         raise TypeError(f"stopping must be a StoppingRule such as TargetPrecision(...), got {type(stopping).__name__}")
     n_groups = groups_for_budget(budget, design) if budget is not None else None
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = int(batch_size)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be True or False, got {progress!r}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:

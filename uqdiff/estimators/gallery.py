@@ -94,7 +94,7 @@ def estimate_gallery(
             f"design {design.name!r} has group size {k}; a gallery needs group size >= 2 "
             "(for K independent images use Equicorrelated(K, 0.0))"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < k:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < k:
         raise ValueError(
             f"batch_size must be an int >= the gallery size {k} so batches hold whole galleries, got {batch_size!r}"
         )
