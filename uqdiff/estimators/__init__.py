@@ -22,6 +22,7 @@ from uqdiff.estimators.estimate import GeneratorError, compare, estimate
 from uqdiff.estimators.fixed_object import FixedObjectMetrics, FixedObjectResult, fixed_object_gallery
 from uqdiff.estimators.gallery import GalleryComparison, GalleryDifference, compare_galleries, estimate_gallery
 from uqdiff.estimators.learned import LearnedCoupling, learn_coupling
+from uqdiff.estimators.multifidelity import TwoFidelityResult, estimate_two_fidelity
 from uqdiff.estimators.paired import ContrastResult, PairedResult, paired_estimate
 from uqdiff.estimators.results import ComparisonResult, ConfidenceInterval, EstimateResult, StatisticResult, p_value
 from uqdiff.estimators.simultaneous import MapBands, group_means, simultaneous_bands
@@ -53,6 +54,7 @@ __all__ = [
     "StatisticResult",
     "StoppingRule",
     "TargetPrecision",
+    "TwoFidelityResult",
     "VariationResult",
     "VariationSummary",
     "audit",
@@ -61,6 +63,7 @@ __all__ = [
     "difference_interval",
     "estimate",
     "estimate_gallery",
+    "estimate_two_fidelity",
     "estimate_variations",
     "evaluate_solver",
     "fixed_object_gallery",

@@ -1,0 +1,567 @@
+"""Few-step control variates: a cheap sampler of the same model corrects the full one (two fidelities).
+
+A sampler with few steps (10 DDIM steps instead of 50) fed the *same* noise gives a statistic
+strongly correlated with the full sampler's (pixel mean: 0.94 on the project's Fashion-MNIST DDPM).
+With Y = S(G(z)) and X = S(G_cheap(z)) for one group of the design, the estimator is
+
+    mu_hat = mean over n main groups of (Ybar_g - alpha Xbar_g) + alpha * mean over m extra groups of Xbar_g'
+
+The main groups run both generators on the same noise; the extra groups run only the cheap one,
+on an independent seed stream. Whatever alpha, E[mu_hat] = E[Y] (the cheap mean cancels, it need
+not be known) and, the two means being independent, Var(mu_hat) = Var(D) / n + alpha^2 Var(X) / m
+with D = Ybar - alpha Xbar. alpha and (n, m) are fixed by a pilot on a third seed stream that the
+estimate does not reuse, so they are constants for the final stage: the estimate is unbiased and
+the Welch-Satterthwaite t interval has the usual guarantee of a two-sample mean.
+
+Cost is counted in expensive calls (noises through the full sampler); a cheap call costs w of one.
+The allocation minimizes the variance at the remaining budget (see :func:`estimate_two_fidelity`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from uqdiff.designs import NoiseDesign, as_design
+from uqdiff.designs.seeds import SeedLike, entropy, substream
+from uqdiff.estimators.estimate import GeneratorError, StatisticsLike, evaluate_groups, named_statistics
+from uqdiff.estimators.results import ConfidenceInterval, Exportable, quantile
+from uqdiff.samplers.base import device_of, noise_shape_of
+from uqdiff.samplers.repeat import check_first_batch, wants_check
+
+#: Groups of the pilot at least, whatever ``pilot_share``: fewer give no usable covariance.
+MIN_PILOT_GROUPS = 4
+#: Seed tags of the three independent stages: the seed of stage s is ``[*seed, tag]``.
+STAGE_TAGS = {"pilot": 0, "main": 1, "extra": 2}
+
+
+@dataclass(frozen=True)
+class TwoFidelityStatistic(Exportable):
+    """The two-fidelity estimate of E[S(G(z))] for one scalar statistic.
+
+    ``df`` is the Welch-Satterthwaite degrees of freedom of the two independent means
+    (n - 1 when no extra cheap groups ran). ``alpha`` is the control-variate weight used
+    (0: plain estimation with the expensive generator). ``rho`` is the correlation of the
+    expensive and cheap group means over every group that ran both (pilot and main).
+    ``efficiency`` is the variance plain MC with the expensive generator would have at the
+    same total cost (pilot included) over this run's: sigma^2 / (total cost x standard_error^2),
+    sigma^2 the marginal variance of S(G(z)) from the pilot and main groups.
+    """
+
+    statistic: str
+    estimate: float
+    low: float
+    high: float
+    standard_error: float
+    df: float
+    alpha: float
+    rho: float | None
+    efficiency: float | None
+    confidence_level: float
+
+    @property
+    def confidence_interval(self) -> ConfidenceInterval:
+        return ConfidenceInterval(self.low, self.high)
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
+
+    def __str__(self) -> str:
+        rho = "nan" if self.rho is None or math.isnan(self.rho) else f"{self.rho:.3f}"
+        eff = "nan" if self.efficiency is None or math.isnan(self.efficiency) else f"{self.efficiency:.3g}"
+        return (
+            f"{self.statistic}: {self.estimate:.5g} ({self.confidence_level:.0%} CI {self.low:.5g} .. {self.high:.5g}; "
+            f"alpha {self.alpha:.3f}, rho {rho}, efficiency {eff} vs MC at equal cost)"
+        )
+
+
+@dataclass(frozen=True)
+class TwoFidelityResult(Exportable):
+    """Every statistic of one two-fidelity run: ``result["mean"]`` is a :class:`TwoFidelityStatistic`.
+
+    ``target`` is the statistic the allocation (``main_groups``, ``extra_groups``) was
+    optimized for: the first one given. ``cost_ratio`` is w, the cost of a cheap call in
+    expensive calls, measured by timing the pilot unless given (``cost_ratio_measured``).
+    ``n_expensive_calls`` and ``n_cheap_calls`` count noises through each generator, pilot
+    included (the repeat check's one or two extra samples per generator are not counted, as
+    in :func:`uqdiff.estimate`); ``total_cost = n_expensive_calls + cost_ratio * n_cheap_calls``,
+    of which ``pilot_cost`` went to the pilot, is at most ``budget`` unless a measured w above 1
+    made the pilot overrun (with a warning). ``seeds`` holds each stage's seed.
+    """
+
+    results: dict[str, TwoFidelityStatistic]
+    target: str
+    design: str
+    group_size: int
+    seed: Any
+    budget: int
+    cost_ratio: float
+    cost_ratio_measured: bool
+    pilot_groups: int
+    main_groups: int
+    extra_groups: int
+    n_expensive_calls: int
+    n_cheap_calls: int
+    pilot_cost: float
+    total_cost: float
+    seeds: dict[str, list[int]] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> TwoFidelityStatistic:
+        try:
+            return self.results[name]
+        except KeyError:
+            raise KeyError(f"no statistic {name!r}; this run has {sorted(self.results)}") from None
+
+    def __iter__(self):
+        return iter(self.results.values())
+
+    def _rows(self) -> list[dict[str, Any]]:
+        """One row per statistic, with the run's allocation and costs."""
+        run = {
+            "design": self.design,
+            "pilot_groups": self.pilot_groups,
+            "main_groups": self.main_groups,
+            "extra_groups": self.extra_groups,
+            "cost_ratio": self.cost_ratio,
+            "total_cost": self.total_cost,
+        }
+        return [{**r.to_dict(), **run} for r in self.results.values()]
+
+    def __str__(self) -> str:
+        how = "measured" if self.cost_ratio_measured else "given"
+        head = (
+            f"two-fidelity [{self.design}]: pilot {self.pilot_groups} groups, {self.main_groups} main groups "
+            f"(both generators), {self.extra_groups} extra cheap groups of {self.group_size}; "
+            f"cost ratio {self.cost_ratio:.3g} ({how}); cost {self.total_cost:.6g} of budget {self.budget} "
+            f"({self.n_expensive_calls} expensive + {self.n_cheap_calls} cheap calls)"
+        )
+        return "\n".join([head, *(str(r) for r in self.results.values())])
+
+
+def estimate_two_fidelity(
+    generator: Callable,
+    cheap_generator: Callable,
+    statistics: StatisticsLike,
+    *,
+    budget: int,
+    design: NoiseDesign | str = "mc",
+    pilot_share: float = 0.1,
+    cost_ratio: float | None = None,
+    noise_shape: tuple[int, ...] | None = None,
+    batch_size: int = 64,
+    seed: SeedLike = 0,
+    confidence_level: float = 0.95,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> TwoFidelityResult:
+    """Estimate E[S(G(z))] with a cheaper sampler of the same noise as control variate, with an interval.
+
+    Three stages on three independent seed streams ``[*seed, 0]``, ``[*seed, 1]``, ``[*seed, 2]``:
+
+    1. **Pilot**: groups of the design through both generators. From their group means
+       (Ybar expensive, Xbar cheap) it estimates, per statistic, beta = Cov(Ybar, Xbar) / Var(Xbar)
+       and the correlation rho, and (unless ``cost_ratio`` is given) w = time of the cheap
+       generator / time of the expensive one on the same noises (first batch left out as warm-up
+       when there are several). The pilot is not reused: alpha and the allocation are then
+       constants, so the final estimate is unbiased and its interval honest.
+    2. **Main**: n groups through both generators on the same noise; D_g = Ybar_g - alpha Xbar_g.
+    3. **Extra**: m groups through the cheap generator only.
+
+    The estimate is mean(D) + alpha mean(Xbar extra), with variance Var(D) / n + alpha^2 Var(Xbar) / m
+    (independent means). With remaining budget R (after the pilot) in units of groups, G = R / k,
+    each main group costs 1 + w and each extra group w, i.e. n + (n + m) w = G. Writing
+    N = n + m, the variance for the best alpha given (n, m), alpha = beta m / (n + m), is
+    Var(Ybar) [(1 - rho^2) / n + rho^2 / N], minimized at
+
+        n = G s_D / (s_D + sqrt(w) s_X),  N = G s_X / sqrt(w) / (s_D + sqrt(w) s_X),
+
+    with s_D^2 = Var(Ybar) (1 - rho^2) and s_X^2 = beta^2 Var(Xbar) from the pilot, so
+    n is proportional to s_D and N to s_X / sqrt(w). n is rounded (at least 2) and the rest
+    of the budget goes to m extra groups (at least 2). With a known cheap mean alpha would be
+    beta; with an estimated one, beta m / (n + m) has the smaller variance (the two are close
+    when m >> n, the useful case). When the pilot predicts no gain (w >= 1, a cheap statistic
+    without spread, weak correlation: sqrt(1 - rho^2) + rho sqrt(w) near or above 1), the
+    main stage is plain estimation with the expensive generator (alpha = 0, m = 0).
+
+    Parameters
+    ----------
+    generator : callable
+        The expensive sampler: noise batch (B, *noise_shape) -> images (B, ...).
+    cheap_generator : callable
+        A cheaper sampler taking the same noise (e.g. fewer steps of the same model): its
+        statistic needs to be correlated with the expensive one at the same noise, not equal
+        in mean (its bias cancels).
+    statistics : callable, list of callables or dict of name to callable
+        Scalar statistics, images (B, ...) -> values (B,), applied to both generators' outputs.
+        The allocation is optimized for the first (the target); alpha is fitted per statistic.
+    budget : int
+        Total cost in expensive-generator calls (noises through the full sampler), pilot
+        included; a cheap call costs w of one.
+    design : NoiseDesign or str
+        The noise design of every stage (``"mc"``, ``"antithetic"``, ``KAntithetic(8)``, ...);
+        the group means are its group means, as in :func:`uqdiff.estimate`.
+    pilot_share : float
+        Share of the budget for the pilot, in (0, 0.5]; the pilot has at least 4 groups. Until w is
+        measured it is sized as if a cheap call cost as much as an expensive one (w = 1), so it
+        stays within its share for any cheaper model.
+    cost_ratio : float, optional
+        w in (0, 1), the cost of a cheap call in expensive calls (e.g. 10 / 50 for DDIM steps);
+        default: timed on the pilot. Give it to make runs reproducible.
+    noise_shape : tuple of int, optional
+        Shape of one noise; default the generator's ``noise_shape`` attribute. The cheap generator
+        must take the same shape.
+    batch_size : int
+        Noises per generator call.
+    seed : int or sequence of int
+        Stage s runs on ``[*seed, tag_s]`` (pilot 0, main 1, extra 2).
+    confidence_level : float
+        Two-sided level of the intervals.
+    device, dtype
+        Where and in which floating dtype the noise is made; default the generator's device, float32.
+
+    Returns
+    -------
+    TwoFidelityResult
+        Per statistic the estimate, interval, standard error, Welch df, alpha, rho and predicted
+        efficiency against plain MC at the same total cost; the run's calls, w and costs.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Before any model call: a generator that is not callable, a cheap generator declaring another
+        ``noise_shape``, a budget that is not a positive int or is too small for the pilot and two
+        main groups (the message gives the minimum), ``pilot_share`` outside (0, 0.5], ``cost_ratio``
+        outside (0, 1) (a cheap model that costs as much as the full one is no control variate),
+        bad seed, batch size, dtype or confidence level. On the first pilot batch: a cheap generator
+        that does not take the same noise batch or returns another number of rows, and statistics
+        that return maps instead of one number per image.
+    GeneratorError
+        When a generator fails; the message names the groups and the seed.
+
+    Warns
+    -----
+    UserWarning
+        When a cheap statistic does not vary in the pilot (its alpha is 0, and for the target no
+        extra groups run), and when the measured w is 1 or more.
+
+    Examples
+    --------
+    A full sampler and a cheap one (mean 0.4, not 0.5) that misses a small part of the output; the
+    cheap mean cancels, and at a cost ratio of 0.1 most of the budget buys cheap extra groups:
+
+    >>> from uqdiff.samplers import LinearGenerator
+    >>> full = LinearGenerator([0.5], [[1.0, 0.3]])
+    >>> cheap = LinearGenerator([0.4], [[1.0, 0.0]])
+    >>> r = estimate_two_fidelity(full, cheap, {"x": lambda y: y[:, 0]}, budget=400, cost_ratio=0.1, seed=0)
+    >>> print(r)  # doctest: +NORMALIZE_WHITESPACE
+    two-fidelity [mc]: pilot 36 groups, 186 main groups (both generators), 1558 extra cheap groups of 1;
+    cost ratio 0.1 (given); cost 400 of budget 400 (222 expensive + 1780 cheap calls)
+    x: 0.47026 (95% CI 0.40895 .. 0.53157; alpha 0.859, rho 0.947, efficiency 2.16 vs MC at equal cost)
+    >>> r["x"].low < 0.5 < r["x"].high, r.total_cost <= 400
+    (True, True)
+    """
+    for name, g in (("generator", generator), ("cheap_generator", cheap_generator)):
+        if not callable(g):
+            raise TypeError(f"{name} must be a callable from a noise batch to images, got {type(g).__name__}")
+    design = as_design(design)
+    stats = named_statistics(statistics)
+    noise_shape = noise_shape_of(generator, noise_shape)
+    if getattr(cheap_generator, "noise_shape", None) is not None:
+        cheap_shape = noise_shape_of(cheap_generator, None)
+        if cheap_shape != noise_shape:
+            raise ValueError(
+                f"cheap_generator takes noise of shape {cheap_shape} but generator {noise_shape}; a control "
+                "variate needs both samplers on the same noise (same model, fewer steps)"
+            )
+    design.check_dim(math.prod(noise_shape))
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise ValueError(f"budget must be a positive int (cost in expensive-generator calls), got {budget!r}")
+    budget = int(budget)
+    if not _is_number(pilot_share) or not 0.0 < pilot_share <= 0.5:
+        raise ValueError(f"pilot_share must be a number in (0, 0.5], got {pilot_share!r}")
+    if cost_ratio is not None and (not _is_number(cost_ratio) or not 0.0 < cost_ratio < 1.0):
+        raise ValueError(
+            f"cost_ratio must be a number in (0, 1), the cost of a cheap call in expensive calls, got {cost_ratio!r}; "
+            "a cheap model that costs as much as the full one is no control variate (use uqdiff.estimate)"
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = int(batch_size)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch dtype (the noise is Gaussian), got {dtype!r}")
+    quantile(confidence_level, 1, "t")  # validates the level before any model call
+    entropy(seed)
+    k = design.group_size
+    w_plan = 1.0 if cost_ratio is None else float(cost_ratio)
+    n_pilot = max(MIN_PILOT_GROUPS, int(pilot_share * budget / (k * (1 + w_plan))))
+    needed = math.ceil(MIN_PILOT_GROUPS * k * (1 + w_plan) + 2 * k)
+    if budget < n_pilot * k * (1 + w_plan) + 2 * k:
+        assumed = "" if cost_ratio is not None else " (w = 1 until measured; pass cost_ratio= to plan with the real w)"
+        raise ValueError(
+            f"budget {budget} is too small: the pilot needs {MIN_PILOT_GROUPS} groups of {k} noise(s) through both "
+            f"generators, cost {MIN_PILOT_GROUPS * k * (1 + w_plan):.4g} at cost ratio {w_plan:g}{assumed}, and the "
+            f"main stage at least 2 groups ({2 * k}); use budget >= {needed}"
+        )
+
+    seeds = {stage: substream(seed, tag) for stage, tag in STAGE_TAGS.items()}
+    run = _Stages(
+        generator, cheap_generator, stats, design, noise_shape, batch_size, device_of(generator, device), dtype
+    )
+    pilot_hi, pilot_lo, times = run.pilot(n_pilot, seeds["pilot"])
+    if cost_ratio is None:
+        w, measured = _measured_ratio(times), True
+        if w >= 1:
+            warnings.warn(
+                f"cheap_generator took {w:.3g} x the time of generator per noise in the pilot: it is no control "
+                "variate here; going on with the expensive generator alone",
+                stacklevel=2,
+            )
+    else:
+        w, measured = float(cost_ratio), False
+
+    fits = {name: _fit(pilot_hi[name][0], pilot_lo[name][0]) for name in stats}
+    flat = [name for name, f in fits.items() if f["var_lo"] <= 0]
+    if flat:
+        warnings.warn(
+            f"the cheap statistic(s) {', '.join(map(repr, flat))} did not vary over the {n_pilot} pilot groups: "
+            "no control variate for them (alpha = 0)"
+            + (" and no extra cheap groups are run" if next(iter(stats)) in flat else ""),
+            stacklevel=2,
+        )
+    pilot_cost = n_pilot * k * (1 + w)
+    n, m = _allocate(fits[next(iter(stats))], remaining=budget - pilot_cost, k=k, w=w)
+    if (budget - pilot_cost) / k < 2:
+        warnings.warn(
+            f"the pilot cost {pilot_cost:.4g} of budget {budget} at the measured cost ratio {w:.3g}; the main stage "
+            f"still runs 2 groups, so the run costs more than the budget",
+            stacklevel=2,
+        )
+
+    main_hi = run.stage(generator, "generator", np.arange(n), seeds["main"])
+    main_lo = run.stage(cheap_generator, "cheap_generator", np.arange(n), seeds["main"]) if m else None
+    extra_lo = run.stage(cheap_generator, "cheap_generator", np.arange(m), seeds["extra"]) if m else None
+    n_expensive = (n_pilot + n) * k
+    n_cheap = (n_pilot + (n + m if m else 0)) * k
+    total_cost = n_expensive + w * n_cheap
+    results = {}
+    for name in stats:
+        alpha = fits[name]["beta"] * m / (n + m) if m else 0.0
+        hi_means = np.concatenate([pilot_hi[name][0], main_hi[name][0]])
+        lo_means = np.concatenate([pilot_lo[name][0], main_lo[name][0]]) if m else pilot_lo[name][0]
+        rho = _correlation(hi_means[: len(lo_means)], lo_means)
+        within = float(pilot_hi[name][1].sum() + main_hi[name][1].sum())
+        sigma2 = within / (len(hi_means) * k) + float(np.var(hi_means, ddof=1))
+        results[name] = _interval(
+            name,
+            main_hi[name][0] - alpha * (main_lo[name][0] if m else 0.0),
+            extra_lo[name][0] if m else None,
+            alpha=alpha,
+            rho=rho,
+            sigma2=sigma2,
+            total_cost=total_cost,
+            confidence_level=confidence_level,
+        )
+    return TwoFidelityResult(
+        results=results,
+        target=next(iter(stats)),
+        design=design.name,
+        group_size=k,
+        seed=seed,
+        budget=budget,
+        cost_ratio=w,
+        cost_ratio_measured=measured,
+        pilot_groups=n_pilot,
+        main_groups=n,
+        extra_groups=m,
+        n_expensive_calls=n_expensive,
+        n_cheap_calls=n_cheap,
+        pilot_cost=pilot_cost,
+        total_cost=total_cost,
+        seeds=seeds,
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
+
+
+class _Stages:
+    """Runs groups of the design through either generator, a batch of groups at a time."""
+
+    def __init__(self, generator, cheap, stats, design, noise_shape, batch_size, device, dtype) -> None:
+        self.generator, self.cheap, self.stats, self.design = generator, cheap, stats, design
+        self.noise_shape, self.batch_size, self.device, self.dtype = noise_shape, batch_size, device, dtype
+        self.shapes: dict[str, dict[str, tuple[int, ...]]] = {"generator": {}, "cheap_generator": {}}
+
+    def _batch(self, generator, role, indices, seed, first=None):
+        return evaluate_groups(
+            generator,
+            self.stats,
+            self.design,
+            indices,
+            noise_shape=self.noise_shape,
+            seed=seed,
+            batch_size=self.batch_size,
+            device=self.device,
+            dtype=self.dtype,
+            output_shapes=self.shapes[role],
+            first=first,
+        )
+
+    def _chunks(self, indices: np.ndarray):
+        per = max(1, self.batch_size // self.design.group_size)
+        return [indices[lo : lo + per] for lo in range(0, len(indices), per)]
+
+    def stage(self, generator, role: str, indices: np.ndarray, seed) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{name: (group means, within-group sums of squares)} of the given groups."""
+        return self._join([self._batch(generator, role, chunk, seed) for chunk in self._chunks(indices)])
+
+    def _join(self, parts: list[dict[str, tuple[np.ndarray, np.ndarray]]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {name: tuple(np.concatenate([p[name][i] for p in parts]) for i in range(2)) for name in self.stats}
+
+    def pilot(self, n_groups: int, seed):
+        """Both generators on the pilot's groups, batch by batch; (hi, lo, [(time hi, time lo) per batch]).
+
+        The first batch is checked before the rest is spent: the cheap generator must take the same
+        noise and return as many rows, the statistics must be scalar, and both generators must pass
+        the repeat check (as in :func:`uqdiff.estimate`).
+        """
+        hi_parts, lo_parts, times = [], [], []
+        for b, chunk in enumerate(self._chunks(np.arange(n_groups))):
+            probes = {}
+            t0 = time.perf_counter()
+            probes["generator"] = [] if b == 0 and wants_check(self.generator) else None
+            hi = self._batch(self.generator, "generator", chunk, seed, probes["generator"])
+            t1 = time.perf_counter()
+            probes["cheap_generator"] = [] if b == 0 and wants_check(self.cheap) else None
+            try:
+                lo = self._batch(self.cheap, "cheap_generator", chunk, seed, probes["cheap_generator"])
+            except GeneratorError as exc:
+                if b:
+                    raise
+                raise GeneratorError(
+                    f"cheap_generator failed on the first pilot batch, noise of shape (B, *{self.noise_shape}) that "
+                    f"generator took: it must take the same noise (same model, fewer steps). {exc}"
+                ) from exc
+            except (ValueError, TypeError) as exc:
+                if b:
+                    raise
+                raise (TypeError if isinstance(exc, TypeError) else ValueError)(
+                    f"cheap_generator does not fit generator on the first pilot batch: {exc}; it must take the same "
+                    f"noise batch (B, *{self.noise_shape}) and return one output per noise"
+                ) from exc
+            t2 = time.perf_counter()
+            if b == 0:
+                for name, (means, _) in hi.items():
+                    if means.ndim > 1:
+                        raise ValueError(
+                            f"statistic {name!r} returns maps of shape {means.shape[1:]} per image; "
+                            "estimate_two_fidelity takes scalar statistics (one number per image): "
+                            "reduce the map (e.g. its mean) or estimate maps with uqdiff.estimate"
+                        )
+                for role, g in (("generator", self.generator), ("cheap_generator", self.cheap)):
+                    if probes[role]:
+                        noise_one, output_one, batch, where = probes[role]
+                        check_first_batch(g, noise_one, output_one, batch=batch, where=f"{role}, {where}")
+            hi_parts.append(hi)
+            lo_parts.append(lo)
+            times.append((t1 - t0, t2 - t1))
+        return self._join(hi_parts), self._join(lo_parts), times
+
+
+def _measured_ratio(times: list[tuple[float, float]]) -> float:
+    """Time of the cheap generator over the expensive one's, the first batch left out when there are more."""
+    use = times[1:] if len(times) > 1 else times
+    hi, lo = sum(t[0] for t in use), sum(t[1] for t in use)
+    return max(lo, 1e-9) / max(hi, 1e-9)
+
+
+def _fit(hi: np.ndarray, lo: np.ndarray) -> dict[str, float]:
+    """Pilot moments of the group means: variances, covariance, beta = Cov / Var(lo)."""
+    var_hi, var_lo = float(np.var(hi, ddof=1)), float(np.var(lo, ddof=1))
+    cov = float(np.cov(hi, lo, ddof=1)[0, 1])
+    if var_lo <= 1e-300:
+        var_lo, cov = 0.0, 0.0
+    return {"var_hi": var_hi, "var_lo": var_lo, "cov": cov, "beta": cov / var_lo if var_lo > 0 else 0.0}
+
+
+def _allocate(fit: dict[str, float], *, remaining: float, k: int, w: float) -> tuple[int, int]:
+    """(main groups n, extra cheap groups m) minimizing the target's variance within ``remaining`` cost.
+
+    Falls back to (all the budget in plain groups, 0) when the pilot predicts no gain over them.
+    """
+    groups = remaining / k  # the budget left, in expensive groups
+    n_plain = max(2, int(math.floor(groups + 1e-9)))
+    var_hi, var_lo, cov, beta = fit["var_hi"], fit["var_lo"], fit["cov"], fit["beta"]
+    if w >= 1 or var_lo <= 0:
+        return n_plain, 0
+    s_d = math.sqrt(max(var_hi - cov * beta, 0.0))  # sd of Ybar - beta Xbar: Var(Ybar) (1 - rho^2)
+    s_x = abs(beta) * math.sqrt(var_lo)  # sd of beta Xbar
+    if s_d + math.sqrt(w) * s_x <= 0:
+        return n_plain, 0
+    n = max(2, round(groups * s_d / (s_d + math.sqrt(w) * s_x)))
+    m = int(math.floor((groups - n * (1 + w)) / w + 1e-9))
+    while m > 0 and n * (1 + w) + m * w > groups + 1e-9:  # floating point: never over the budget
+        m -= 1
+    if m < 2:
+        return n_plain, 0
+    alpha = beta * m / (n + m)
+    var_cv = (var_hi - 2 * alpha * cov + alpha**2 * var_lo) / n + alpha**2 * var_lo / m
+    return (n, m) if var_cv < var_hi / n_plain else (n_plain, 0)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    sa, sb = float(np.std(a)), float(np.std(b))
+    if sa <= 0 or sb <= 0:
+        return math.nan
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _interval(
+    name: str,
+    d: np.ndarray,
+    extra: np.ndarray | None,
+    *,
+    alpha: float,
+    rho: float,
+    sigma2: float,
+    total_cost: float,
+    confidence_level: float,
+) -> TwoFidelityStatistic:
+    """Estimate and Welch-Satterthwaite t interval of mean(d) + alpha mean(extra), two independent means."""
+    n = len(d)
+    v_d = float(np.var(d, ddof=1)) / n
+    estimate = float(d.mean())
+    df = float(n - 1)
+    v_x = 0.0
+    if extra is not None:
+        m = len(extra)
+        v_x = alpha**2 * float(np.var(extra, ddof=1)) / m
+        estimate += alpha * float(extra.mean())
+        denominator = v_d**2 / (n - 1) + v_x**2 / (m - 1)
+        if denominator > 0:
+            df = (v_d + v_x) ** 2 / denominator
+    se = math.sqrt(v_d + v_x)
+    half = quantile(confidence_level, df, "t") * se
+    with np.errstate(divide="ignore", invalid="ignore"):
+        efficiency = float(np.float64(sigma2) / (total_cost * se**2))
+    return TwoFidelityStatistic(
+        statistic=name,
+        estimate=estimate,
+        low=estimate - half,
+        high=estimate + half,
+        standard_error=se,
+        df=df,
+        alpha=float(alpha),
+        rho=rho,
+        efficiency=efficiency,
+        confidence_level=confidence_level,
+    )
