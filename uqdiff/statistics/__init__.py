@@ -35,14 +35,26 @@ from .gallery import (
     PerImage,
     Vendi,
 )
-from .pixel import Brightness, Contrast, PixelMap, PixelMean, VerticalCentroid
+from .pixel import Brightness, Contrast, PixelMap, PixelMean, PixelStd, VerticalCentroid
 from .reconstruction import L1, PSNR, SSIM, ReconstructionStatistic, gaussian_window, structural_similarity
 from .terrain import MaxSlope, MeanSlope
 
 #: Registry: statistic name -> class.
 STATISTICS: dict[str, type[Statistic]] = {
     cls.name: cls
-    for cls in (PixelMean, Brightness, Contrast, VerticalCentroid, PixelMap, MeanSlope, MaxSlope, L1, PSNR, SSIM)
+    for cls in (
+        PixelMean,
+        PixelStd,
+        Brightness,
+        Contrast,
+        VerticalCentroid,
+        PixelMap,
+        MeanSlope,
+        MaxSlope,
+        L1,
+        PSNR,
+        SSIM,
+    )
 }
 
 
@@ -65,6 +77,7 @@ __all__ = [
     "as_tensor",
     "ReconstructionStatistic",
     "PixelMean",
+    "PixelStd",
     "Brightness",
     "Contrast",
     "VerticalCentroid",

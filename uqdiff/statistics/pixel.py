@@ -13,7 +13,7 @@ import torch
 
 from .base import Statistic
 
-__all__ = ["PixelMean", "Brightness", "Contrast", "VerticalCentroid", "PixelMap"]
+__all__ = ["PixelMean", "PixelStd", "Brightness", "Contrast", "VerticalCentroid", "PixelMap"]
 
 #: ITU-R BT.601 luma weights for R, G, B.
 LUMA_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
@@ -48,6 +48,26 @@ class PixelMean(_ScaledStatistic):
 
     def _compute(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_unit(x).mean(dim=(1, 2, 3)) * self.scale
+
+
+class PixelStd(_ScaledStatistic):
+    """Standard deviation of the pixel values within each image (over channels, rows and columns): shape (B,).
+
+    How much an image varies, not how bright it is: an *even* statistic of the
+    noise for many samplers (an image and its antithetic partner often vary as
+    much), so pairs do not help it; noise control variates and MC do.
+    Computed on the [0, 1]-scaled image times ``scale`` (population standard deviation).
+
+    >>> import torch
+    >>> x = torch.tensor([[[[-1.0, 1.0], [-1.0, 1.0]]]])  # half black, half white
+    >>> PixelStd(scale=255)(x)
+    tensor([127.5000])
+    """
+
+    name = "std"
+
+    def _compute(self, x: torch.Tensor) -> torch.Tensor:
+        return self.to_unit(x).flatten(1).std(dim=1, correction=0) * self.scale
 
 
 class Brightness(_ScaledStatistic):
