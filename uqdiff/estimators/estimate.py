@@ -22,11 +22,13 @@ import numpy as np
 import torch
 
 from uqdiff._util import callable_name, package_version, to_numpy
-from uqdiff.designs import NoiseDesign, as_design
+from uqdiff.designs import IID, NoiseDesign, as_design
+from uqdiff.designs.features import NoiseFeatures
 from uqdiff.designs.seeds import SeedLike, entropy, substream
 from uqdiff.estimators import checkpoint as _checkpoint
 from uqdiff.estimators.accumulator import GroupAccumulator
 from uqdiff.estimators.checkpoint import Checkpoint
+from uqdiff.estimators.control_variates import ControlVariates, against_mc, fit_control, pilot_groups
 from uqdiff.estimators.results import ComparisonResult, EstimateResult, StatisticResult, quantile
 from uqdiff.estimators.stopping import StoppingRule, groups_for_budget
 from uqdiff.samplers.base import device_of, noise_shape_of
@@ -80,6 +82,9 @@ def evaluate_groups(
     dtype: torch.dtype = torch.float32,
     output_shapes: dict[str, tuple[int, ...]] | None = None,
     first: list | None = None,
+    features: NoiseFeatures | None = None,
+    coefficients: Mapping[str, np.ndarray] | None = None,
+    members: dict[str, list[np.ndarray]] | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per-group means and within-group sums of squares of each statistic for the given groups.
 
@@ -94,6 +99,13 @@ def evaluate_groups(
     :class:`~uqdiff.designs.streams.NoiseStream` that makes each slot on demand; any other
     generator gets the noise tensor. ``first``, if given (a list), receives the first noise of
     the first batch, its output, the batch's size and where it is, for the repeat check.
+
+    Noise control variates: with ``features`` and ``coefficients`` (statistic name -> array of
+    shape (p, *statistic shape)), each statistic is replaced by S - beta . f(z), which has the same
+    mean because every feature has mean zero. With ``features`` alone, the group means of the
+    features come back under the key :data:`FEATURES` (a pilot fits the coefficients from them).
+    ``members``, if given (a dict), receives each key's values per group member, arrays of shape
+    (groups, group size, ...), appended batch by batch: a pilot that compares designs needs them.
     """
     shapes = {} if output_shapes is None else output_shapes
     k = design.group_size
@@ -102,9 +114,14 @@ def evaluate_groups(
     else:
         noise = design.groups(indices, math.prod(noise_shape), seed=seed, device=device, dtype=dtype)
         noise = noise.reshape(len(indices) * k, *noise_shape)
+    if features is not None and not isinstance(noise, torch.Tensor):
+        raise TypeError("noise control variates need the noise as a tensor; a captured sampler's noise is a stream")
     values: dict[str, list[np.ndarray]] = {name: [] for name in statistics}
+    if features is not None and coefficients is None:
+        values[FEATURES] = []
     for lo in range(0, len(noise), batch_size):
         chunk = noise[lo : lo + batch_size]
+        feats = None if features is None else features(chunk).cpu().numpy()
         where = lambda row, lo=lo: (
             f"group {int(indices[(lo + row) // k])} (noise {(lo + row) % k} of the group), seed {seed!r}"
         )
@@ -154,14 +171,24 @@ def evaluate_groups(
             bad_rows = ~np.isfinite(v.reshape(len(v), -1)).all(axis=1)
             if bad_rows.any():
                 raise FloatingPointError(f"statistic {name!r} is NaN or Inf at {where(int(np.argmax(bad_rows)))}")
+            if coefficients is not None:
+                v = v - np.tensordot(feats, coefficients[name], axes=(1, 0))
             values[name].append(v)
+        if feats is not None and coefficients is None:
+            values[FEATURES].append(feats)
         del images
     out = {}
     for name, parts in values.items():
         v = np.concatenate(parts).reshape(len(indices), k, *parts[0].shape[1:])
+        if members is not None:
+            members.setdefault(name, []).append(v)
         mean = v.mean(axis=1)
         out[name] = (mean, ((v - mean[:, None]) ** 2).sum(axis=1))
     return out
+
+
+#: The key under which :func:`evaluate_groups` returns the group means of noise features.
+FEATURES = "noise features"
 
 
 class GeneratorError(RuntimeError):
@@ -201,6 +228,7 @@ def estimate(
     callback: Callable[[int, Mapping[str, GroupAccumulator]], None] | None = None,
     checkpoint: CheckpointLike | None = None,
     executor: Any = None,
+    control_variates: ControlVariates | NoiseFeatures | None = None,
 ) -> EstimateResult:
     """Estimate E[S(G(z))], z ~ N(0, I), with a confidence interval, for each statistic S.
 
@@ -218,7 +246,10 @@ def estimate(
     stopping : StoppingRule, optional
         A rule that sizes the run, e.g. ``TargetPrecision(halfwidth=0.01, max_budget=10_000)``.
     design : NoiseDesign or str
-        How the noises of a group are drawn (``"mc"``, ``"antithetic"``, ``KAntithetic(8)``, ...).
+        How the noises of a group are drawn (``"mc"``, ``"antithetic"``, ``KAntithetic(8)``, ...), or
+        ``"auto"`` (or ``AutoDesign(...)``): a pilot of 10 % of the budget compares MC, pairs, other
+        designs and noise control variates per statistic and a fresh main stage runs the best
+        (``config["auto"]`` holds the evidence; the budget counts the pilot).
     noise_shape : tuple of int, optional
         Shape of one noise; default the generator's ``noise_shape`` attribute.
     batch_size : int
@@ -240,11 +271,19 @@ def estimate(
         uninterrupted result). A bare path starts a new checkpoint.
     executor : RayExecutor, optional
         Spread groups over Ray workers with the same result, bit for bit.
+    control_variates : ControlVariates or NoiseFeatures, optional
+        Noise control variates: a pilot (``pilot_share`` of the budget, not reused) fits S on
+        features of the noise with known mean zero (``DCTFeatures``), and the main groups
+        estimate E[S - beta . f(z)] = E[S]. The pilot's noises count in the budget; the
+        result's ``implied_efficiency`` is against plain MC on S itself. Needs ``budget``
+        (not ``stopping``) and no checkpoint.
 
     Returns
     -------
     EstimateResult
         One :class:`StatisticResult` per statistic, the budget and the generator calls made.
+        With control variates, ``config["control_variates"]`` holds the fitted coefficients
+        and each statistic's predicted gain.
 
     Raises
     ------
@@ -264,9 +303,23 @@ def estimate(
     >>> r = estimate(g, lambda x: x[:, 0] ** 2, stopping=TargetPrecision(halfwidth=0.01, max_budget=10_000), seed=1)
     >>> r.config["stopping"]["target_met"], r["statistic"].width <= 0.02
     ({'statistic': True}, True)
+    >>> from uqdiff.designs.features import DCTFeatures
+    >>> g = LinearGenerator(np.zeros(64))  # the images are the noise
+    >>> r = estimate(g, lambda x: x.mean(dim=1) ** 2, budget=400, control_variates=DCTFeatures(2), seed=0)
+    >>> round(r["statistic"].estimate, 4), r["statistic"].implied_efficiency > 100  # truth: E[mean^2] = 1/64
+    (0.0156, True)
     """
     if not callable(generator):
         raise TypeError(f"generator must be a callable from a noise batch to images, got {type(generator).__name__}")
+    from uqdiff.estimators import auto as _auto  # the automatic choice runs estimate itself
+
+    if _auto.is_auto(design):
+        return _estimate_auto(
+            generator, statistics, design=design, budget=budget, stopping=stopping, noise_shape=noise_shape,
+            batch_size=batch_size, seed=seed, confidence_level=confidence_level, interval_method=interval_method,
+            device=device, dtype=dtype, progress=progress, callback=callback, checkpoint=checkpoint,
+            executor=executor, control_variates=control_variates,
+        )  # fmt: skip
     design = as_design(design)
     stats = named_statistics(statistics)
     noise_shape = noise_shape_of(generator, noise_shape)
@@ -276,6 +329,15 @@ def estimate(
     if stopping is not None and not isinstance(stopping, StoppingRule):
         raise TypeError(f"stopping must be a StoppingRule such as TargetPrecision(...), got {type(stopping).__name__}")
     n_groups = groups_for_budget(budget, design) if budget is not None else None
+    control = as_control(control_variates)
+    if control is not None:
+        if stopping is not None or checkpoint is not None:
+            raise TypeError(
+                "control_variates work with budget=..., without stopping= or checkpoint= (not supported yet)"
+            )
+        if getattr(generator, "streamed", False):
+            raise TypeError("control_variates need the noise as a tensor; a captured sampler's noise is a stream")
+        control.features.check_shape(noise_shape)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     batch_size = int(batch_size)
@@ -286,7 +348,9 @@ def estimate(
     quantile(confidence_level, 1, interval_method)  # validates both before any model call
     entropy(seed)
     checkpoint = Checkpoint.of(checkpoint)
-    evaluator = _Evaluator(generator, stats, design, noise_shape, seed, batch_size, _device(generator, device), dtype)
+    evaluator = GroupEvaluator(
+        generator, stats, design, noise_shape, seed, batch_size, noise_device(generator, device), dtype
+    )
     config = {
         "design": design.name,
         "noise_shape": list(noise_shape),
@@ -301,7 +365,10 @@ def estimate(
     run = _Run(evaluator, config, checkpoint, callback, executor, progress, budget or stopping.max_budget)
     k = design.group_size
     try:
-        if stopping is None:
+        if control is not None:
+            results, info = controlled_run(run, control, n_groups, confidence_level, interval_method)
+            extra = {"control_variates": info}
+        elif stopping is None:
             main = run.stage("main", 0, n_groups)
             results = {
                 name: StatisticResult.from_moments(
@@ -335,14 +402,121 @@ def estimate(
         "group_size": k,
         **extra,
     }
+    noises = run.n_noises + run.pilot_noises
     return EstimateResult(
         results=results,
         design=design.name,
         seed=seed,
-        budget=run.n_noises,
-        generator_calls=run.n_noises * calls_per_noise(generator),
+        budget=noises,
+        generator_calls=noises * calls_per_noise(generator),
         config=config,
     )
+
+
+def _estimate_auto(generator, statistics, *, design, budget, stopping, noise_shape, batch_size, seed,
+                   confidence_level, interval_method, device, dtype, progress, callback, checkpoint, executor,
+                   control_variates) -> EstimateResult:  # fmt: skip
+    """``design="auto"``: validate what the automatic choice supports, then run it (see :mod:`.auto`)."""
+    from uqdiff.estimators import auto as _auto
+
+    if stopping is not None or budget is None:
+        raise TypeError("design='auto' needs budget=... (noises in all, pilot included), not stopping=")
+    for name, value in (("checkpoint", checkpoint), ("callback", callback), ("control_variates", control_variates)):
+        if value is not None:
+            what = "AutoDesign(control_variates=...)" if name == "control_variates" else "a fixed design"
+            raise TypeError(f"design='auto' does not take {name}=; use {what}")
+    groups_for_budget(budget, IID())
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    quantile(confidence_level, 1, interval_method)
+    entropy(seed)
+    return _auto.run_auto(
+        generator,
+        named_statistics(statistics),
+        auto=design if isinstance(design, _auto.AutoDesign) else _auto.AutoDesign(),
+        budget=int(budget),
+        noise_shape=noise_shape_of(generator, noise_shape),
+        batch_size=int(batch_size),
+        seed=seed,
+        confidence_level=confidence_level,
+        interval_method=interval_method,
+        device=device,
+        dtype=dtype,
+        progress=progress,
+        executor=executor,
+    )
+
+
+def as_control(control_variates: ControlVariates | NoiseFeatures | None) -> ControlVariates | None:
+    """The control-variate options: bare features get the default pilot."""
+    if control_variates is None or isinstance(control_variates, ControlVariates):
+        return control_variates
+    if isinstance(control_variates, NoiseFeatures):
+        return ControlVariates(control_variates)
+    raise TypeError(
+        f"control_variates must be ControlVariates(...) or NoiseFeatures such as DCTFeatures(), "
+        f"got {type(control_variates).__name__}"
+    )
+
+
+def controlled_run(
+    run: _Run, control: ControlVariates, n_groups: int, confidence_level: float, interval_method: str
+) -> tuple[dict[str, StatisticResult], dict[str, Any]]:
+    """Fit the control variates on a pilot of the first groups (unless given), then estimate on the rest.
+
+    The main groups' statistics are S - beta . f(z) with beta fixed before they are drawn, so the
+    estimate is the mean of iid group means of a statistic with the same expectation as S.
+    """
+    evaluator = run.evaluator
+    design, k = evaluator.design, evaluator.design.group_size
+    features = control.features
+    names = features.names(evaluator.noise_shape)
+    raw_marginal, fits = {}, {}
+    if control.coefficients is None:
+        n_pilot = pilot_groups(n_groups, control.pilot_share)
+        parts = list(evaluator.with_control(features, None).batches(0, n_pilot))
+        means = {key: np.concatenate([p[key][0] for _, p in parts]) for key in parts[0][1]}
+        for name in evaluator.stats:
+            within = sum(p[name][1].sum(axis=0) for _, p in parts)
+            raw_marginal[name] = within / (n_pilot * k) + means[name].var(axis=0, ddof=1)
+            fits[name] = fit_control(means[name], means[FEATURES])
+        coefficients = {name: fit.coefficients for name, fit in fits.items()}
+        run.pilot_noises = n_pilot * k
+    else:
+        n_pilot, coefficients = 0, {}
+        for name in evaluator.stats:
+            if name not in control.coefficients:
+                raise ValueError(f"control_variates.coefficients has no entry for statistic {name!r}")
+            beta = np.asarray(control.coefficients[name], dtype=np.float64)
+            if beta.ndim == 0 or len(beta) != len(names):
+                raise ValueError(
+                    f"coefficients of {name!r} must have {len(names)} rows (one per feature), got {beta.shape}"
+                )
+            coefficients[name] = beta
+    run.evaluator = evaluator.with_control(features, coefficients)
+    main = run.stage("main", n_pilot, n_groups)
+    results = {}
+    for name, acc in main.accumulators.items():
+        r = StatisticResult.from_moments(
+            acc.moments(),
+            statistic=name,
+            design=design.name,
+            group_size=k,
+            confidence_level=confidence_level,
+            interval_method=interval_method,
+        )
+        results[name] = against_mc(r, raw_marginal[name], n_pilot * k) if fits else r
+    info = {
+        "features": features.name,
+        "feature_names": names,
+        "pilot_budget": n_pilot * k,
+        "coefficients": {name: beta.tolist() for name, beta in coefficients.items()},
+        "ridge": {name: fit.ridge for name, fit in fits.items()},
+        "predicted_gain": {
+            name: 1.0 / fit.variance_ratio if fit.variance_ratio > 0 else None for name, fit in fits.items()
+        },
+    }
+    return results, info
 
 
 def warn_if_skewed(results: Mapping[str, StatisticResult]) -> None:
@@ -372,7 +546,7 @@ def calls_per_noise(generator: Any) -> int:
     return int(getattr(generator, "calls_per_noise", 1))
 
 
-def _device(generator: Any, device: torch.device | str | None) -> torch.device:
+def noise_device(generator: Any, device: torch.device | str | None) -> torch.device:
     """The device to make noise on; refuses a CUDA device on a machine without CUDA before any model call."""
     chosen = device_of(generator, device)
     if chosen.type == "cuda" and not torch.cuda.is_available():
@@ -380,7 +554,7 @@ def _device(generator: Any, device: torch.device | str | None) -> torch.device:
     return chosen
 
 
-class _Evaluator:
+class GroupEvaluator:
     """Evaluates ranges of groups batch by batch; halves the batch once on out-of-memory."""
 
     def __init__(self, generator, stats, design, noise_shape, seed, batch_size, device, dtype) -> None:
@@ -393,21 +567,29 @@ class _Evaluator:
             dtype,
         )
         self.output_shapes: dict[str, tuple[int, ...]] = {}
+        self.features: NoiseFeatures | None = None  # noise control variates (see evaluate_groups)
+        self.coefficients: Mapping[str, np.ndarray] | None = None
         self.halved_from: int | None = None
         self.check_pending = wants_check(generator)  # the repeat check, on the first batch
 
-    def with_design(self, design: NoiseDesign) -> _Evaluator:
+    def with_design(self, design: NoiseDesign) -> GroupEvaluator:
         """This evaluator for another design (a stopping rule's stage), sharing the recorded output shapes."""
         other = copy.copy(self)
         other.design = design
+        return other
+
+    def with_control(self, features: NoiseFeatures, coefficients: Mapping[str, np.ndarray] | None) -> GroupEvaluator:
+        """This evaluator with noise control variates: features' group means (a pilot) or adjusted statistics."""
+        other = copy.copy(self)
+        other.features, other.coefficients = features, coefficients
         return other
 
     @property
     def groups_per_batch(self) -> int:
         return max(1, self.batch_size // self.design.group_size)
 
-    def batches(self, lo: int, hi: int):
-        """Yield (first group, {name: (means, within)}) for groups lo..hi-1 in order."""
+    def batches(self, lo: int, hi: int, members: dict[str, list[np.ndarray]] | None = None):
+        """Yield (first group, {name: (means, within)}) for groups lo..hi-1 in order (``members``: see evaluate_groups)."""
         start = lo
         while start < hi:
             indices = np.arange(start, min(start + self.groups_per_batch, hi))
@@ -425,6 +607,9 @@ class _Evaluator:
                     dtype=self.dtype,
                     output_shapes=self.output_shapes,
                     first=first,
+                    features=self.features,
+                    coefficients=self.coefficients,
+                    members=members,
                 )
             except Exception as exc:
                 if not is_out_of_memory(exc):
@@ -468,6 +653,7 @@ class _Run:
         self.group_sizes: dict[str, int] = {}  # per stage, where a stopping rule runs its own design
         self.batches_since_save = 0
         self.consistent = True
+        self.pilot_noises = 0  # noises a control-variate pilot spent outside the stages
         if checkpoint is not None:
             e, path = evaluator, checkpoint.path
             self.config["design_fingerprint"] = _checkpoint.design_fingerprint(
