@@ -121,3 +121,53 @@ def fit_to_generator(design: NoiseDesign, generator) -> NoiseDesign:
         return design
     dim = int(np.prod(generator.noise_shape))
     return on_leading_coordinates(design, dim, getattr(generator, "initial_noise_size", dim))
+
+
+def subspace_rqmc(
+    noise_shape: tuple[int, ...],
+    n: int,
+    *,
+    dims: int = 16,
+    basis: np.ndarray | None = None,
+    channels: int | None = None,
+    outer: str = "k-antithetic",
+) -> SubspaceCoupling:
+    """RQMC on a low-dimensional subspace of a noise of any size, a coupling on the rest.
+
+    Sobol' engines stop at 21201 dimensions; a diffusion model's noise often has more. What a
+    statistic mostly depends on is coarse structure, which the lowest DCT frequencies of the
+    noise carry: scrambled Sobol' points there, and on the orthogonal complement K-antithetic
+    groups of the same size n (their sum is zero, so the complement's linear part cancels in the
+    group mean) or iid noise. Every noise is exactly N(0, I).
+
+    Parameters
+    ----------
+    noise_shape : tuple of int
+        Shape of one noise (the last two axes are the image, earlier ones channels or stream slots).
+    n : int
+        Sobol' points per replicate (a power of two); the group size.
+    dims : int
+        Lowest DCT frequencies per channel in the subspace (16 by default); ignored with ``basis``.
+    basis : array (dim, p), optional
+        Orthonormal columns of another subspace, e.g. from
+        :func:`uqdiff.estimators.gradient_directions` (directions a pilot found).
+    channels : int, optional
+        Only the first ``channels`` channels get DCT directions (all by default).
+    outer : {"k-antithetic", "iid"}
+        The design on the complement.
+
+    Examples
+    --------
+    >>> d = subspace_rqmc((1, 128, 128), 32, dims=16)
+    >>> d.name, d.group_size
+    ('subspace(rqmc(n=32, lms+shift) on 16 dims, k-antithetic(k=32) elsewhere)', 32)
+    """
+    from uqdiff.designs.features import dct_basis
+    from uqdiff.designs.gaussian import KAntithetic
+
+    if outer not in ("k-antithetic", "iid"):
+        raise ValueError(f"outer must be 'k-antithetic' or 'iid', got {outer!r}")
+    inner = SobolRQMC(n)
+    v = dct_basis(noise_shape, dims, channels=channels) if basis is None else basis
+    complement = KAntithetic(n) if outer == "k-antithetic" and n > 1 else IID()
+    return SubspaceCoupling(inner, basis=v, outer=complement)
