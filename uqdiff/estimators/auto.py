@@ -1,0 +1,357 @@
+"""``design="auto"``: a pilot compares the candidate estimators, a fresh main stage runs the best one.
+
+Which estimator wins depends on the statistic: antithetic pairs cancel the
+part of S that is odd in the noise and double the variance of the even part
+(an image's standard deviation loses with pairs); control variates on the
+noise reach the even part; RQMC and K-antithetic groups pay on smooth
+statistics once their groups are many. A pilot measures this per statistic.
+
+The pilot is spent mostly on antithetic pairs, because one set of pairs
+answers four questions at once: with odd = (S(z) - S(-z)) / 2 and
+even = (S(z) + S(-z)) / 2, plain MC has variance Var(odd) + Var(even) per
+noise, pairs 2 Var(even), and control variates shrink each part by the
+cross-validated residual ratio of odd features on odd and even features on
+even. Other candidates (K-antithetic, RQMC, subspace RQMC) get their own
+pilot runs where the pilot share buys at least 8 of their groups. A
+candidate replaces MC only where its efficiency's lower confidence bound
+beats MC's, so noisy pilot estimates fall back to MC (or MC with control
+variates) rather than to a design that may lose. The main stage draws fresh
+noise, so its interval is as valid as any other run's; the pilot's share is
+what "auto" may lose against plain MC.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats as _scipy_stats
+
+from uqdiff.designs import IID, Antithetic, KAntithetic, NoiseDesign, SobolRQMC, as_design
+from uqdiff.designs.features import DCTFeatures, NoiseFeatures
+from uqdiff.designs.seeds import SeedLike, substream
+from uqdiff.designs.sobol_points import MAX_DIM
+from uqdiff.designs.subspace import subspace_rqmc
+from uqdiff.estimators.control_variates import MIN_PILOT_GROUPS, ControlVariates, against_mc, fit_control
+from uqdiff.estimators.estimate import FEATURES, GroupEvaluator, estimate, noise_device
+from uqdiff.estimators.results import EstimateResult
+
+#: One-sided level of the lower confidence bound a candidate must show to replace MC.
+SELECTION_LEVEL = 0.8
+
+#: Seed tags of the pilot and of the main stage (crc32 of the words).
+PILOT_TAG, MAIN_TAG = zlib.crc32(b"auto pilot"), zlib.crc32(b"auto main")
+
+
+@dataclass(frozen=True)
+class AutoDesign:
+    """Options of ``design="auto"``; ``estimate(..., design=AutoDesign(...))`` sets them.
+
+    Parameters
+    ----------
+    candidates : sequence of NoiseDesign or str, optional
+        Designs beyond MC and antithetic pairs (always candidates) to try in the pilot.
+        Default: K-antithetic groups of 8, RQMC (whole noise up to 21201 dimensions) and RQMC on
+        the 16 lowest DCT frequencies with K-antithetic complement, with n the largest power of
+        two up to 64 that leaves the main stage at least 16 replicates. A candidate enters only
+        where the pilot share buys at least 8 of its groups.
+    control_variates : NoiseFeatures or None
+        Features for noise control variates, tried with every candidate (``None``: none).
+    pilot_share : float
+        Share of the budget the pilot may spend (default 0.1): the most "auto" can lose to MC.
+    target : str or mapping, optional
+        The statistic to optimize, or weights by statistic name (minimizes the weighted sum of
+        variances relative to MC's). Default: the first statistic.
+
+    Examples
+    --------
+    >>> AutoDesign(pilot_share=0.2, target="mean").pilot_share
+    0.2
+    """
+
+    candidates: Sequence[NoiseDesign | str] | None = None
+    control_variates: NoiseFeatures | None = field(default_factory=DCTFeatures)
+    pilot_share: float = 0.1
+    target: str | Mapping[str, float] | None = None
+    name = "auto"
+
+    def __post_init__(self) -> None:
+        share = self.pilot_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 0.5:
+            raise ValueError(f"pilot_share must be a number in (0, 0.5], got {share!r}")
+        if self.control_variates is not None and not isinstance(self.control_variates, NoiseFeatures):
+            raise TypeError(
+                f"control_variates must be NoiseFeatures such as DCTFeatures() or None, "
+                f"got {type(self.control_variates).__name__}"
+            )
+        if self.candidates is not None:
+            if isinstance(self.candidates, (str, NoiseDesign)):
+                raise TypeError(f"candidates must be a list of designs, got {self.candidates!r}")
+            for c in self.candidates:
+                as_design(c)
+
+
+def is_auto(design: Any) -> bool:
+    """Whether ``design`` asks for the automatic choice (``"auto"`` or an :class:`AutoDesign`)."""
+    return isinstance(design, AutoDesign) or (isinstance(design, str) and design.strip().lower() == "auto")
+
+
+def target_weights(target: str | Mapping[str, float] | None, names: Sequence[str]) -> dict[str, float]:
+    """Weights by statistic name; refuses names that are not statistics of the run."""
+    if target is None:
+        return {names[0]: 1.0}
+    weights = {target: 1.0} if isinstance(target, str) else {str(k): float(v) for k, v in dict(target).items()}
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ValueError(f"target names {unknown} are not statistics of this run; it has {list(names)}")
+    if not weights or any(not math.isfinite(w) or w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise ValueError(f"target weights must be non-negative with a positive sum, got {weights}")
+    return weights
+
+
+@dataclass
+class _Candidate:
+    """One estimator the pilot measured: a design, with or without control variates."""
+
+    design: NoiseDesign
+    control: bool
+    groups: int
+    variance: dict[str, float]  # per noise, relative scale of the statistic
+    coefficients: dict[str, np.ndarray] | None = None
+
+    @property
+    def label(self) -> str:
+        return self.design.name + (" + control variates" if self.control else "")
+
+
+def run_auto(
+    generator: Any,
+    stats: Mapping[str, Any],
+    *,
+    auto: AutoDesign,
+    budget: int,
+    noise_shape: tuple[int, ...],
+    batch_size: int,
+    seed: SeedLike,
+    confidence_level: float,
+    interval_method: str,
+    device: torch.device | str | None,
+    dtype: torch.dtype,
+    progress: bool,
+    executor: Any,
+) -> EstimateResult:
+    """The pilot, the choice and the main stage of ``design="auto"`` (called by :func:`estimate`)."""
+    weights = target_weights(auto.target, list(stats))
+    features = auto.control_variates
+    if features is not None:
+        if getattr(generator, "streamed", False):
+            features = None  # a captured sampler's noise is a stream: no noise features
+        else:
+            features.check_shape(noise_shape)
+    pilot_budget = int(auto.pilot_share * budget)
+    others = (
+        [as_design(c) for c in auto.candidates]
+        if auto.candidates is not None
+        else default_candidates(budget - pilot_budget, noise_shape)
+    )
+    others = [d for d in others if d.name not in (IID().name, Antithetic().name)]
+    share = pilot_budget // 2 // max(1, len(others))
+    tried = [d for d in others if share // d.group_size >= MIN_PILOT_GROUPS]
+    pair_noises = pilot_budget - sum(share // d.group_size * d.group_size for d in tried)
+    n_pairs = pair_noises // 2
+    if n_pairs < MIN_PILOT_GROUPS:
+        need = math.ceil(2 * MIN_PILOT_GROUPS / auto.pilot_share)
+        raise ValueError(
+            f"design='auto' needs a pilot of at least {2 * MIN_PILOT_GROUPS} noises: budget {budget} x pilot_share "
+            f"{auto.pilot_share} gives {pilot_budget}; raise the budget to at least {need} or pilot_share"
+        )
+    base = GroupEvaluator(
+        generator, stats, Antithetic(), noise_shape, substream(seed, PILOT_TAG), batch_size,
+        noise_device(generator, device), dtype,
+    )  # fmt: skip
+    if features is not None:
+        base = base.with_control(features, None)
+    members: dict[str, list[np.ndarray]] = {}
+    for _ in base.batches(0, n_pairs, members=members):
+        pass
+    pairs = {key: np.concatenate(parts) for key, parts in members.items()}
+    candidates, sigma2 = pair_candidates(pairs, stats, features, noise_shape)
+    pilot_noises = 2 * n_pairs
+    for d in tried:
+        n = share // d.group_size
+        run = base.with_design(d)
+        run.seed = substream(seed, PILOT_TAG, zlib.crc32(d.name.encode()))
+        members = {}
+        for _ in run.batches(0, n, members=members):
+            pass
+        values = {key: np.concatenate(parts).mean(axis=1) for key, parts in members.items()}
+        pilot_noises += n * d.group_size
+        candidates += design_candidates(d, values, stats, features is not None)
+    evidence, chosen = choose(candidates, sigma2, weights, n_pairs)
+    main_budget = (budget - pilot_noises) // chosen.design.group_size * chosen.design.group_size
+    control = None
+    if chosen.control:
+        control = ControlVariates(features, coefficients=chosen.coefficients)
+    result = estimate(
+        generator,
+        stats,
+        budget=main_budget,
+        design=chosen.design,
+        noise_shape=noise_shape,
+        batch_size=batch_size,
+        seed=substream(seed, MAIN_TAG),
+        confidence_level=confidence_level,
+        interval_method=interval_method,
+        device=device,
+        dtype=dtype,
+        progress=progress,
+        executor=executor,
+        control_variates=control,
+    )
+    total = pilot_noises + result.budget
+    results = {
+        name: against_mc(replace(r, design=f"auto: {chosen.label}"), sigma2[name], pilot_noises, total_noises=total)
+        for name, r in result.results.items()
+    }
+    config = {
+        **result.config,
+        "auto": {
+            "chosen": chosen.label,
+            "design": chosen.design.name,
+            "control_variates": None if not chosen.control else result.config.get("control_variates"),
+            "pilot_budget": pilot_noises,
+            "main_budget": result.budget,
+            "target": weights,
+            "selection_level": SELECTION_LEVEL,
+            "candidates": evidence,
+        },
+    }
+    config.pop("control_variates", None)
+    return EstimateResult(
+        results=results,
+        design=f"auto: {chosen.label}",
+        seed=seed,
+        budget=total,
+        generator_calls=total * int(getattr(generator, "calls_per_noise", 1)),
+        config=config,
+    )
+
+
+def default_candidates(main_budget: int, noise_shape: tuple[int, ...]) -> list[NoiseDesign]:
+    """K-antithetic (8), and RQMC on the whole noise (when Sobol' reaches it) and on its coarse DCT subspace."""
+    out: list[NoiseDesign] = [KAntithetic(8)]
+    n = 2 ** int(math.floor(math.log2(max(1, main_budget // 16))))
+    n = min(64, n)
+    if n >= 4:
+        dim = math.prod(noise_shape)
+        if dim <= MAX_DIM:
+            out.append(SobolRQMC(n))
+        out.append(subspace_rqmc(noise_shape, n, dims=16))
+    return out
+
+
+def pair_candidates(
+    pairs: Mapping[str, np.ndarray], stats: Mapping[str, Any], features: NoiseFeatures | None, noise_shape
+) -> tuple[list[_Candidate], dict[str, float]]:
+    """MC and antithetic pairs, each with and without control variates, from one pilot of pairs.
+
+    Returns the candidates and the MC variance sigma^2 of each statistic (every noise of the
+    pilot is N(0, I), so its odd and even parts give sigma^2 = Var(odd) + Var(even)).
+    """
+    n = len(next(iter(pairs.values())))
+    mc, amc, mc_cv, amc_cv = {}, {}, {}, {}
+    beta_mc, beta_amc = {}, {}
+    sigma2 = {}
+    if features is not None:
+        f = pairs[FEATURES]
+        odd_mask = features.odd(noise_shape)
+        f_odd, f_even = (f[:, 0] - f[:, 1])[:, odd_mask] / 2, (f[:, 0] + f[:, 1])[:, ~odd_mask] / 2
+    for name in stats:
+        y = pairs[name].reshape(n, 2, -1)
+        odd, even = (y[:, 0] - y[:, 1]) / 2, (y[:, 0] + y[:, 1]) / 2
+        v_odd, v_even = odd.var(axis=0, ddof=1), even.var(axis=0, ddof=1)
+        sigma2[name] = np.squeeze(v_odd + v_even)
+        mc[name], amc[name] = float((v_odd + v_even).sum()), float((2 * v_even).sum())
+        if features is None:
+            continue
+        shape = pairs[name].shape[2:]
+        beta = np.zeros((len(odd_mask), int(np.prod(shape, dtype=int))))
+        fit_even = fit_control(even, f_even)
+        if odd_mask.any():
+            fit_odd = fit_control(odd, f_odd)
+            beta[odd_mask] = fit_odd.coefficients.reshape(int(odd_mask.sum()), -1)
+            odd_ratio = fit_odd.variance_ratio
+        else:
+            odd_ratio = 1.0
+        beta_even = np.zeros_like(beta)
+        beta_even[~odd_mask] = fit_even.coefficients.reshape(int((~odd_mask).sum()), -1)
+        beta[~odd_mask] = beta_even[~odd_mask]
+        mc_cv[name] = float(odd_ratio * v_odd.sum() + fit_even.variance_ratio * v_even.sum())
+        amc_cv[name] = float(2 * fit_even.variance_ratio * v_even.sum())
+        beta_mc[name], beta_amc[name] = beta.reshape(len(odd_mask), *shape), beta_even.reshape(len(odd_mask), *shape)
+    out = [_Candidate(IID(), False, 2 * n, mc), _Candidate(Antithetic(), False, n, amc)]
+    if features is not None:
+        out += [_Candidate(IID(), True, 2 * n, mc_cv, beta_mc), _Candidate(Antithetic(), True, n, amc_cv, beta_amc)]
+    return out, sigma2
+
+
+def design_candidates(
+    design: NoiseDesign, values: Mapping[str, np.ndarray], stats: Mapping[str, Any], with_control: bool
+) -> list[_Candidate]:
+    """A design's own pilot groups: its variance per noise, k Var(group mean), with and without control variates."""
+    n, k = len(next(iter(values.values()))), design.group_size
+    plain, controlled, betas = {}, {}, {}
+    for name in stats:
+        var = values[name].reshape(n, -1).var(axis=0, ddof=1).sum()
+        plain[name] = float(k * var)
+        if with_control:
+            fit = fit_control(values[name], values[FEATURES])
+            controlled[name], betas[name] = float(k * var * fit.variance_ratio), fit.coefficients
+    out = [_Candidate(design, False, n, plain)]
+    if with_control:
+        out.append(_Candidate(design, True, n, controlled, betas))
+    return out
+
+
+def choose(
+    candidates: list[_Candidate], sigma2: Mapping[str, Any], weights: Mapping[str, float], n_pairs: int
+) -> tuple[list[dict[str, Any]], _Candidate]:
+    """The candidate with the best lower confidence bound on its weighted efficiency; MC unless one beats it.
+
+    A candidate whose estimated efficiency is below 1 for any statistic the target weighs is not
+    eligible: "auto" must not trade a loss on one target statistic for a gain on another.
+
+    Efficiency of a candidate for statistic s: sigma^2_s / (its variance per noise); its lower
+    bound divides by the F quantile at :data:`SELECTION_LEVEL` for the two variance estimates'
+    degrees of freedom (pilot pairs for sigma^2, the candidate's groups for its variance).
+    Weighted: the weighted harmonic mean of the per-statistic efficiencies.
+    """
+    total = sum(weights.values())
+    evidence, best, best_score = [], candidates[0], 1.0
+    for c in candidates:
+        eff = {s: float(np.sum(sigma2[s])) / c.variance[s] if c.variance[s] > 0 else math.inf for s in c.variance}
+        df = max(1, c.groups - 1 - (1 if c.control else 0))
+        bound = 1.0 if c is candidates[0] else float(_scipy_stats.f.ppf(SELECTION_LEVEL, 2 * n_pairs - 1, df))
+        low = {s: e / bound for s, e in eff.items()}
+        # eligible only where it does not lose to MC (point estimate) on any statistic the target weighs
+        eligible = all(eff[s] >= 1.0 and low[s] > 0 for s, w in weights.items() if w > 0)
+        score = total / sum(w / low[s] for s, w in weights.items()) if eligible else 0.0
+        evidence.append(
+            {
+                "candidate": c.label,
+                "groups": c.groups,
+                "efficiency": eff,
+                "efficiency_low": low,
+                "score": score,
+            }
+        )
+        if score > best_score:
+            best, best_score = c, score
+    for row, c in zip(evidence, candidates):
+        row["chosen"] = c is best
+    return evidence, best
