@@ -30,6 +30,8 @@ BUDGETED = [
     uqdiff.estimate_variations,
     uqdiff.evaluate_solver,
     uqdiff.estimators.group_means,
+    uqdiff.estimate_two_fidelity,
+    uqdiff.gradient_directions,
 ]
 TASKS = [*BUDGETED, uqdiff.simultaneous_bands, uqdiff.learn_coupling, uqdiff.fixed_object_gallery]
 RESULTS = [
@@ -48,6 +50,7 @@ RESULTS = [
     uqdiff.LearnedCoupling,
     uqdiff.FixedObjectResult,
     uqdiff.FixedObjectMetrics,
+    uqdiff.TwoFidelityResult,
 ]
 #: Old spellings that must not come back.
 RETIRED = {

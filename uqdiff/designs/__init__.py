@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from uqdiff.designs.base import NoiseDesign
 from uqdiff.designs.coupling_file import load_coupling, save_coupling
+from uqdiff.designs.features import DCTFeatures, NoiseFeatures, dct_basis
 from uqdiff.designs.gaussian import IID, Antithetic, Equicorrelated, GaussianCoupling, KAntithetic
 from uqdiff.designs.seeds import SeedLike
 from uqdiff.designs.sobol import SobolRQMC
-from uqdiff.designs.subspace import SubspaceCoupling, fit_to_generator, on_leading_coordinates
+from uqdiff.designs.subspace import SubspaceCoupling, fit_to_generator, on_leading_coordinates, subspace_rqmc
 
 DESIGNS: dict[str, type[NoiseDesign]] = {
     "mc": IID,
@@ -96,18 +97,22 @@ __all__ = [
     "DESIGNS",
     "IID",
     "Antithetic",
+    "DCTFeatures",
     "Equicorrelated",
     "GaussianCoupling",
     "KAntithetic",
     "NoiseDesign",
+    "NoiseFeatures",
     "SeedLike",
     "SobolRQMC",
     "SubspaceCoupling",
     "as_design",
+    "dct_basis",
     "get_design",
     "fit_to_generator",
     "load_coupling",
     "on_leading_coordinates",
     "parse_design",
     "save_coupling",
+    "subspace_rqmc",
 ]

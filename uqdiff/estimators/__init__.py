@@ -6,6 +6,9 @@ scrambled Sobol' replicate (RQMC) or one gallery; every task below is that one
 estimator run on a suitable generator and statistic:
 
 - :func:`estimate` / :func:`compare`: one design, or several side by side against plain MC;
+  ``estimate(..., control_variates=ControlVariates())`` adds noise control variates and
+  ``estimate(..., design="auto")`` lets a pilot choose (:class:`AutoDesign`);
+- :func:`estimate_two_fidelity`: a few-step sampler as control variate for the full one;
 - :func:`paired_estimate` and :func:`audit`: contrasts of several generators under common noise;
 - :func:`estimate_gallery` / :func:`compare_galleries`: statistics of whole galleries;
 - :func:`estimate_variations`: how far a statistic moves around one chosen noise;
@@ -16,7 +19,10 @@ estimator run on a suitable generator and statistic:
 
 from uqdiff.estimators.accumulator import GroupAccumulator, Moments
 from uqdiff.estimators.audit import AuditResult, audit, difference_interval, proportion_interval
+from uqdiff.estimators.auto import AutoDesign
 from uqdiff.estimators.checkpoint import Checkpoint, CheckpointError
+from uqdiff.estimators.control_variates import ControlVariates
+from uqdiff.estimators.directions import gradient_directions
 from uqdiff.estimators.distributed import RayExecutor
 from uqdiff.estimators.estimate import GeneratorError, compare, estimate
 from uqdiff.estimators.fixed_object import FixedObjectMetrics, FixedObjectResult, fixed_object_gallery
@@ -32,11 +38,13 @@ from uqdiff.estimators.variations import VariationResult, VariationSummary, esti
 
 __all__ = [
     "AuditResult",
+    "AutoDesign",
     "Checkpoint",
     "CheckpointError",
     "ComparisonResult",
     "ConfidenceInterval",
     "ContrastResult",
+    "ControlVariates",
     "EstimateResult",
     "FixedObjectMetrics",
     "FixedObjectResult",
@@ -67,6 +75,7 @@ __all__ = [
     "estimate_variations",
     "evaluate_solver",
     "fixed_object_gallery",
+    "gradient_directions",
     "group_means",
     "learn_coupling",
     "p_value",
