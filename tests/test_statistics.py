@@ -349,6 +349,7 @@ class TestRegistry:
     def test_names(self) -> None:
         assert set(STATISTICS) == {
             "mean",
+            "std",
             "brightness",
             "contrast",
             "centroid",
@@ -490,3 +491,12 @@ class TestDiagnostics:
         for bad_n in (2, 4, 1, 2.5, True):
             with pytest.raises(ValueError, match="odd integer"):
                 affine_antisymmetry_score(np.exp, n=bad_n)  # type: ignore[arg-type]
+
+
+def test_pixel_std_is_the_population_standard_deviation_on_the_unit_scale():
+    from uqdiff.statistics import PixelStd
+
+    x = torch.rand(3, 2, 5, 5, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    expected = ((x + 1) / 2).flatten(1).std(dim=1, correction=0) * 255
+    assert torch.allclose(PixelStd(scale=255)(x), expected)
+    assert np.allclose(PixelStd()(np.full((2, 1, 4, 4), 0.3)), 0.0)
