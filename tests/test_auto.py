@@ -97,3 +97,17 @@ def test_auto_is_reproducible_from_its_seed():
     b = estimate(G, odd, budget=400, design=AutoDesign(), seed=[4, 2])
     assert a["odd"].estimate == b["odd"].estimate and a.config["auto"] == b.config["auto"]
     assert torch.get_default_dtype() == torch.float32
+
+
+def test_rqmc_candidates_enter_only_with_enough_points_per_replicate():
+    from uqdiff.estimators.auto import MIN_POINTS, default_candidates, pilot_plan
+
+    small = default_candidates(80, 720, (1, 128, 128))  # budget 800: the pilot cannot price RQMC
+    assert [d.name for d in small] == ["k-antithetic(k=8)"]
+    large = default_candidates(400, 3600, (1, 32, 32))
+    assert large[0].name.startswith("subspace(rqmc(n=16") and large[-1].name.startswith("rqmc(n=16")
+    assert all(d.group_size >= MIN_POINTS for d in large if "rqmc" in d.name)
+    plan = pilot_plan(large, 400)  # pairs keep 60 %: 160 noises buy the subspace's 8 replicates of 16 only
+    assert [(d.name, n) for d, n in plan] == [(large[0].name, 8)]
+    huge = default_candidates(2000, 18000, (26, 1, 32, 32))  # beyond Sobol's 21201 dimensions: subspace only
+    assert [d.name.split("(")[0] for d in huge] == ["subspace", "k-antithetic"]

@@ -1,0 +1,81 @@
+"""How subspace RQMC's efficiency grows with the Sobol' points per replicate (terrain model).
+
+``subspace_rqmc((1, 128, 128), n, dims=16)`` at budget 512 for n = 4, 8, 16, 32:
+efficiency sigma^2 / (budget x se^2), with sigma^2 the pooled MC variance of
+``benchmarks/results/beyond_paper/terrain_800.json`` (4800 noises) and the F
+interval of the ratio. This is why ``design="auto"`` tries RQMC candidates only
+with n >= 16 points (``uqdiff.estimators.auto.MIN_POINTS``).
+
+    python benchmarks/subspace_points.py            # about 4 minutes on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
+import numpy as np
+import pandas as pd
+from _common import RESULTS, add_common_arguments, device_name, load_model, write_results
+from scipy import stats as sps
+
+from uqdiff import estimate, subspace_rqmc
+from uqdiff.estimators.results import markdown_table
+from uqdiff.statistics import Contrast, MeanSlope, PixelMean, PixelStd, VerticalCentroid
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", type=int, default=512)
+    parser.add_argument("--points", default="4,8,16,32")
+    add_common_arguments(parser, "subspace_points")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.budget, args.points = 64, "4,8"
+    pooled = json.loads((RESULTS / "beyond_paper" / "terrain_800.json").read_text())
+    sigma2, df_sigma = np.array(pooled["sigma2"]), 4799
+    generator, description = load_model("terrain")
+    stats = {
+        "mean": PixelMean(scale=255),
+        "std": PixelStd(scale=255),
+        "slope": MeanSlope(),
+        "contrast": Contrast(),
+        "centroid": VerticalCentroid(),
+    }
+    rows = []
+    for n in [int(p) for p in args.points.split(",")]:
+        design = subspace_rqmc(generator.noise_shape, n, dims=16)
+        r = estimate(generator, stats, budget=args.budget, design=design, seed=[args.seed, n])
+        for j, name in enumerate(stats):
+            e = sigma2[j] / (args.budget * r[name].standard_error ** 2)
+            df = r[name].n_groups - 1
+            rows.append(
+                {
+                    "statistic": name,
+                    "points n": n,
+                    "replicates": r[name].n_groups,
+                    "efficiency": e,
+                    "95% interval": f"{e / sps.f.ppf(0.975, df_sigma, df):.3g} .. {e / sps.f.ppf(0.025, df_sigma, df):.3g}",
+                }
+            )
+        print(n, flush=True)
+    frame = pd.DataFrame(rows)
+    print(frame.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    write_results(
+        args.out,
+        "terrain" + ("_quick" if args.quick else ""),
+        title=f"Subspace RQMC efficiency against the points per replicate, {description}",
+        intro=[
+            f"Budget {args.budget} noises per row, seed [{args.seed}, n], {device_name('cpu')}. RQMC on the 16 lowest "
+            "DCT frequencies, K-antithetic (k = n) on the complement. Efficiency = sigma^2 / (budget x se^2), "
+            "sigma^2 pooled from the MC and antithetic runs of benchmarks/results/beyond_paper/terrain_800.json; "
+            "95% F interval (df 4799 and replicates - 1).",
+        ],
+        table=markdown_table(frame),
+        data={"budget": args.budget, "table": frame.to_dict(orient="records")},
+    )
+
+
+if __name__ == "__main__":
+    main()
