@@ -7,7 +7,17 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPTS = ["table1", "table2", "interval_coverage", "overhead", "sobol_speed", "gallery_ablation", "variations"]
+SCRIPTS = [
+    "table1",
+    "table2",
+    "interval_coverage",
+    "overhead",
+    "sobol_speed",
+    "gallery_ablation",
+    "variations",
+    "beyond_paper",
+    "subspace_points",
+]
 
 
 @pytest.fixture

@@ -370,17 +370,7 @@ def estimate(
             extra = {"control_variates": info}
         elif stopping is None:
             main = run.stage("main", 0, n_groups)
-            results = {
-                name: StatisticResult.from_moments(
-                    acc.moments(),
-                    statistic=name,
-                    design=design.name,
-                    group_size=k,
-                    confidence_level=confidence_level,
-                    interval_method=interval_method,
-                )
-                for name, acc in main.accumulators.items()
-            }
+            results = stage_results(main.accumulators, design.name, k, confidence_level, interval_method)
             extra = {}
         else:
             results, info = stopping.run(
@@ -447,6 +437,23 @@ def _estimate_auto(generator, statistics, *, design, budget, stopping, noise_sha
     )
 
 
+def stage_results(
+    accumulators: Mapping[str, GroupAccumulator], design: str, group_size: int, level: float, method: str
+) -> dict[str, StatisticResult]:
+    """The result of each statistic from a stage's accumulators of iid group means."""
+    return {
+        name: StatisticResult.from_moments(
+            acc.moments(),
+            statistic=name,
+            design=design,
+            group_size=group_size,
+            confidence_level=level,
+            interval_method=method,
+        )
+        for name, acc in accumulators.items()
+    }
+
+
 def as_control(control_variates: ControlVariates | NoiseFeatures | None) -> ControlVariates | None:
     """The control-variate options: bare features get the default pilot."""
     if control_variates is None or isinstance(control_variates, ControlVariates):
@@ -495,17 +502,9 @@ def controlled_run(
             coefficients[name] = beta
     run.evaluator = evaluator.with_control(features, coefficients)
     main = run.stage("main", n_pilot, n_groups)
-    results = {}
-    for name, acc in main.accumulators.items():
-        r = StatisticResult.from_moments(
-            acc.moments(),
-            statistic=name,
-            design=design.name,
-            group_size=k,
-            confidence_level=confidence_level,
-            interval_method=interval_method,
-        )
-        results[name] = against_mc(r, raw_marginal[name], n_pilot * k) if fits else r
+    results = stage_results(main.accumulators, design.name, k, confidence_level, interval_method)
+    if fits:
+        results = {name: against_mc(r, raw_marginal[name], n_pilot * k) for name, r in results.items()}
     info = {
         "features": features.name,
         "feature_names": names,
