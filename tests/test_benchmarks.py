@@ -17,6 +17,7 @@ SCRIPTS = [
     "variations",
     "beyond_paper",
     "subspace_points",
+    "gradient_subspace",
 ]
 
 

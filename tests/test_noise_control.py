@@ -232,3 +232,13 @@ def test_gradient_directions_refuse_a_generator_torch_cannot_differentiate():
         gradient_directions(Frozen(), lambda x: x.sum(dim=1), dims=1, budget=4)
     with pytest.raises(ValueError, match="dims"):
         gradient_directions(identity(8), lambda x: x.sum(dim=1), dims=20, budget=4)
+
+
+def test_a_diffusers_sampler_is_differentiable_through_run():
+    from uqdiff.models.fashion import FashionMNISTGenerator
+
+    g = FashionMNISTGenerator(None, num_inference_steps=2)
+    z = torch.randn(2, *g.noise_shape, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    (grad,) = torch.autograd.grad(g.readout(g.sampler.run(z)).mean(), z)
+    assert grad.shape == z.shape and float(grad.abs().sum()) > 0
+    assert not g(z).requires_grad  # the plain call stays gradient-free

@@ -157,6 +157,14 @@ class DiffusersSampler:
     @torch.no_grad()
     def __call__(self, noise: torch.Tensor) -> torch.Tensor:
         """Run the sampler from each noise of the batch; returns (B, C, H, W) float32 on ``self.device``."""
+        return self.run(noise)
+
+    def run(self, noise: torch.Tensor) -> torch.Tensor:
+        """The sampler with autograd left as the caller set it: differentiable in the noise.
+
+        For :func:`uqdiff.estimators.gradient_directions`; a backward pass through every step
+        costs about twice the forward one and keeps the activations of all steps in memory.
+        """
         noise = _checked(noise, self.noise_shape).to(device=self.device, dtype=torch.float32)
         x = (noise[:, 0] if self.stochastic else noise) * self.scheduler.init_noise_sigma
         labels = self._labels(len(x))
