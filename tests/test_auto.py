@@ -111,3 +111,13 @@ def test_rqmc_candidates_enter_only_with_enough_points_per_replicate():
     assert [(d.name, n) for d, n in plan] == [(large[0].name, 8)]
     huge = default_candidates(2000, 18000, (26, 1, 32, 32))  # beyond Sobol's 21201 dimensions: subspace only
     assert [d.name.split("(")[0] for d in huge] == ["subspace", "k-antithetic"]
+
+
+def test_auto_is_refused_where_only_fixed_designs_run():
+    from uqdiff import compare
+    from uqdiff.designs import parse_design
+
+    with pytest.raises(ValueError, match="uqdiff.estimate"):
+        parse_design("auto")
+    with pytest.raises(ValueError, match="fixed designs"):
+        compare(G, odd, budget=400, designs=["mc", "auto"])

@@ -58,6 +58,11 @@ def parse_design(spec: str) -> NoiseDesign:
     """
     name, _, rest = str(spec).partition(":")
     values = rest.split(":") if rest else []
+    if name.strip().lower() == "auto":
+        raise ValueError(
+            "'auto' is not a noise design but a choice among them: pass design='auto' (or AutoDesign(...)) to "
+            "uqdiff.estimate; the command line and compare() run fixed designs"
+        )
     cls = DESIGNS.get(name.lower())
     if cls is None:
         raise ValueError(f"unknown design {name!r}; allowed names: {', '.join(sorted(DESIGNS))}")
