@@ -133,8 +133,8 @@ class DCTFeatures(NoiseFeatures):
     Parameters
     ----------
     n_coefficients : int
-        How many of the lowest 2-D frequencies to use, per channel (4 by default: more overfit
-        small pilots; measured in ``benchmarks/noise_features.py``).
+        How many of the lowest 2-D frequencies to use, per channel (4 by default: each one adds
+        two coefficients to fit, and pilots are often a few dozen groups).
     linear : bool
         Include the coefficients c_j themselves (odd features; useful under MC and RQMC,
         exactly zero in antithetic group means, where they are dropped automatically).

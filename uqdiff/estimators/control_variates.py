@@ -40,8 +40,8 @@ class ControlVariates:
     Parameters
     ----------
     features : NoiseFeatures
-        Functions of the noise with mean zero; default the 16 lowest DCT coefficients, their
-        squares and 4 octave-band energies (36 features for a one-channel noise).
+        Functions of the noise with mean zero; default ``DCTFeatures()``: the 4 lowest DCT
+        coefficients, their squares and every octave's energy (15 features for a 128 x 128 noise).
     pilot_share : float
         Share of the budget spent on the pilot that fits the coefficients (default 0.2); the
         pilot's groups are not part of the final estimate, which keeps it unbiased.
@@ -55,7 +55,7 @@ class ControlVariates:
     0.25
     """
 
-    features: NoiseFeatures = field(default_factory=lambda: DCTFeatures(16, bands=4))
+    features: NoiseFeatures = field(default_factory=DCTFeatures)
     pilot_share: float = 0.2
     coefficients: Mapping[str, Any] | None = None
 
