@@ -283,3 +283,13 @@ def test_exports_round_trip_through_standard_json():
     assert r.to_markdown().startswith("| statistic")
     assert str(r).startswith("two-fidelity [mc]") and "x: " in str(r)
     assert r["x"].confidence_interval == (r["x"].low, r["x"].high)
+
+
+def test_a_cuda_device_is_refused_before_any_call_where_there_is_none():
+    from uqdiff.samplers import LinearGenerator
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    g = LinearGenerator(np.zeros(1), np.ones((1, 2)))
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        estimate_two_fidelity(g, g, lambda x: x[:, 0], budget=200, device="cuda")

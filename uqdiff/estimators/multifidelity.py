@@ -31,9 +31,9 @@ import torch
 
 from uqdiff.designs import NoiseDesign, as_design
 from uqdiff.designs.seeds import SeedLike, entropy, substream
-from uqdiff.estimators.estimate import GeneratorError, StatisticsLike, evaluate_groups, named_statistics
+from uqdiff.estimators.estimate import GeneratorError, StatisticsLike, evaluate_groups, named_statistics, noise_device
 from uqdiff.estimators.results import ConfidenceInterval, Exportable, quantile
-from uqdiff.samplers.base import device_of, noise_shape_of
+from uqdiff.samplers.base import noise_shape_of
 from uqdiff.samplers.repeat import check_first_batch, wants_check
 
 #: Groups of the pilot at least, whatever ``pilot_share``: fewer give no usable covariance.
@@ -313,7 +313,7 @@ def estimate_two_fidelity(
 
     seeds = {stage: substream(seed, tag) for stage, tag in STAGE_TAGS.items()}
     run = _Stages(
-        generator, cheap_generator, stats, design, noise_shape, batch_size, device_of(generator, device), dtype
+        generator, cheap_generator, stats, design, noise_shape, batch_size, noise_device(generator, device), dtype
     )
     pilot_hi, pilot_lo, times = run.pilot(n_pilot, seeds["pilot"])
     if cost_ratio is None:
