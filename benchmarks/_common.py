@@ -54,6 +54,19 @@ def load_model(model: str, *, steps: int = 50, difficulty: int = 50, device: str
     raise ValueError(f"model must be one of {MODELS}, got {model!r}")
 
 
+def beyond_paper_statistics() -> dict:
+    """The five statistics of the beyond-the-paper benchmarks: table 2's three, the image's std and the mean slope."""
+    from uqdiff.statistics import Contrast, MeanSlope, PixelMean, PixelStd, VerticalCentroid
+
+    return {
+        "mean": PixelMean(scale=255),
+        "std": PixelStd(scale=255),
+        "slope": MeanSlope(),
+        "contrast": Contrast(),
+        "centroid": VerticalCentroid(),
+    }
+
+
 def device_name(device: str | torch.device = "cpu") -> str:
     """A readable name of where the model ran: the GPU's name, else the CPU and torch's thread count."""
     device = torch.device(device)

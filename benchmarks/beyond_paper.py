@@ -44,7 +44,7 @@ import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
 import numpy as np
 import pandas as pd
 import torch
-from _common import add_common_arguments, device_name, load_model, write_results
+from _common import add_common_arguments, beyond_paper_statistics, device_name, load_model, write_results
 from scipy import stats as sps
 
 from uqdiff import estimate
@@ -53,7 +53,6 @@ from uqdiff.designs.features import DCTFeatures
 from uqdiff.designs.subspace import subspace_rqmc
 from uqdiff.estimators.control_variates import ControlVariates, fit_control, pilot_groups
 from uqdiff.estimators.results import markdown_table
-from uqdiff.statistics import Contrast, MeanSlope, PixelMean, PixelStd, VerticalCentroid
 
 #: Paper 001, CIFAR-10, budget 3200: efficiencies of AMC, K-antithetic (8) and RQMC 25 x 128 (table 2 / 11).
 PAPER = {
@@ -83,16 +82,6 @@ class Recorder:
         self.values.append(np.stack([np.asarray(s(images), dtype=np.float64) for s in self.statistics.values()], 1))
         self.feats.append(self.features(noise).numpy())
         return images
-
-
-def statistics_for(model: str) -> dict:
-    return {
-        "mean": PixelMean(scale=255),
-        "std": PixelStd(scale=255),
-        "slope": MeanSlope(),
-        "contrast": Contrast(),
-        "centroid": VerticalCentroid(),
-    }
 
 
 def designs_for(model: str, noise_shape, budget: int, quick: bool) -> dict:
@@ -270,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
-    stats = statistics_for(args.model)
+    stats = beyond_paper_statistics()
     if args.model == "fashion-stochastic":
         from uqdiff.models.fashion import FashionMNISTGenerator
 

@@ -23,12 +23,11 @@ import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
 import numpy as np
 import pandas as pd
 import torch
-from _common import RESULTS, add_common_arguments, device_name, load_model, write_results
+from _common import RESULTS, add_common_arguments, beyond_paper_statistics, device_name, load_model, write_results
 from scipy import stats as sps
 
 from uqdiff import estimate, gradient_directions, subspace_rqmc
 from uqdiff.estimators.results import markdown_table
-from uqdiff.statistics import Contrast, MeanSlope, PixelMean, PixelStd, VerticalCentroid
 
 
 class Differentiable:
@@ -52,13 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.budget, args.seeds, args.pilot, steps = 64, "0", 8, 2
     generator, description = load_model("fashion", steps=steps)
-    stats = {
-        "mean": PixelMean(scale=255),
-        "std": PixelStd(scale=255),
-        "slope": MeanSlope(),
-        "contrast": Contrast(),
-        "centroid": VerticalCentroid(),
-    }
+    stats = beyond_paper_statistics()
     pooled = json.loads((RESULTS / "beyond_paper" / "fashion_400.json").read_text())
     sigma2 = np.array(pooled["sigma2"])
     dct = {row["statistic"]: row["efficiency"] for row in pooled["table"] if row["estimator"] == "subspace"}

@@ -17,12 +17,11 @@ import json
 import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
 import numpy as np
 import pandas as pd
-from _common import RESULTS, add_common_arguments, device_name, load_model, write_results
+from _common import RESULTS, add_common_arguments, beyond_paper_statistics, device_name, load_model, write_results
 from scipy import stats as sps
 
 from uqdiff import estimate, subspace_rqmc
 from uqdiff.estimators.results import markdown_table
-from uqdiff.statistics import Contrast, MeanSlope, PixelMean, PixelStd, VerticalCentroid
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,13 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     pooled = json.loads((RESULTS / "beyond_paper" / "terrain_800.json").read_text())
     sigma2, df_sigma = np.array(pooled["sigma2"]), 4799
     generator, description = load_model("terrain")
-    stats = {
-        "mean": PixelMean(scale=255),
-        "std": PixelStd(scale=255),
-        "slope": MeanSlope(),
-        "contrast": Contrast(),
-        "centroid": VerticalCentroid(),
-    }
+    stats = beyond_paper_statistics()
     rows = []
     for n in [int(p) for p in args.points.split(",")]:
         design = subspace_rqmc(generator.noise_shape, n, dims=16)
