@@ -20,10 +20,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from scipy import stats as _scipy_stats
 
+from uqdiff._util import scalar
 from uqdiff.designs.features import DCTFeatures, NoiseFeatures
-from uqdiff.estimators.results import StatisticResult
+from uqdiff.estimators.results import StatisticResult, implied_efficiency
 
 #: Ridge penalties tried by cross-validation, relative to the number of groups (standardized
 #: features); ``inf`` means no control variate.
@@ -189,15 +189,11 @@ def against_mc(
     share = 1.0 if total_noises is None else result.n_noises / total_noises
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = share * np.asarray(raw_marginal, dtype=np.float64) / (k * var_groups)
-        eff = ratio * (n - 3) / (n - 1) if n > 3 else np.full(np.shape(ratio), np.nan)
-        alpha = 1.0 - result.confidence_level
-        low = ratio / _scipy_stats.f.ppf(1 - alpha / 2, pilot_noises - 1, n - 1)
-        high = ratio / _scipy_stats.f.ppf(alpha / 2, pilot_noises - 1, n - 1)
-    as_result = (lambda a: float(a)) if np.ndim(result.estimate) == 0 else np.asarray
+    eff, low, high = implied_efficiency(ratio, n, pilot_noises - 1, result.confidence_level)
     return replace(
         result,
-        marginal_variance=as_result(raw_marginal),
-        implied_efficiency=as_result(eff),
-        implied_efficiency_low=as_result(low),
-        implied_efficiency_high=as_result(high),
+        marginal_variance=scalar(np.asarray(raw_marginal, dtype=np.float64)),
+        implied_efficiency=scalar(eff),
+        implied_efficiency_low=scalar(low),
+        implied_efficiency_high=scalar(high),
     )

@@ -32,7 +32,7 @@ import torch
 from uqdiff.designs import NoiseDesign, as_design
 from uqdiff.designs.seeds import SeedLike, entropy, substream
 from uqdiff.estimators.estimate import GeneratorError, StatisticsLike, evaluate_groups, named_statistics, noise_device
-from uqdiff.estimators.results import ConfidenceInterval, Exportable, quantile
+from uqdiff.estimators.results import ByStatistic, ConfidenceInterval, Exportable, quantile
 from uqdiff.samplers.base import noise_shape_of
 from uqdiff.samplers.repeat import check_first_batch, wants_check
 
@@ -84,7 +84,7 @@ class TwoFidelityStatistic(Exportable):
 
 
 @dataclass(frozen=True)
-class TwoFidelityResult(Exportable):
+class TwoFidelityResult(ByStatistic, Exportable):
     """Every statistic of one two-fidelity run: ``result["mean"]`` is a :class:`TwoFidelityStatistic`.
 
     ``target`` is the statistic the allocation (``main_groups``, ``extra_groups``) was
@@ -113,15 +113,6 @@ class TwoFidelityResult(Exportable):
     pilot_cost: float
     total_cost: float
     seeds: dict[str, list[int]] = field(default_factory=dict)
-
-    def __getitem__(self, name: str) -> TwoFidelityStatistic:
-        try:
-            return self.results[name]
-        except KeyError:
-            raise KeyError(f"no statistic {name!r}; this run has {sorted(self.results)}") from None
-
-    def __iter__(self):
-        return iter(self.results.values())
 
     def _rows(self) -> list[dict[str, Any]]:
         """One row per statistic, with the run's allocation and costs."""

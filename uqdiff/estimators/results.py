@@ -79,6 +79,24 @@ def export(value: Any) -> Any:
     return plain(value)
 
 
+def implied_efficiency(
+    ratio: np.ndarray | float, n_groups: int, marginal_df: int, confidence_level: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(efficiency, low, high) from a raw ratio marginal variance / (k x variance of group means).
+
+    The efficiency is ``ratio * (n - 3) / (n - 1)`` (NaN for n <= 3), which removes the upward bias
+    of a reciprocal variance for normal group means; the interval is the F interval of two
+    independent variance estimates on ``marginal_df`` and n - 1 degrees of freedom.
+    """
+    n = n_groups
+    alpha = 1.0 - confidence_level
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eff = ratio * (n - 3) / (n - 1) if n > 3 else np.full(np.shape(ratio), np.nan)
+        low = ratio / stats.f.ppf(1 - alpha / 2, marginal_df, n - 1)
+        high = ratio / stats.f.ppf(alpha / 2, marginal_df, n - 1)
+    return eff, low, high
+
+
 @dataclass(frozen=True)
 class StatisticResult(Exportable):
     """Estimate of E[S] for one statistic under one design.
@@ -158,10 +176,7 @@ class StatisticResult(Exportable):
             with np.errstate(divide="ignore", invalid="ignore"):
                 raw = marginal / (k * var_groups)
                 rho = (1.0 / raw - 1.0) / (k - 1)
-                eff = raw * (n - 3) / (n - 1) if n > 3 else np.full(np.shape(raw), np.nan)
-                alpha = 1.0 - confidence_level
-                eff_low = raw / stats.f.ppf(1 - alpha / 2, n * k - 1, n - 1)
-                eff_high = raw / stats.f.ppf(alpha / 2, n * k - 1, n - 1)
+            eff, eff_low, eff_high = implied_efficiency(raw, n, n * k - 1, confidence_level)
         return cls(
             statistic=statistic,
             design=design,
@@ -306,8 +321,21 @@ def p_value(result: StatisticResult, null: float | np.ndarray = 0.0) -> float | 
     return scalar(2 * law.sf(t))
 
 
+class ByStatistic:
+    """``result["name"]`` and iteration over the per-statistic results of a run (its ``results`` dict)."""
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self.results[name]
+        except KeyError:
+            raise KeyError(f"no statistic {name!r}; this run has {sorted(self.results)}") from None
+
+    def __iter__(self):
+        return iter(self.results.values())
+
+
 @dataclass(frozen=True)
-class EstimateResult(Exportable):
+class EstimateResult(ByStatistic, Exportable):
     """All statistics of one run: ``result["mean"]`` is a StatisticResult.
 
     ``budget`` is the number of noises drawn from the design; ``generator_calls`` the
@@ -322,15 +350,6 @@ class EstimateResult(Exportable):
     budget: int
     generator_calls: int
     config: dict[str, Any] = field(default_factory=dict)
-
-    def __getitem__(self, name: str) -> StatisticResult:
-        try:
-            return self.results[name]
-        except KeyError:
-            raise KeyError(f"no statistic {name!r}; this run has {sorted(self.results)}") from None
-
-    def __iter__(self):
-        return iter(self.results.values())
 
     def _rows(self) -> list[dict[str, Any]]:
         """One row per scalar statistic (maps: one row per element, with its flat index)."""
