@@ -38,7 +38,7 @@ from uqdiff.designs.seeds import SeedLike, substream
 from uqdiff.designs.sobol_points import MAX_DIM
 from uqdiff.designs.subspace import subspace_rqmc
 from uqdiff.estimators.control_variates import MIN_PILOT_GROUPS, ControlVariates, against_mc, fit_control
-from uqdiff.estimators.estimate import FEATURES, GroupEvaluator, estimate, noise_device
+from uqdiff.estimators.estimate import FEATURES, GroupEvaluator, calls_per_noise, estimate, noise_device
 from uqdiff.estimators.results import EstimateResult
 
 #: One-sided level of the lower confidence bound a candidate must show to replace MC.
@@ -176,19 +176,12 @@ def run_auto(
     )  # fmt: skip
     if features is not None:
         base = base.with_control(features, None)
-    members: dict[str, list[np.ndarray]] = {}
-    for _ in base.batches(0, n_pairs, members=members):
-        pass
-    pairs = {key: np.concatenate(parts) for key, parts in members.items()}
-    candidates, sigma2 = pair_candidates(pairs, stats, features, noise_shape)
+    candidates, sigma2 = pair_candidates(member_values(base, n_pairs), stats, features, noise_shape)
     pilot_noises = 2 * n_pairs
     for d, n in tried:
         run = base.with_design(d)
         run.seed = substream(seed, PILOT_TAG, zlib.crc32(d.name.encode()))
-        members = {}
-        for _ in run.batches(0, n, members=members):
-            pass
-        values = {key: np.concatenate(parts).mean(axis=1) for key, parts in members.items()}
+        values = {key: v.mean(axis=1) for key, v in member_values(run, n).items()}
         pilot_noises += n * d.group_size
         candidates += design_candidates(d, values, stats, features is not None)
     evidence, chosen = choose(candidates, sigma2, weights, n_pairs)
@@ -214,7 +207,8 @@ def run_auto(
     )
     total = pilot_noises + result.budget
     results = {
-        name: against_mc(replace(r, design=f"auto: {chosen.label}"), sigma2[name], pilot_noises, total_noises=total)
+        # sigma^2 comes from the pairs' 2 n_pairs noises; the efficiency counts every noise spent
+        name: against_mc(replace(r, design=f"auto: {chosen.label}"), sigma2[name], 2 * n_pairs, total_noises=total)
         for name, r in result.results.items()
     }
     config = {
@@ -236,7 +230,7 @@ def run_auto(
         design=f"auto: {chosen.label}",
         seed=seed,
         budget=total,
-        generator_calls=total * int(getattr(generator, "calls_per_noise", 1)),
+        generator_calls=total * calls_per_noise(generator),
         config=config,
     )
 
@@ -264,6 +258,14 @@ def pilot_plan(others: Sequence[NoiseDesign], pilot_budget: int) -> list[tuple[N
             plan.append((d, MIN_PILOT_GROUPS))
             room -= need
     return plan
+
+
+def member_values(evaluator: GroupEvaluator, n_groups: int) -> dict[str, np.ndarray]:
+    """Every key's values per group member, (groups, group size, ...), for the evaluator's first ``n_groups`` groups."""
+    members: dict[str, list[np.ndarray]] = {}
+    for _ in evaluator.batches(0, n_groups, members=members):
+        pass
+    return {key: np.concatenate(parts) for key, parts in members.items()}
 
 
 def default_candidates(pilot_budget: int, main_budget: int, noise_shape: tuple[int, ...]) -> list[NoiseDesign]:
