@@ -218,18 +218,16 @@ class DCTFeatures(NoiseFeatures):
         ch = torch.tensor(dct_matrix(h)[:rows], device=z.device)
         cw = torch.tensor(dct_matrix(w)[:cols], device=z.device)
         coef = ch @ z @ cw.T  # (B, use, rows, cols)
-        parts = []
         low = coef[..., [u for u, _ in freqs], [v for _, v in freqs]] if freqs else coef.new_zeros(*coef.shape[:2], 0)
-        octave = None
-        if bands:
+        if bands:  # one mask per octave, for every channel at once: (B, use, bands)
             level = np.maximum(np.arange(rows)[:, None], np.arange(cols)[None, :])
             octave = np.floor(np.log2(np.maximum(level, 1))).astype(int)
+            masks = torch.from_numpy(np.stack([octave == b for b in range(bands)])).to(coef)
+            sizes = masks.sum(dim=(1, 2))
+            energies = (torch.einsum("ncrk,brk->ncb", coef**2, masks) - sizes) / torch.sqrt(2 * sizes)
+        parts = []
         for i in range(use):
             parts += [low[:, i]] if self.linear else []
             parts += [(low[:, i] ** 2 - 1) / math.sqrt(2)] if self.squares else []
-            for b in range(bands):
-                cells = torch.from_numpy(octave == b).to(z.device)
-                m = int(cells.sum())
-                energy = (coef[:, i] ** 2)[:, cells].sum(dim=1)
-                parts.append(((energy - m) / math.sqrt(2 * m))[:, None])
+            parts += [energies[:, i]] if bands else []
         return torch.cat(parts, dim=1)
