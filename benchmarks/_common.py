@@ -67,6 +67,20 @@ def beyond_paper_statistics() -> dict:
     }
 
 
+def f_interval(ratio, df_numerator: int, df_denominator: int, level: float = 0.95):
+    """The F interval (low, high) of a ratio of two independent variance estimates on these degrees of freedom.
+
+    ``ratio`` estimates var_a / var_b with var_a on ``df_numerator`` df and var_b on ``df_denominator``:
+    an efficiency sigma^2 / variance of the estimate, or a factor between two estimators' efficiencies.
+    """
+    from scipy import stats
+
+    tail = (1 - level) / 2
+    return ratio / stats.f.ppf(1 - tail, df_numerator, df_denominator), ratio / stats.f.ppf(
+        tail, df_numerator, df_denominator
+    )
+
+
 def device_name(device: str | torch.device = "cpu") -> str:
     """A readable name of where the model ran: the GPU's name, else the CPU and torch's thread count."""
     device = torch.device(device)

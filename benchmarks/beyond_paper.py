@@ -44,8 +44,7 @@ import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
 import numpy as np
 import pandas as pd
 import torch
-from _common import add_common_arguments, beyond_paper_statistics, device_name, load_model, write_results
-from scipy import stats as sps
+from _common import add_common_arguments, beyond_paper_statistics, device_name, f_interval, load_model, write_results
 
 from uqdiff import estimate
 from uqdiff.designs import IID, Antithetic, KAntithetic, SobolRQMC
@@ -203,8 +202,7 @@ def analyse(model: str, budget: int, seeds: list[int], labels: list[str], stat_n
         spent = np.mean([p[2] for p in parts])
         e = sigma2 / (spent * se2)
         eff[name] = (e, df)
-        lo = e / sps.f.ppf(0.975, df_sigma, df)
-        hi = e / sps.f.ppf(0.025, df_sigma, df)
+        lo, hi = f_interval(e, df_sigma, df)
         per_seed = [sigma2 / (p[2] * p[0]) for p in parts]
         for j, stat in enumerate(stat_names):
             rows.append(
@@ -233,8 +231,8 @@ def analyse(model: str, budget: int, seeds: list[int], labels: list[str], stat_n
             "paper_best": paper_best,
             "paper_best_efficiency": eff[paper_best][0][j],
             "factor": factor,
-            "factor_low": factor / sps.f.ppf(0.975, p_df, b_df),
-            "factor_high": factor / sps.f.ppf(0.025, p_df, b_df),
+            "factor_low": f_interval(factor, p_df, b_df)[0],
+            "factor_high": f_interval(factor, p_df, b_df)[1],
             "auto": None if "auto" not in eff else eff["auto"][0][j],
         }
         if "subspace" in eff and "rqmc" in eff:
@@ -329,7 +327,12 @@ def main(argv: list[str] | None = None) -> None:
             "RQMC on the 16 lowest DCT frequencies, K-antithetic on the complement, same R x n.",
         ],
         table=markdown_table(frame),
-        data={"goals": goals, "table": frame.to_dict(orient="records"), "sigma2": pooled["sigma2"].tolist()},
+        data={
+            "goals": goals,
+            "table": frame.to_dict(orient="records"),
+            "sigma2": pooled["sigma2"].tolist(),
+            "df_sigma": pooled["df_sigma"],
+        },
         notes=[
             "Paper CIFAR-10 column: paper 001, budget 3200 (table 2 for AMC and K-antithetic, table 11 for RQMC "
             "25 x 128).",

@@ -23,8 +23,15 @@ import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
 import numpy as np
 import pandas as pd
 import torch
-from _common import RESULTS, add_common_arguments, beyond_paper_statistics, device_name, load_model, write_results
-from scipy import stats as sps
+from _common import (
+    RESULTS,
+    add_common_arguments,
+    beyond_paper_statistics,
+    device_name,
+    f_interval,
+    load_model,
+    write_results,
+)
 
 from uqdiff import estimate, gradient_directions, subspace_rqmc
 from uqdiff.estimators.results import markdown_table
@@ -53,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     generator, description = load_model("fashion", steps=steps)
     stats = beyond_paper_statistics()
     pooled = json.loads((RESULTS / "beyond_paper" / "fashion_400.json").read_text())
-    sigma2 = np.array(pooled["sigma2"])
+    sigma2, df_sigma = np.array(pooled["sigma2"]), pooled["df_sigma"]
     dct = {row["statistic"]: row["efficiency"] for row in pooled["table"] if row["estimator"] == "subspace"}
     probe = torch.randn(16, *generator.noise_shape, generator=torch.Generator().manual_seed(1))
     t0 = time.perf_counter()
@@ -80,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
             {
                 "statistic": name,
                 "gradient subspace": e,
-                "95% interval": f"{e / sps.f.ppf(0.975, 1199, df_total):.3g} .. {e / sps.f.ppf(0.025, 1199, df_total):.3g}",
+                "95% interval": "{:.3g} .. {:.3g}".format(*f_interval(e, df_sigma, df_total)),
                 "with the pilot's cost": e * args.budget / (args.budget + pilot_cost),
                 "DCT subspace (beyond_paper)": dct.get(name),
             }
