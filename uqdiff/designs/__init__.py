@@ -12,7 +12,7 @@ from uqdiff.designs.features import DCTFeatures, NoiseFeatures, dct_basis
 from uqdiff.designs.gaussian import IID, Antithetic, Equicorrelated, GaussianCoupling, KAntithetic
 from uqdiff.designs.seeds import SeedLike
 from uqdiff.designs.sobol import SobolRQMC
-from uqdiff.designs.subspace import SubspaceCoupling, fit_to_generator, on_leading_coordinates, subspace_rqmc
+from uqdiff.designs.subspace import SubspaceCoupling, on_leading_coordinates, subspace_rqmc
 
 DESIGNS: dict[str, type[NoiseDesign]] = {
     "mc": IID,
@@ -114,7 +114,6 @@ __all__ = [
     "as_design",
     "dct_basis",
     "get_design",
-    "fit_to_generator",
     "load_coupling",
     "on_leading_coordinates",
     "parse_design",

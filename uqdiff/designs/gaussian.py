@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from uqdiff.designs.base import NoiseDesign
-from uqdiff.designs.seeds import SeedLike, group_rng
-from uqdiff.designs.streams import NoiseStream, normals
+from uqdiff.designs.seeds import SeedLike
+from uqdiff.designs.streams import NoiseStream, coupled_normals, normals, stream_key
 
 ROW_NORM_TOL = 1e-6
 
@@ -50,40 +50,31 @@ class GaussianCoupling(NoiseDesign):
         """The implied correlation A A^T between the noises of a group."""
         return self.matrix @ self.matrix.T
 
-    def _groups(self, indices, dim, seed: SeedLike, device, dtype) -> torch.Tensor:
-        r = self.matrix.shape[1]
-        u = basis_noise(indices, r, dim, seed=seed)
-        z = self.matrix[None, :, 0, None] * u[:, None, 0, :]
-        for ell in range(1, r):  # a fixed elementwise order keeps each group's bits batch-independent
-            z = z + self.matrix[None, :, ell, None] * u[:, None, ell, :]
-        return torch.from_numpy(z).to(device=device, dtype=dtype)
-
     def _stream_slot(
-        self, stream: NoiseStream, index: int, offset: int, size: int, device: torch.device
+        self,
+        stream: NoiseStream,
+        index: int,
+        offset: int,
+        size: int,
+        device: torch.device,
+        dtype: torch.dtype = torch.float64,
     ) -> torch.Tensor:
-        """z = A u slot by slot: u_l of group g is the counter-based stream (seed, g, slot, l)."""
-        r = self.matrix.shape[1]
-        groups, where = np.unique(stream.groups, return_inverse=True)
-        rows = np.stack([np.repeat(groups, r), np.tile(np.arange(r), len(groups))], axis=1)
-        u = normals(stream.key, index, rows, size, device=device).reshape(len(groups), r, size)
-        a = torch.from_numpy(self.matrix).to(device)[torch.from_numpy(stream.members).to(device)]
-        at = torch.from_numpy(where.reshape(-1)).to(device)
-        z = a[:, 0, None] * u[at, 0]
-        for ell in range(1, r):  # a fixed elementwise order: each noise's bits are batch-independent
-            z = z + a[:, ell, None] * u[at, ell]
-        return z
+        """z = A u slot by slot: u_l of group g is the counter-based stream (seed, g, slot, l), made in ``dtype``."""
+        return coupled_normals(
+            stream.key, index, stream.groups, stream.members, self.matrix, size, device=device, dtype=dtype
+        )
 
 
 def basis_noise(indices, r: int, dim: int, *, seed: SeedLike) -> np.ndarray:
-    """The iid N(0, I) basis noises u_1..u_r of each group, shape (len(indices), r, dim), from (seed, group).
+    """The iid N(0, I) basis noises u_1..u_r of each group's first slot, shape (len(indices), r, dim), float64.
 
-    Every coupling z = A u of ``r`` columns draws the same u for the same (seed,
-    group), which is what makes a learned coupling reproduce its noise after reloading.
+    Every coupling z = A u of ``r`` columns reads the same u for the same (seed, group) from the
+    noise stream, which is what makes a learned coupling reproduce its noise after reloading.
     """
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-    if not idx.size:
-        return np.empty((0, r, dim))
-    return np.stack([group_rng(seed, int(g)).standard_normal((r, dim)) for g in idx])
+    rows = np.stack([np.repeat(idx, r), np.tile(np.arange(r), len(idx))], axis=1)
+    u = normals(stream_key(seed), 0, rows, int(dim))
+    return u.reshape(len(idx), r, int(dim)).numpy()
 
 
 class IID(GaussianCoupling):

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from uqdiff.designs.base import NoiseDesign
-from uqdiff.designs.seeds import SeedLike, group_rng
+from uqdiff.designs.seeds import group_rng
 from uqdiff.designs.sobol_points import (
     DEFAULT_BITS,
     MAX_DIM,
@@ -17,7 +17,64 @@ from uqdiff.designs.sobol_points import (
 from uqdiff.designs.streams import NoiseStream, normals
 
 
-class SobolRQMC(NoiseDesign):
+class LeadingSobol(NoiseDesign):
+    """Scrambled Sobol' points of each replicate on a noise's leading coordinates, iid N(0, 1) after.
+
+    The points cover flat coordinates ``0 .. lead - 1`` of each noise's stream; ``lead=None``
+    means the first draw (slot 0: x_T for a sampler, the whole noise for a one-draw sampler).
+    Later coordinates are iid from the counter-based stream (seed, group, slot, point). A
+    subclass says which points a replicate has (:meth:`_replicate_points`).
+    """
+
+    lead: int | None = None
+    #: index of the replicate's point that member 0 is (a doubling block starts past the earlier blocks),
+    #: so the iid coordinates of different blocks never share a counter
+    first_point: int = 0
+
+    def check_dim(self, dim: int) -> None:
+        super().check_dim(dim)
+        if dim > MAX_DIM and self.lead is None:
+            raise ValueError(
+                f"Sobol' RQMC supports at most {MAX_DIM} dimensions (Joe-Kuo direction numbers) but the first draw has "
+                f"{dim}; use SobolRQMC(n, lead=L) to put RQMC on the first L <= {MAX_DIM} coordinates and iid noise "
+                "on the rest, or subspace_rqmc(noise_shape, n) for the lowest frequencies of any noise"
+            )
+
+    def _stream_slot(
+        self, stream: NoiseStream, index: int, offset: int, size: int, device: torch.device
+    ) -> torch.Tensor:
+        """Sobol' points of the replicate on the leading coordinates, iid (seed, g, slot, point) elsewhere."""
+        lead = self.lead
+        if lead is None:  # the first draw (x_T) is the Sobol' part
+            lead = size if index == 0 else 0
+            if lead > MAX_DIM:
+                raise ValueError(
+                    f"the first draw of this stream has {size} coordinates, more than the {MAX_DIM} Sobol' "
+                    f"dimensions; use SobolRQMC(n, lead=L) with L <= {MAX_DIM} to put RQMC on the first L"
+                )
+        cut = min(max(lead - offset, 0), size)
+        rows = np.stack([stream.groups, stream.members + self.first_point], axis=1)
+        values = normals(stream.key, index, rows, size, device=device) if cut < size else None
+        if cut == 0:
+            return values
+        points = self._points(stream, lead, device)[:, offset : offset + cut]
+        return points if values is None else torch.cat([points, values[:, cut:]], dim=1)
+
+    def _points(self, stream: NoiseStream, lead: int, device: torch.device) -> torch.Tensor:
+        """Each noise's scrambled Sobol' point (len, lead), float64; replicates kept per batch."""
+        cache = stream.cache.setdefault(("sobol", self.name, lead, str(device)), {})
+        missing = sorted({int(g) for g in stream.groups} - cache.keys())
+        if missing:
+            pts = self._replicate_points([group_rng(stream.seed, g) for g in missing], lead, device)
+            cache.update(zip(missing, pts))
+        return torch.stack([cache[int(g)][int(i)] for g, i in zip(stream.groups, stream.members)])
+
+    def _replicate_points(self, rngs: list, lead: int, device: torch.device) -> torch.Tensor:
+        """Normal-mapped points (len(rngs), group_size, lead), float64, one replicate per generator."""
+        raise NotImplementedError
+
+
+class SobolRQMC(LeadingSobol):
     """R independent scramblings of n = 2**m Sobol' points, mapped by the normal inverse CDF.
 
     Each point is exactly uniform on a grid of 2**52 cells (cell midpoints, so
@@ -50,69 +107,17 @@ class SobolRQMC(NoiseDesign):
         self.group_size = n
         self.name = f"rqmc(n={n}, {scramble})" if lead is None else f"rqmc(n={n}, {scramble}, lead={lead})"
 
-    def check_dim(self, dim: int) -> None:
-        super().check_dim(dim)
-        if dim > MAX_DIM and self.lead is None:
-            raise ValueError(
-                f"Sobol' RQMC supports at most {MAX_DIM} dimensions (Joe-Kuo direction numbers) but the noise has "
-                f"{dim}; use SobolRQMC(n, lead=L) to put RQMC on the first L <= {MAX_DIM} coordinates and iid noise "
-                "on the rest, or SubspaceCoupling(SobolRQMC(...), mask=... or basis=...) for another subspace"
-            )
-
-    def _groups(self, indices, dim, seed: SeedLike, device, dtype) -> torch.Tensor:
-        if self.lead is not None and self.lead < dim:
-            from uqdiff.designs.subspace import on_leading_coordinates
-
-            inner = SobolRQMC(self.n, scramble=self.scramble)
-            return on_leading_coordinates(inner, dim, self.lead)._groups(indices, dim, seed, device, dtype)
-        rngs = [group_rng(seed, g) for g in indices]
+    def _replicate_points(self, rngs: list, lead: int, device: torch.device) -> torch.Tensor:
         return scrambled_sobol_normal(
-            self.m, dim, rngs, scramble=self.scramble, bits=DEFAULT_BITS, device=device, dtype=dtype
+            self.m, lead, rngs, scramble=self.scramble, bits=DEFAULT_BITS, device=device, dtype=torch.float64
         )
-
-    def _stream_slot(
-        self, stream: NoiseStream, index: int, offset: int, size: int, device: torch.device
-    ) -> torch.Tensor:
-        """Sobol' points of the replicate on the leading coordinates, iid (seed, g, slot, point) elsewhere."""
-        lead = self.lead
-        if lead is None:  # the first draw (x_T) is the Sobol' part
-            lead = size if index == 0 else 0
-            if lead > MAX_DIM:
-                raise ValueError(
-                    f"the first draw of this stream has {size} coordinates, more than the {MAX_DIM} Sobol' "
-                    f"dimensions; use SobolRQMC({self.n}, lead=L) with L <= {MAX_DIM} to put RQMC on the first L"
-                )
-        cut = min(max(lead - offset, 0), size)
-        rows = np.stack([stream.groups, stream.members], axis=1)
-        values = normals(stream.key, index, rows, size, device=device) if cut < size else None
-        if cut == 0:
-            return values
-        points = self._points(stream, lead, device)[:, offset : offset + cut]
-        return points if values is None else torch.cat([points, values[:, cut:]], dim=1)
-
-    def _points(self, stream: NoiseStream, lead: int, device: torch.device) -> torch.Tensor:
-        """Each noise's scrambled Sobol' point (len, lead), float64; replicates kept per batch."""
-        cache = stream.cache.setdefault(("sobol", lead, str(device)), {})
-        missing = sorted({int(g) for g in stream.groups} - cache.keys())
-        if missing:
-            pts = scrambled_sobol_normal(
-                self.m,
-                lead,
-                [group_rng(stream.seed, g) for g in missing],
-                scramble=self.scramble,
-                bits=DEFAULT_BITS,
-                device=device,
-                dtype=torch.float64,
-            )
-            cache.update(zip(missing, pts))
-        return torch.stack([cache[int(g)][int(i)] for g, i in zip(stream.groups, stream.members)])
 
     def __repr__(self) -> str:
         lead = "" if self.lead is None else f", lead={self.lead}"
         return f"SobolRQMC(n={self.n}, scramble={self.scramble!r}{lead})"
 
 
-class SobolBlock(NoiseDesign):
+class SobolBlock(LeadingSobol):
     """One doubling block of extensible scrambled Sobol' replicates: a group is replicate g's points in the block.
 
     Block 0 holds points 0 .. n_init - 1 of each replicate, block j >= 1 points
@@ -125,25 +130,21 @@ class SobolBlock(NoiseDesign):
     (16, 64)
     """
 
-    def __init__(self, n_init: int, block: int) -> None:
+    def __init__(self, n_init: int, block: int, *, lead: int | None = None) -> None:
         if isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 1 or n_init & (n_init - 1):
             raise ValueError(f"n_init must be a power of two, got {n_init!r}")
         if isinstance(block, bool) or not isinstance(block, int) or block < 0:
             raise ValueError(f"block must be a non-negative int, got {block!r}")
         self.n_init, self.block = n_init, block
-        self.start = 0 if block == 0 else n_init * 2 ** (block - 1)
+        self.start = self.first_point = 0 if block == 0 else n_init * 2 ** (block - 1)
         self.stop = n_init * 2**block
         self.group_size = self.stop - self.start
-        self.name = f"rqmc-doubling(n_init={n_init}) block {block}"
+        self.lead = None if lead is None else int(lead)
+        self.name = f"rqmc-doubling(n_init={n_init}) block {block}" + ("" if lead is None else f", lead={lead}")
 
-    def check_dim(self, dim: int) -> None:
-        super().check_dim(dim)
-        if dim > MAX_DIM:
-            raise ValueError(f"Sobol' RQMC supports at most {MAX_DIM} dimensions, got {dim}")
-
-    def _groups(self, indices, dim, seed: SeedLike, device, dtype) -> torch.Tensor:
-        rngs = [group_rng(seed, g) for g in indices]
-        return extensible_sobol_normal(self.start, self.stop, dim, rngs, device=device, dtype=dtype)
+    def _replicate_points(self, rngs: list, lead: int, device: torch.device) -> torch.Tensor:
+        return extensible_sobol_normal(self.start, self.stop, lead, rngs, device=device, dtype=torch.float64)
 
     def __repr__(self) -> str:
-        return f"SobolBlock(n_init={self.n_init}, block={self.block})"
+        lead = "" if self.lead is None else f", lead={self.lead}"
+        return f"SobolBlock(n_init={self.n_init}, block={self.block}{lead})"

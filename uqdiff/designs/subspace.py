@@ -11,8 +11,13 @@ import torch
 
 from uqdiff.designs.base import NoiseDesign
 from uqdiff.designs.gaussian import IID
-from uqdiff.designs.seeds import SeedLike, substream
+from uqdiff.designs.seeds import substream
 from uqdiff.designs.sobol import SobolRQMC
+from uqdiff.designs.streams import MAX_INDEX, NoiseStream
+
+#: The outer design's slot that fills the covered block: a slot no sampler reaches, so the block is
+#: independent of the outer design's own slots past it.
+COVER_SLOT = MAX_INDEX
 
 
 class SubspaceCoupling(NoiseDesign):
@@ -71,27 +76,48 @@ class SubspaceCoupling(NoiseDesign):
             raise ValueError(f"this subspace coupling is defined for noise dimension {self.full_dim}, got {dim}")
         self.inner.check_dim(self.sub_dim)
 
-    def _outer(self, indices, dim, seed, device) -> torch.Tensor:
-        k = self.group_size
-        if self.outer.group_size == k:
-            return self.outer._groups(indices, dim, substream(seed, 2), device, torch.float64)
-        members = (indices[:, None] * k + np.arange(k)[None, :]).reshape(-1)
-        return self.outer._groups(members, dim, substream(seed, 2), device, torch.float64).reshape(len(indices), k, dim)
+    def _stream_slot(
+        self, stream: NoiseStream, index: int, offset: int, size: int, device: torch.device
+    ) -> torch.Tensor:
+        """The coupled block on flat coordinates 0 .. full_dim - 1 of each noise, ``outer`` after it."""
+        cut = min(max(self.full_dim - offset, 0), size)
+        rest = None
+        if cut < size:  # past the covered coordinates the outer design goes on, slot by slot
+            rest = self.outer._stream_slot(self._outer_stream(stream), index, offset, size, device)[:, cut:]
+        if cut == 0:
+            return rest
+        block = self._block(stream, device)[:, offset : offset + cut]
+        return block if rest is None else torch.cat([block, rest], dim=1)
 
-    def _groups(self, indices, dim, seed: SeedLike, device, dtype) -> torch.Tensor:
-        inner = self.inner._groups(indices, self.sub_dim, substream(seed, 1), device, torch.float64)
+    def _outer_stream(self, stream: NoiseStream) -> NoiseStream:
+        """The outer design's stream: the same groups, or one group per member for a group-size-1 design."""
+        seed = substream(stream.seed, 2)
+        if self.outer.group_size == self.group_size:
+            return NoiseStream(self.outer, stream.groups, stream.members, seed=seed)
+        flat = stream.groups * self.group_size + stream.members
+        return NoiseStream(self.outer, flat, np.zeros_like(flat), seed=seed)
+
+    def _block(self, stream: NoiseStream, device: torch.device) -> torch.Tensor:
+        """The covered coordinates of every noise (len, full_dim), float64, kept for the batch."""
+        key = ("subspace", id(self), str(device), stream.groups.tobytes(), stream.members.tobytes())
+        if key in stream.cache:
+            return stream.cache[key]
+        inner_stream = NoiseStream(self.inner, stream.groups, stream.members, seed=substream(stream.seed, 1))
+        inner = self.inner._stream_slot(inner_stream, 0, 0, self.sub_dim, device)
+        dim = self.full_dim if self.mask is None else self.full_dim - self.sub_dim
+        w = self.outer._stream_slot(self._outer_stream(stream), COVER_SLOT, 0, dim, device)
         if self.mask is not None:
-            out = torch.empty((len(indices), self.group_size, dim), dtype=torch.float64, device=device)
+            out = torch.empty((len(stream), self.full_dim), dtype=torch.float64, device=device)
             mask = torch.from_numpy(self.mask).to(device)
-            out[..., mask] = inner
-            out[..., ~mask] = self._outer(indices, dim - self.sub_dim, seed, device)
-            return out.to(dtype)
-        v = torch.from_numpy(self.basis).to(device)
-        w = self._outer(indices, dim, seed, device)
-        # one group at a time: a matmul's bits may depend on the batch shape
-        parts = [inner[i] @ v.T + w[i] - (w[i] @ v) @ v.T for i in range(len(indices))]
-        out = torch.stack(parts) if parts else w
-        return out.to(dtype)
+            out[:, mask] = inner
+            out[:, ~mask] = w
+        else:
+            v = torch.from_numpy(self.basis).to(device)
+            # one noise at a time: a matmul's bits may depend on the batch shape
+            parts = [inner[i] @ v.T + w[i] - (w[i] @ v) @ v.T for i in range(len(stream))]
+            out = torch.stack(parts) if parts else w
+        stream.cache[key] = out
+        return out
 
     def __repr__(self) -> str:
         return f"SubspaceCoupling({self.inner!r}, outer={self.outer!r}, sub_dim={self.sub_dim})"
@@ -110,17 +136,6 @@ def on_leading_coordinates(inner: NoiseDesign, dim: int, lead: int, *, outer: No
     mask = np.zeros(dim, dtype=bool)
     mask[:lead] = True
     return SubspaceCoupling(inner, mask=mask, outer=outer)
-
-
-def fit_to_generator(design: NoiseDesign, generator) -> NoiseDesign:
-    """RQMC on the initial noise only when a generator's noise is a longer stream (stochastic samplers).
-
-    Other designs, and RQMC on a generator whose noise is its initial noise, are returned as they are.
-    """
-    if not isinstance(design, SobolRQMC):
-        return design
-    dim = int(np.prod(generator.noise_shape))
-    return on_leading_coordinates(design, dim, getattr(generator, "initial_noise_size", dim))
 
 
 def subspace_rqmc(
