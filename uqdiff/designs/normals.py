@@ -75,6 +75,7 @@ def _fallback(w, e, k0, k1, slot, member, group, r, scale, limit, height, rise):
             u2 = (np.float64(b2) + 0.5) * 2.0**-32
             if 2.0 * -math.log(u2) > tx * tx:
                 return -(r + tx) if x < 0 else r + tx
+            continue  # the tail is sampled until it accepts: landing there fixed its mass
         elif height[layer] + u1 * rise[layer] < math.exp(-0.5 * x * x):
             return x
         layer, x, magnitude = _candidate(b0, scale)

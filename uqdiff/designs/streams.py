@@ -22,9 +22,12 @@ most ``FALLBACK_TRIES`` tries, try ``t`` reading the one Philox block with count
 words (b0, b1, b2, b3):
 
 1. the current candidate (at first the rejected word) in the base layer (i = 0) takes Marsaglia's
-   tail: x = -log(u(b1)) / r, accepted if -2 log(u(b2)) > x**2, giving +-(r + x);
+   tail: x = -log(u(b1)) / r, accepted if -2 log(u(b2)) > x**2, giving +-(r + x); a rejected tail
+   point tries the tail again on the next try (landing in the tail strip fixed its mass: starting
+   over would thin the tail by the tail method's rejection rate, about 7 %);
    in a layer i > 0 it takes the wedge: accepted if height[i] + u(b1) rise[i] < exp(-x**2 / 2);
-2. else b0 is the next candidate, accepted if it passes the fast test; else the next try.
+2. else (a rejected wedge point) b0 is the next candidate, accepted if it passes the fast test;
+   else the next try.
 
 Here u(w) = (w + 1/2) / 2**32. Each try reads a fixed block (b3 unused), so the torch version
 (all rejected coordinates of a batch at once, for CUDA) and the numba CPU kernel
@@ -349,9 +352,11 @@ def _fallback_torch(key, slot, words, element, rows, table, r: float) -> torch.T
         tail_x = torch.where(x < 0, -(r + tx), r + tx)
         accepted = torch.where(tail, ok_tail, ok_wedge)
         fresh, fresh_ok = _layer_value(block[0], table)
+        fresh_ok = fresh_ok & ~tail  # a tail point is redrawn in the tail until it is accepted
         done = accepted | fresh_ok
         value[pending[done]] = torch.where(accepted, torch.where(tail, tail_x, x), fresh)[done]
-        words[pending[~done]] = block[0][~done]
+        keep = ~done & ~tail  # a rejected wedge point starts over from the next word; a tail point stays
+        words[pending[keep]] = block[0][keep]
         pending = pending[~done]
         if not len(pending):
             return value
