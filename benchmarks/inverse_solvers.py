@@ -24,10 +24,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from uqdiff.designs import fit_to_generator, parse_design
+from uqdiff.designs import parse_design
 from uqdiff.estimators.results import markdown_table
 from uqdiff.estimators.solvers import evaluate_solver
-from uqdiff.inverse import measure
 from uqdiff.models.problems import TASKS, ground_truths, solver_factory
 
 RESULTS = Path(__file__).resolve().parent / "results" / "inverse"
@@ -77,8 +76,7 @@ def main(argv=None) -> int:
     for solver in solvers:
         make = solver_factory(args.model, solver, steps=steps[solver])
         for task in tasks:
-            probe = make(measure(truths[0], task, **TASKS[args.model][task]))  # RQMC goes on x_T of its stream
-            designs = [fit_to_generator(parse_design(spec), probe) for spec in args.designs.split(",")]
+            designs = [parse_design(spec) for spec in args.designs.split(",")]
             t0 = time.perf_counter()
             ev = evaluate_solver(
                 make,

@@ -25,7 +25,6 @@ import torch
 from _common import MODELS, add_common_arguments, device_name, load_model, write_results
 
 from uqdiff import IID, Antithetic, KAntithetic, SobolRQMC, compare
-from uqdiff.designs import fit_to_generator
 from uqdiff.estimators.results import markdown_table, quantile
 from uqdiff.statistics import Contrast, PixelMean, VerticalCentroid
 
@@ -46,7 +45,7 @@ def designs_for(generator, budget: int, replicates: list[int]) -> dict:
         n = budget // r
         if budget % r or n & (n - 1):
             raise ValueError(f"--budget {budget} / R = {r} must be a power of two (Sobol' points per replicate)")
-        chosen[r] = fit_to_generator(SobolRQMC(n), generator)
+        chosen[r] = SobolRQMC(n)
     return chosen
 
 

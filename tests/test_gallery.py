@@ -224,8 +224,8 @@ def test_variations_estimate_covers_the_conditional_truth():
     ]
     rate = np.mean([r.low <= truth <= r.high for r in hits])
     assert 0.91 <= rate <= 0.985, rate  # 200 intervals at 95%: sd of the rate 0.015
-    with pytest.raises(ValueError, match="does not match z0"):
-        g(torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="z0 has shape"):
+        Variations(LinearGenerator(np.zeros(3)), torch.zeros(4), c)
 
 
 @pytest.mark.parametrize("design", ["mc", "antithetic"])

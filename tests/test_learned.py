@@ -46,9 +46,9 @@ def test_projected_updates_keep_unit_norm_rows_at_every_step():
 
 
 def test_diversity_objective_learns_the_repulsive_coupling():
-    fit = learn_coupling(SkipGradient(IDENTITY), MeanPairwiseDistance(), k=4, steps=150, seed=0)
+    fit = learn_coupling(SkipGradient(IDENTITY), MeanPairwiseDistance(), k=4, steps=300, seed=0)
     off = off_diagonal(fit.correlation)
-    assert np.abs(off + 1 / 3).max() < 0.08, fit.correlation.round(3)
+    assert np.abs(off + 1 / 3).max() < 0.1, fit.correlation.round(3)
     assert fit.objective[-20:].mean() > fit.objective[:5].mean()
 
 

@@ -40,7 +40,7 @@ def test_terrain_multistep_stream_and_errors():
     from uqdiff.models.terrain import TerrainGenerator
 
     g = TerrainGenerator(80, sigmas=(2.0,))
-    assert g.noise_shape == (2, 128, 128) and g.initial_noise_size == 128 * 128
+    assert g.noise_shape == (2, 128, 128) and g.noise_layout == ((1, 128, 128),) * 2
     x = g(torch.randn(1, 2, 128, 128, generator=torch.Generator().manual_seed(1)))
     assert x.shape == (1, 1, 128, 128) and torch.isfinite(x).all()
     with pytest.raises(ValueError, match=r"noise must have shape \(B, 2, 128, 128\)"):
@@ -109,7 +109,7 @@ def test_fashion_ddpm_loads_offline_and_samples(classifier):
     assert x.shape == (2, 1, 28, 28) and torch.isfinite(x).all()
     assert classifier.predict_proba(x).shape == (2, 10)
     stochastic = FashionMNISTGenerator(class_label=None, sampler="ddpm", num_inference_steps=2, device="cpu")
-    assert stochastic.noise_shape == (3, 1, 32, 32) and stochastic.initial_noise_size == 1024
+    assert stochastic.noise_shape == (3, 1, 32, 32) and stochastic.noise_layout == ((1, 32, 32),) * 3
     with pytest.raises(ValueError, match="class_label must be an int in 0..9"):
         FashionMNISTGenerator(class_label=12)
 

@@ -212,7 +212,7 @@ def test_the_minimum_budget_in_the_message_works():
 def test_cheap_generator_with_another_noise_shape_is_refused_before_any_call():
     other = cheap()
     other.noise_shape = (4,)
-    with pytest.raises(ValueError, match=r"cheap_generator takes noise of shape \(4,\) but generator \(3,\)"):
+    with pytest.raises(ValueError, match=r"cheap_generator draws x_T of shape \(4,\) but generator \(3,\)"):
         _no_call(budget=100, cheap_generator=other)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from uqdiff import estimate
-from uqdiff.designs import SobolRQMC
+from uqdiff.designs import IID, SobolRQMC
 from uqdiff.estimators.estimate import GeneratorError
 from uqdiff.estimators.paired import CommonNoise, ContrastStatistic, paired_estimate
 from uqdiff.samplers import LinearGenerator, NumpyGenerator
@@ -92,8 +92,11 @@ def test_common_noise_gives_each_generator_the_leading_coordinates_it_needs():
     big = NumpyGenerator(lambda z: z[:, 2:3], noise_shape=(3,))
     joint = CommonNoise({"small": small, "big": big})
     assert joint.noise_shape == (3,)
-    out = joint(torch.tensor([[1.0, 2.0, 3.0]]))
-    assert out.tolist() == [[[10.0], [3.0]]]
+    assert joint.shared == "the common leading coordinates of each slot (x_T shapes differ)"
+    stream = IID().stream([0, 1], seed=4)
+    z = stream.slot(0, (3,), offset=0)
+    out = joint(stream)
+    assert torch.equal(out[:, 0, 0], 10 * z[:, 0]) and torch.equal(out[:, 1, 0], z[:, 2])
 
 
 def test_contrast_statistic_keeps_map_shapes():

@@ -312,7 +312,7 @@ def test_n_must_be_power_of_two(n):
 
 
 def test_too_many_dims_points_to_subspace_coupling():
-    with pytest.raises(ValueError, match="SubspaceCoupling"):
+    with pytest.raises(ValueError, match="subspace_rqmc"):
         SobolRQMC(64).groups([0], MAX_DIM + 1, seed=0)
     with pytest.raises(ValueError):
         sobol_integers(3, MAX_DIM + 1)

@@ -70,11 +70,25 @@ from uqdiff.estimators import (
     paired_estimate,
     simultaneous_bands,
 )
-from uqdiff.samplers import RepeatCheckError, RepeatReport, check_repeatable
+from uqdiff.samplers import (
+    Captured,
+    CommonNoise,
+    PipelineGenerator,
+    RepeatCheckError,
+    RepeatReport,
+    Sampler,
+    Variations,
+    check_repeatable,
+)
 
 __version__ = package_version()
 
 __all__ = [
+    "Captured",
+    "CommonNoise",
+    "PipelineGenerator",
+    "Sampler",
+    "Variations",
     "subspace_rqmc",
     "gradient_directions",
     "estimate_two_fidelity",

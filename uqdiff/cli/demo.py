@@ -16,7 +16,7 @@ import argparse
 import time
 from pathlib import Path
 
-from uqdiff.designs import KAntithetic, SobolRQMC, fit_to_generator
+from uqdiff.designs import KAntithetic, SobolRQMC
 from uqdiff.estimators import compare
 from uqdiff.samplers import landscape_oracle
 from uqdiff.statistics import Contrast, MeanSlope, PixelMean, VerticalCentroid
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         budget = args.budget or 3200
         label = "oracle DDIM (Gaussian data, 1x32x32, clipped)"
     statistics = [PixelMean(), Contrast(), VerticalCentroid(), MeanSlope()]
-    designs = ["mc", "antithetic", KAntithetic(args.k), fit_to_generator(SobolRQMC(args.rqmc_n), generator)]
+    designs = ["mc", "antithetic", KAntithetic(args.k), SobolRQMC(args.rqmc_n)]
     print(f"uqdiff demo: {label}; budget {budget} model evaluations per design, seed {args.seed}", flush=True)
     if args.model == "terrain" and budget == 256:
         print(f"expected duration: {EXPECTED_DURATION}; the progress bar shows the time left\n", flush=True)

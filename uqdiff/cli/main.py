@@ -244,17 +244,14 @@ def _evaluate(config: RunConfig) -> int:
 
     from uqdiff.cli.report import yaml_text
     from uqdiff.cli.runs import environment
-    from uqdiff.designs import fit_to_generator
     from uqdiff.estimators.solvers import RECONSTRUCTION_STATISTICS, evaluate_solver
-    from uqdiff.inverse import measure
     from uqdiff.models.problems import TASKS, ground_truths, solver_factory
     from uqdiff.statistics import STATISTICS
 
     truths, source = ground_truths(config.model, config.images)
     make = solver_factory(config.model, config.solver, steps=config.steps, device=config.device)
     params = TASKS[config.model][config.task]
-    probe = make(measure(truths[0], config.task, **params))
-    designs = [fit_to_generator(d, probe) for d in config.design_objects()]
+    designs = list(config.design_objects())
     ev = evaluate_solver(
         make,
         truths,

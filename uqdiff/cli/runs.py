@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from uqdiff.cli.config import ConfigError, RunConfig, statistic_from_spec
-from uqdiff.designs import NoiseDesign, fit_to_generator
+from uqdiff.designs import NoiseDesign
 from uqdiff.estimators.accumulator import GroupAccumulator
 from uqdiff.estimators.estimate import estimate, run_designs
 from uqdiff.estimators.results import EstimateResult, StatisticResult
@@ -86,7 +86,7 @@ def run(config: RunConfig) -> RunOutput:
             recorder,
             statistics,
             budget=config.budget,
-            design=fit_to_generator(design, generator),
+            design=design,
             batch_size=config.batch_size,
             seed=seed,
             confidence_level=config.confidence_level,

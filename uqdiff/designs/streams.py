@@ -244,6 +244,8 @@ def coupled_normals(
     _check_rows(np.stack([groups, np.zeros_like(groups)], axis=1), slot, size)
     _check_rows([(0, matrix.shape[1] - 1)], slot, size)
     device = torch.device(device) if device is not None else torch.device("cpu")
+    if matrix.shape == (1, 1) and matrix[0, 0] == 1.0:  # plain MC: each noise is its basis row, no scratch
+        return normals(key, slot, np.stack([groups, members], axis=1), size, device=device, dtype=dtype)
     equi = _equicorrelated(matrix)
     if device.type != "cpu":
         return _coupled_torch(key, slot, groups, members, matrix, equi, int(size), device).to(dtype)

@@ -366,9 +366,9 @@ def audit(
     >>> r = audit(gens, lambda x: x[:, 0] > 1.0, budget=512, design="antithetic", trend=[0, 1, 2], seed=1)
     >>> print(r.proportions[["condition", "estimate", "low", "high"]].round(3).to_string(index=False))
     condition  estimate   low  high
-            0     0.188 0.156 0.224
-            1     0.268 0.231 0.308
-            2     0.357 0.317 0.400
+            0     0.176 0.145 0.211
+            1     0.254 0.218 0.294
+            2     0.346 0.306 0.388
     >>> print(r.trend[["estimate", "low", "high", "p_value"]].round(3).to_string(index=False))   # truth 0.087
      estimate   low  high  p_value
         0.085 0.071   0.1      0.0

@@ -149,11 +149,8 @@ def run_auto(
     """The pilot, the choice and the main stage of ``design="auto"`` (called by :func:`estimate`)."""
     weights = target_weights(auto.target, list(stats))
     features = auto.control_variates
-    if features is not None:
-        if getattr(generator, "streamed", False):
-            features = None  # a captured sampler's noise is a stream: no noise features
-        else:
-            features.check_shape(noise_shape)
+    if features is not None:  # features of x_T, the first draw, for every kind of sampler
+        features.check_shape(noise_shape)
     pilot_budget = int(auto.pilot_share * budget)
     others = (
         [as_design(c) for c in auto.candidates]

@@ -31,7 +31,7 @@ from uqdiff.estimators.checkpoint import Checkpoint
 from uqdiff.estimators.control_variates import ControlVariates, against_mc, fit_control, pilot_groups
 from uqdiff.estimators.results import ComparisonResult, EstimateResult, StatisticResult, quantile
 from uqdiff.estimators.stopping import StoppingRule, groups_for_budget
-from uqdiff.samplers.base import device_of, noise_shape_of
+from uqdiff.samplers.base import as_sampler, device_of, is_out_of_memory
 from uqdiff.samplers.repeat import check_first_batch, wants_check
 
 StatisticsLike = Callable | Sequence[Callable] | Mapping[str, Callable]
@@ -95,10 +95,11 @@ def evaluate_groups(
     An exception from the generator is re-raised as :class:`GeneratorError`
     naming the groups and the seed (out-of-memory errors pass unchanged).
 
-    A generator with ``streamed = True`` (a captured sampler) gets the groups' noise as a
-    :class:`~uqdiff.designs.streams.NoiseStream` that makes each slot on demand; any other
-    generator gets the noise tensor. ``first``, if given (a list), receives the first noise of
-    the first batch, its output, the batch's size and where it is, for the repeat check.
+    ``generator`` is a :class:`~uqdiff.samplers.base.Sampler` (see :func:`as_sampler`): every
+    batch is a slice of one :class:`~uqdiff.designs.streams.NoiseStream` that makes each slot on
+    demand, whatever the sampler. ``noise_shape`` is the shape of its first draw (x_T), which
+    noise features read. ``first``, if given (a list), receives the first noise of the first
+    batch (a one-noise stream), its output, the batch's size and where it is, for the repeat check.
 
     Noise control variates: with ``features`` and ``coefficients`` (statistic name -> array of
     shape (p, *statistic shape)), each statistic is replaced by S - beta . f(z), which has the same
@@ -109,23 +110,21 @@ def evaluate_groups(
     """
     shapes = {} if output_shapes is None else output_shapes
     k = design.group_size
-    if getattr(generator, "streamed", False):
-        noise = design.stream(indices, seed=seed, dtype=dtype)
-    else:
-        noise = design.groups(indices, math.prod(noise_shape), seed=seed, device=device, dtype=dtype)
-        noise = noise.reshape(len(indices) * k, *noise_shape)
-    if features is not None and not isinstance(noise, torch.Tensor):
-        raise TypeError("noise control variates need the noise as a tensor; a captured sampler's noise is a stream")
+    generator = as_sampler(generator, noise_shape=noise_shape, device=device)
+    batch_size = min(batch_size, getattr(generator, "max_batch", None) or batch_size)  # a sampler's largest batch
+    noise = design.stream(indices, seed=seed, dtype=dtype)
     values: dict[str, list[np.ndarray]] = {name: [] for name in statistics}
     if features is not None and coefficients is None:
         values[FEATURES] = []
     for lo in range(0, len(noise), batch_size):
         chunk = noise[lo : lo + batch_size]
-        feats = None if features is None else features(chunk).cpu().numpy()
+        feats = None
+        if features is not None:  # features of x_T, the first draw, whatever the sampler draws after it
+            feats = features(chunk.slot(0, noise_shape, offset=0, device=device)).cpu().numpy()
         where = lambda row, lo=lo: (
             f"group {int(indices[(lo + row) // k])} (noise {(lo + row) % k} of the group), seed {seed!r}"
         )
-        probe = chunk[0:1].clone() if first is not None and lo == 0 and isinstance(chunk, torch.Tensor) else chunk[0:1]
+        probe = chunk[0:1]
         try:
             images = generator(chunk)
         except Exception as exc:
@@ -193,13 +192,6 @@ FEATURES = "noise features"
 
 class GeneratorError(RuntimeError):
     """The generator failed; the message names the groups and the seed of the failing batch."""
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether an exception means the batch did not fit in (GPU or host) memory."""
-    return isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-    )
 
 
 def _check_output_shape(shapes: dict[str, tuple[int, ...]], what: str, shape: tuple[int, ...], where: str) -> None:
@@ -322,7 +314,8 @@ def estimate(
         )  # fmt: skip
     design = as_design(design)
     stats = named_statistics(statistics)
-    noise_shape = noise_shape_of(generator, noise_shape)
+    sampler = as_sampler(generator, noise_shape=noise_shape, device=device)
+    noise_shape = sampler.noise_shape
     design.check_dim(math.prod(noise_shape))
     if (budget is None) == (stopping is None):
         raise TypeError("give either budget=... (noises) or stopping=TargetPrecision(...), not both and not neither")
@@ -335,8 +328,6 @@ def estimate(
             raise TypeError(
                 "control_variates work with budget=..., without stopping= or checkpoint= (not supported yet)"
             )
-        if getattr(generator, "streamed", False):
-            raise TypeError("control_variates need the noise as a tensor; a captured sampler's noise is a stream")
         control.features.check_shape(noise_shape)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -349,7 +340,7 @@ def estimate(
     entropy(seed)
     checkpoint = Checkpoint.of(checkpoint)
     evaluator = GroupEvaluator(
-        generator, stats, design, noise_shape, seed, batch_size, noise_device(generator, device), dtype
+        sampler, stats, design, noise_shape, seed, batch_size, noise_device(sampler, device), dtype
     )
     config = {
         "design": design.name,
@@ -398,7 +389,7 @@ def estimate(
         design=design.name,
         seed=seed,
         budget=noises,
-        generator_calls=noises * calls_per_noise(generator),
+        generator_calls=noises * sampler.calls_per_noise,
         config=config,
     )
 
@@ -420,12 +411,13 @@ def _estimate_auto(generator, statistics, *, design, budget, stopping, noise_sha
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     quantile(confidence_level, 1, interval_method)
     entropy(seed)
+    sampler = as_sampler(generator, noise_shape=noise_shape, device=device)
     return _auto.run_auto(
-        generator,
+        sampler,
         named_statistics(statistics),
         auto=design if isinstance(design, _auto.AutoDesign) else _auto.AutoDesign(),
         budget=int(budget),
-        noise_shape=noise_shape_of(generator, noise_shape),
+        noise_shape=sampler.noise_shape,
         batch_size=int(batch_size),
         seed=seed,
         confidence_level=confidence_level,

@@ -258,7 +258,7 @@ def simultaneous_bands(
     >>> b = simultaneous_bands(r, method="max-t", group_means=means)
     >>> t = simultaneous_bands(r, method="bonferroni")
     >>> print(f"{b.pointwise_critical_value:.2f} < max-t {b.critical_value:.2f} < Bonferroni {t.critical_value:.2f}")
-    2.00 < max-t 2.93 < Bonferroni 3.35
+    2.00 < max-t 2.97 < Bonferroni 3.35
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")

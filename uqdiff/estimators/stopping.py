@@ -229,7 +229,7 @@ class RQMCDoubling(StoppingRule):
         sums: dict[str, list] = {}  # statistic -> per replicate [points, sum, sum of squares about 0]
         level, met = 0, {}
         while True:
-            block = SobolBlock(n_init, level)
+            block = SobolBlock(n_init, level, lead=design.lead)
             for g in range(r):  # one stage per replicate and level: the rule needs each replicate's mean
                 for name, acc in stage(f"level {level} replicate {g}", g, g + 1, block).items():
                     m = acc.moments()

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from uqdiff._util import scalar, to_numpy
-from uqdiff.designs import NoiseDesign
+from uqdiff.designs import IID, NoiseDesign
 from uqdiff.designs.seeds import SeedLike
 from uqdiff.estimators.estimate import CheckpointLike, StatisticsLike, estimate, named_statistics
 from uqdiff.estimators.results import ConfidenceInterval, EstimateResult, Exportable, StatisticResult
@@ -149,8 +149,8 @@ def estimate_variations(
     """
     named = named_statistics(statistics)
     variations = Variations(generator, z0, c)
-    with torch.no_grad():
-        image = generator(variations.z0.unsqueeze(0).to(device=variations.device, dtype=torch.float32))
+    with torch.no_grad():  # c = 1: the sample at z0 itself, through the same sampler path
+        image = Variations(generator, z0, 1.0)(IID().stream([0], seed=0))
     anchors = {}
     for name, s in named.items():
         value = to_numpy(s(image)).reshape(-1)

@@ -89,7 +89,7 @@ class FashionMNISTGenerator:
             device=device,
         )
         self.noise_shape = self.sampler.noise_shape
-        self.initial_noise_size = self.sampler.initial_noise_size
+        self.noise_layout = self.sampler.noise_layout
         self.device = self.sampler.device
 
     def __call__(self, noise: torch.Tensor) -> torch.Tensor:

@@ -91,7 +91,8 @@ class TerrainGenerator:
         self.difficulty = int(difficulty)
         self.sigmas = tuple(sig)
         self.noise_shape = (1 + len(sig), SIZE, SIZE)
-        self.initial_noise_size = SIZE * SIZE  # the leading part of the stream: the initial noise
+        #: the draws the noise packs: x_T, then one noise per refinement step (fed slot by slot)
+        self.noise_layout = ((1, SIZE, SIZE),) * (1 + len(sig))
         self.device = torch.device("cpu")  # noise is handed over on the CPU; onnxruntime places it
 
     def denoise(self, noisy: np.ndarray, sigma: float) -> np.ndarray:

@@ -8,8 +8,16 @@ see :mod:`uqdiff.samplers.base`. diffusers is imported only when a diffusers ada
 so the pure-torch parts (oracles, DPS, DDS, wrappers) import without it.
 """
 
-from uqdiff.samplers.base import NumpyGenerator, Recording, device_of, noise_shape_of
-from uqdiff.samplers.capture import Captured, CaptureError, Draw
+from uqdiff.samplers.base import (
+    NumpyGenerator,
+    Recording,
+    Sampler,
+    TensorSampler,
+    as_sampler,
+    device_of,
+    noise_shape_of,
+)
+from uqdiff.samplers.capture import Captured, CapturedCallError, CaptureError, Draw
 from uqdiff.samplers.diffusers_adapters import DiffusersSampler, PipelineGenerator
 from uqdiff.samplers.oracles import ClippedGaussianDDIM, GaussianDDIM, LinearGenerator, landscape_oracle
 from uqdiff.samplers.posterior import DDS, DPS, PosteriorSampler, ddim_step, implied_eps
@@ -19,6 +27,7 @@ from uqdiff.samplers.wrappers import CommonNoise, SkipGradient, Variations, blen
 __all__ = [
     "Captured",
     "CaptureError",
+    "CapturedCallError",
     "DDS",
     "DPS",
     "ClippedGaussianDDIM",
@@ -31,6 +40,9 @@ __all__ = [
     "PipelineGenerator",
     "PosteriorSampler",
     "Recording",
+    "Sampler",
+    "TensorSampler",
+    "as_sampler",
     "RepeatCheckError",
     "RepeatReport",
     "SkipGradient",

@@ -1,18 +1,30 @@
-"""The generator interface: any callable from a batch of noise to a batch of images.
+"""The sampler interface: one noise stream in, one output per noise out.
 
-uqdiff hands a generator a torch tensor of shape (B, *noise_shape) on the
-generator's device and accepts images back as a torch tensor or numpy array
-with B rows. A generator may declare ``noise_shape`` and ``device``
+What the estimators run is a :class:`Sampler`: it takes a
+:class:`~uqdiff.designs.streams.NoiseStream` and reads one slot per Gaussian draw it makes. There
+are two ways in, and both end here:
+
+* a sampler that draws inside its own loop, run under :class:`~uqdiff.samplers.Captured`;
+* a *generator*, any callable from a noise tensor (B, *noise_shape) to outputs with B rows (a
+  torch tensor or numpy array), adapted by :func:`as_sampler`: a sampler with one draw, slot 0,
+  or, when it declares ``noise_layout`` (the per-sample shapes of the draws its tensor packs,
+  x_T first), one slot per draw, so it gets the same values as a loop drawing those shapes.
+
+A generator may declare ``noise_shape``, ``noise_layout``, ``device`` and ``calls_per_noise``
 attributes; ``torch.nn.Module`` generators are placed by their parameters.
 """
 
 from __future__ import annotations
 
+import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+
+from uqdiff.designs.streams import NoiseStream
 
 
 def noise_shape_of(generator: Any, noise_shape: tuple[int, ...] | None) -> tuple[int, ...]:
@@ -48,6 +60,112 @@ def device_of(generator: Any, device: torch.device | str | None) -> torch.device
     return torch.device("cpu")
 
 
+class Sampler(ABC):
+    """A noise stream in, outputs (one row per noise) out: what every estimator runs.
+
+    ``noise_shape`` is the per-sample shape of the first draw (x_T): the part Sobol' points and
+    noise features cover by default. ``calls_per_noise`` counts the model runs one noise costs
+    (several arms under common noise); ``device`` is where noise is made for features.
+    """
+
+    noise_shape: tuple[int, ...]
+    device: torch.device = torch.device("cpu")
+    calls_per_noise: int = 1
+
+    @abstractmethod
+    def __call__(self, noise: NoiseStream) -> Any:
+        """The outputs of ``len(noise)`` samples, every Gaussian draw read from ``noise``."""
+
+    @property
+    def draws(self) -> tuple[tuple[int, ...], ...]:
+        """The per-sample shapes of the draws, slot by slot (x_T first): what common noise compares."""
+        return (tuple(self.noise_shape),)
+
+
+class TensorSampler(Sampler):
+    """A generator that takes one noise tensor, fed from the stream draw by draw.
+
+    The tensor (B, *tensor_shape) is the concatenation of the generator's draws, slot 0 first
+    (``layout``, from its ``noise_layout`` attribute, or the whole tensor as one draw).
+
+    >>> from uqdiff.designs import Antithetic
+    >>> g = TensorSampler(lambda z: z * 2, noise_shape=(3,))
+    >>> s = Antithetic().stream([0], seed=1)
+    >>> bool(torch.equal(g(s), 2 * s.slot(0, (3,), offset=0)))
+    True
+    """
+
+    def __init__(self, generator: Callable, *, noise_shape: tuple[int, ...] | None = None, device: Any = None) -> None:
+        if not callable(generator):
+            raise TypeError(
+                f"a generator must be a callable from a noise batch to outputs, got {type(generator).__name__}"
+            )
+        self.generator = generator
+        self.tensor_shape = noise_shape_of(generator, noise_shape)
+        self.layout = draw_layout(generator, self.tensor_shape)
+        self.noise_shape = self.layout[0]
+        self.device = device_of(generator, device)
+        self.calls_per_noise = int(getattr(generator, "calls_per_noise", 1))
+        for name in ("repeat_check", "repeat_tolerance", "max_batch"):
+            if hasattr(generator, name):
+                setattr(self, name, getattr(generator, name))
+
+    @property
+    def draws(self) -> tuple[tuple[int, ...], ...]:
+        return self.layout
+
+    def noise(self, stream: NoiseStream) -> torch.Tensor:
+        """The tensor the generator gets: its draws from ``stream``, concatenated, on its device."""
+        parts, offset = [], 0
+        for slot, shape in enumerate(self.layout):
+            parts.append(stream.slot(slot, shape, offset=offset, device=self.device).reshape(len(stream), -1))
+            offset += math.prod(shape)
+        flat = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        return flat.reshape(len(stream), *self.tensor_shape)
+
+    def __call__(self, noise: NoiseStream) -> Any:
+        return self.generator(self.noise(noise))
+
+    def __repr__(self) -> str:
+        return f"TensorSampler({self.generator!r}, draws={len(self.layout)})"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether an exception means the batch did not fit in (GPU or host) memory."""
+    return isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
+
+
+def draw_layout(generator: Any, tensor_shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """The per-sample shapes of the draws a generator's noise tensor packs (its ``noise_layout``), x_T first."""
+    declared = getattr(generator, "noise_layout", None)
+    if declared is None:
+        return (tuple(tensor_shape),)
+    layout = tuple(tuple(int(s) for s in shape) for shape in declared)
+    if not layout or sum(math.prod(s) for s in layout) != math.prod(tensor_shape):
+        raise ValueError(
+            f"the generator's noise_layout {layout} does not fill its noise_shape {tuple(tensor_shape)}: the draws' "
+            "sizes must add up to the noise size"
+        )
+    return layout
+
+
+def as_sampler(generator: Any, *, noise_shape: tuple[int, ...] | None = None, device: Any = None) -> Sampler:
+    """The sampler the estimators run: a :class:`Sampler` as it is, a tensor generator adapted.
+
+    ``noise_shape`` and ``device`` (given to an estimator) override the generator's own.
+    """
+    if isinstance(generator, Sampler):
+        if noise_shape is not None and noise_shape_of(None, noise_shape) != tuple(generator.noise_shape):
+            raise ValueError(
+                f"noise_shape={tuple(noise_shape)} was given, but {generator!r} draws x_T of shape "
+                f"{tuple(generator.noise_shape)} itself; leave noise_shape out"
+            )
+        return generator
+    return TensorSampler(generator, noise_shape=noise_shape, device=device)
+
+
 class NumpyGenerator:
     """Wrap a numpy callable (B, *noise_shape) -> (B, ...) as a uqdiff generator.
 
@@ -65,30 +183,25 @@ class NumpyGenerator:
         return np.asarray(self.fn(noise.detach().cpu().numpy()))
 
 
-class Recording:
-    """A pass-through generator that keeps its first ``keep`` outputs, in evaluation order.
+class Recording(Sampler):
+    """A pass-through sampler that keeps its first ``keep`` outputs, in evaluation order.
 
     For pair diagnostics: ``estimate`` feeds a group's noises consecutively, so
     the kept outputs of an antithetic run are its (G(z), G(-z)) pairs and those
     of an MC run are independent pairs, at no extra model call. The repeat check
-    runs on the wrapped generator, so its extra calls are not kept.
+    runs on the wrapped sampler (``generator``), so its extra calls are not kept.
     """
 
     def __init__(self, generator: Callable, keep: int) -> None:
-        self.generator, self.keep, self._kept = generator, keep, []
-        for name in (
-            "noise_shape",
-            "device",
-            "initial_noise_size",
-            "calls_per_noise",
-            "streamed",
-            "repeat_check",
-            "repeat_tolerance",
-        ):
-            if hasattr(generator, name):
-                setattr(self, name, getattr(generator, name))
+        self.generator = as_sampler(generator)
+        self.keep, self._kept = keep, []
+        self.noise_shape, self.device = self.generator.noise_shape, self.generator.device
+        self.calls_per_noise = self.generator.calls_per_noise
+        for name in ("repeat_check", "repeat_tolerance", "max_batch"):
+            if hasattr(self.generator, name):
+                setattr(self, name, getattr(self.generator, name))
 
-    def __call__(self, noise: torch.Tensor):
+    def __call__(self, noise: NoiseStream):
         images = self.generator(noise)
         room = self.keep - sum(len(x) for x in self._kept)
         if room > 0:

@@ -10,9 +10,9 @@ the code imported the function under, with or without a ``torch.Generator``, on 
 
 What it checks:
 
-* the *layout*, the sequence of draws' per-sample shapes, is traced on the first call; a later
-  call whose draws differ in number or shape raises :class:`CaptureError` naming the first
-  differing draw and where the code made it;
+* the *layout*, the sequence of draws' per-sample shapes, is traced on the first call, at that
+  call's batch size; a later call whose draws differ in number or shape raises
+  :class:`CaptureError` naming the first differing draw and where the code made it;
 * a draw whose leading dimension is the batch size is per-sample (row i belongs to sample i).
   diffusers' per-sample list of generators (B draws of leading dimension 1, one generator each)
   is one per-sample draw. Any other draw raises, showing its shape and call site, unless it is
@@ -24,6 +24,11 @@ What it checks:
   the design's noise. After each call, torch's default generators are compared with their state
   before: an unseen draw from them (C++ code, a Python-level torch function that draws inside)
   is reported the same way.
+
+An exception the sampler's own code raises comes back as :class:`CapturedCallError`, which says
+what uqdiff was doing (tracing the layout or running a batch, at which batch size) and chains the
+original (``__cause__``); out-of-memory errors pass unchanged, so the estimators can halve the
+batch. A solver that only runs at batch 1 declares it with ``max_batch=1``.
 
 Python's and numpy's random modules cannot be intercepted: the repeat check
 (:mod:`uqdiff.samplers.repeat`) catches them.
@@ -51,12 +56,23 @@ from torch.overrides import TorchFunctionMode
 
 from uqdiff.designs.gaussian import IID
 from uqdiff.designs.streams import NoiseStream, shared_normals, stream_key
+from uqdiff.samplers.base import Sampler, is_out_of_memory
 
 F = torch.nn.functional
 
 
 class CaptureError(RuntimeError):
     """A captured sampler drew noise the design cannot serve, or its layout changed between calls."""
+
+
+class CapturedCallError(CaptureError):
+    """The sampler's own code raised while uqdiff traced or ran it; the original is ``__cause__``.
+
+    A subclass of :class:`CaptureError`, so one ``except CaptureError`` covers both; the message
+    says what uqdiff was doing (tracing the layout at batch B, or running a batch of B), because a
+    solver's raw error (an ``if t != 0`` on a batch tensor, a reshape against a batch-1 operator)
+    rarely says that the batch size is the cause.
+    """
 
 
 @dataclass(frozen=True)
@@ -86,7 +102,7 @@ class Draw:
 DEFAULT_TOLERANCE = 1e-3
 
 
-class Captured:
+class Captured(Sampler):
     """A sampler's own code as a uqdiff generator: every Gaussian draw inside comes from the design.
 
     Parameters
@@ -108,12 +124,24 @@ class Captured:
         Tolerance of the repeat check that estimators run on the first batch.
     name : str, optional
         Name in messages (default: the callable's name).
+    max_batch : int, optional
+        The largest batch ``fn`` supports (``max_batch=1`` for solvers written for one sample at a
+        time, such as code that branches on ``if t != 0`` with a batch tensor ``t``). A call with
+        more noises runs ``fn`` on consecutive chunks of at most ``max_batch`` and concatenates the
+        outputs (``torch.cat`` for tensors, else ``numpy.concatenate``); estimators read the
+        ``max_batch`` attribute to cap their batch size.
 
     Notes
     -----
-    The layout is traced on the first call, or on the first read of ``noise_shape`` or
-    ``layout``, by running ``fn(2)`` once on throwaway noise. ``noise_shape`` is the per-sample
-    shape of the first draw (x_T for a sampler): the part a Sobol' design covers by default.
+    The layout is recorded by the first call, at that call's batch size. Reading ``noise_shape``,
+    ``noise_size`` or ``layout`` before any call traces it by running ``fn(1)`` once on throwaway
+    noise: batch 1 is the one batch size every solver runs at, including those that support no
+    other, and the cheapest; :meth:`trace` traces at another batch size. A draw is per-sample when
+    its leading dimension is the batch size, so at batch 1 a draw of leading dimension 1 meant to be
+    common to all samples is taken for a per-sample one: declare it with ``shared=[shape]`` (a
+    later call at a larger batch refuses it otherwise, naming it). ``noise_shape`` is the
+    per-sample shape of the first draw (x_T for a sampler): the part a Sobol' design covers by
+    default.
     A call takes a :class:`uqdiff.designs.streams.NoiseStream` (what the estimators hand it), or a
     tensor (B, noise_size) holding each sample's whole stream flat, draw after draw; with a single
     draw, (B, *noise_shape) works too, so a deterministic sampler is an ordinary generator.
@@ -135,9 +163,6 @@ class Captured:
     0.0
     """
 
-    #: estimators hand this generator a noise stream, not a tensor
-    streamed = True
-
     def __init__(
         self,
         fn: Callable[[int], Any],
@@ -147,9 +172,13 @@ class Captured:
         shared_seed: int = 0,
         repeat_tolerance: float = DEFAULT_TOLERANCE,
         name: str | None = None,
+        max_batch: int | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"fn must be a callable fn(batch_size) -> outputs, got {type(fn).__name__}")
+        if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
+            raise ValueError(f"max_batch must be a positive int or None, got {max_batch!r}")
+        self.max_batch = max_batch
         if isinstance(shared, bool):
             self.shared_shapes: frozenset[tuple[int, ...]] | None = None
             self.share_all = shared
@@ -169,15 +198,23 @@ class Captured:
     # -- layout ---------------------------------------------------------------------------------
     @property
     def layout(self) -> tuple[Draw, ...]:
-        """The traced draws, in order (traces on first use)."""
+        """The traced draws, in order (traces at batch 1 on first use, if no call has run yet)."""
         if self._layout is None:
             self.trace()
         return self._layout
 
-    def trace(self) -> tuple[Draw, ...]:
-        """Run ``fn(2)`` once on throwaway noise to record the layout, unless it is known already."""
+    def trace(self, batch_size: int = 1) -> tuple[Draw, ...]:
+        """Record the layout by running ``fn`` once on throwaway noise, unless a call has recorded it already.
+
+        Parameters
+        ----------
+        batch_size : int
+            Batch of the tracing call (at most ``max_batch``): 1 by default, the batch every solver
+            supports; a run's own batch size traces the draws the run will make.
+        """
         if self._layout is None:
-            self(IID().stream([0, 1], seed=0))
+            b = min(batch_size, self.max_batch or batch_size)
+            self(IID().stream(np.arange(b), seed=0))
         return self._layout
 
     @property
@@ -189,9 +226,9 @@ class Captured:
         return first.shape
 
     @property
-    def initial_noise_size(self) -> int:
-        """Length of the first draw: the leading part of the stream a Sobol' design covers by default."""
-        return math.prod(self.noise_shape)
+    def draws(self) -> tuple[tuple[int, ...], ...]:
+        """The per-sample shapes of the draws, slot by slot (x_T first)."""
+        return tuple(d.shape for d in self.layout if d.kind == "sample")
 
     @property
     def noise_size(self) -> int:
@@ -200,12 +237,29 @@ class Captured:
 
     # -- calls ----------------------------------------------------------------------------------
     def __call__(self, noise: NoiseStream | torch.Tensor) -> Any:
-        """Outputs of ``fn(len(noise))`` with the draws served from ``noise``."""
+        """Outputs of ``fn(len(noise))`` with the draws served from ``noise`` (in chunks of ``max_batch``)."""
+        n, step = len(noise), self.max_batch or len(noise)
+        self.last_undesigned = []
+        if n <= step:
+            return self._run(noise)
+        outs = [self._run(noise[lo : lo + step]) for lo in range(0, n, step)]
+        if all(isinstance(o, torch.Tensor) for o in outs):
+            return torch.cat(outs)
+        return np.concatenate([np.asarray(o) for o in outs])
+
+    def _run(self, noise: NoiseStream | torch.Tensor) -> Any:
+        """One call of ``fn`` under capture; the sampler's own exceptions come back with uqdiff's context."""
         source = noise if isinstance(noise, NoiseStream) else _TensorSource(noise, self)
+        tracing = self._layout is None
         mode = _CaptureMode(self, source)
         before = _rng_states()
-        with mode:
-            out = self.fn(len(source))
+        try:
+            with mode:
+                out = self.fn(len(source))
+        except Exception as exc:
+            if isinstance(exc, CaptureError) or exc is mode.raised or is_out_of_memory(exc):
+                raise
+            raise CapturedCallError(self._failure(exc, len(source), tracing)) from exc
         mode.finish()
         _check_rng_states(before, self, mode)
         if self._layout is None:
@@ -213,8 +267,21 @@ class Captured:
         if isinstance(source, _TensorSource):
             source.finish(mode.offset)
         self.last_draws = {k: sum(e.kind == k for e in mode.events) for k in ("sample", "shared", "repeat")}
-        self.last_undesigned = mode.undesigned
+        self.last_undesigned += mode.undesigned
         return out
+
+    def _failure(self, exc: Exception, batch: int, tracing: bool) -> str:
+        """The message of a :class:`CapturedCallError`: what uqdiff was doing, and what to try."""
+        doing = f"tracing its noise layout (its first call) at batch {batch}" if tracing else f"running batch {batch}"
+        hint = (
+            "If the solver only supports batch 1, pass Captured(fn, max_batch=1) or batch_size=1"
+            if batch > 1
+            else f"It fails at batch 1 too: call the sampler directly ({self.name}(1)) to debug it"
+        )
+        return (
+            f"{self.name} raised {type(exc).__name__} while uqdiff was {doing}: {exc}. {hint}; the original "
+            "exception is chained (__cause__)"
+        )
 
     def __repr__(self) -> str:
         n = "untraced" if self._layout is None else f"{len(self._layout)} draws"
@@ -269,16 +336,15 @@ class _CaptureMode(TorchFunctionMode):
         self.seen: weakref.WeakSet = weakref.WeakSet()  # generators that drew in this call
         self.rows: dict | None = None  # an open per-sample draw made row by row (a list of generators)
         self.undesigned: list[str] = []
+        self.raised: Exception | None = None  # an error of the noise source (not of the sampler's code)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        handler = _GAUSSIAN.get(func)
-        if handler is not None:
-            return handler(self, *args, **kwargs)
-        other = _OTHER.get(func)
-        if other is not None and other(args, kwargs):
-            self.other_randomness(_op_name(func))
-        return func(*args, **kwargs)
+        # Every torch call of the sampler passes here (properties included): the common case, an
+        # operation that draws nothing, costs one dict lookup on top of torch's own dispatch.
+        handler = _RANDOM.get(func)
+        if handler is None:
+            return func(*args, **kwargs) if kwargs else func(*args)
+        return handler(self, func, args, kwargs or {})
 
     # -- Gaussian draws -------------------------------------------------------------------------
     def draw(self, shape, *, dtype, device, generator, op: str) -> torch.Tensor:
@@ -357,7 +423,11 @@ class _CaptureMode(TorchFunctionMode):
             z = shared_normals(self.owner.shared_key, event.slot, math.prod(event.shape), device=device)
             return z.reshape(event.shape).to(dtype)
         offset = self.offsets[event.slot]
-        return self.source.slot(event.slot, event.shape, offset=offset, device=device, dtype=dtype)
+        try:
+            return self.source.slot(event.slot, event.shape, offset=offset, device=device, dtype=dtype)
+        except Exception as exc:  # the noise's fault, not the sampler's: reported as it is
+            self.raised = exc
+            raise
 
     # -- diffusers' list of per-sample generators: B draws of (1, ...) ----------------------------
     def _open_rows(self, per, generator, dtype, device, op) -> torch.Tensor:
@@ -424,34 +494,39 @@ class _CaptureMode(TorchFunctionMode):
         )
 
 
-# -- handlers of the Gaussian draws ----------------------------------------------------------------
-def _size(args, kwargs) -> tuple[int, ...]:
-    if "size" in kwargs:
-        size = kwargs["size"]
-    elif len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)):
-        size = args[0]
-    else:
-        size = args
-    return tuple(int(s) for s in size)
-
-
-def _finish(z: torch.Tensor, out, requires_grad) -> torch.Tensor:
+# -- handlers of the Gaussian draws: the signatures of torch's, so every positional and keyword form parses --
+def _finish(z: torch.Tensor, out, requires_grad: bool, pin_memory: bool = False) -> torch.Tensor:
     if out is not None:
         with torch.no_grad():
-            out.copy_(z)
+            out.resize_(z.shape).copy_(z)
         return out
+    if pin_memory:
+        z = z.pin_memory()
     return z.requires_grad_() if requires_grad else z
 
 
-def _randn(mode, *args, generator=None, out=None, dtype=None, device=None, requires_grad=False, **_):
-    shape = _size(args, {})
+def _randn(
+    mode, *args, size=None, generator=None, out=None, dtype=None, layout=None, device=None, requires_grad=False,
+    pin_memory=False, names=None,
+):  # fmt: skip
+    # torch.randn(2, 3), randn((2, 3)), randn([2, 3]), randn(torch.Size(...)) or randn(size=(2, 3)); a dense
+    # (strided) result is the only layout torch draws normals in, so ``layout`` needs nothing
+    if size is None:
+        size = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)) else args
+    elif args:
+        raise TypeError("torch.randn got a size both by position and as size=")
     if out is not None:
         dtype, device = dtype or out.dtype, device or out.device
-    z = mode.draw(shape, dtype=dtype, device=device, generator=generator, op="torch.randn")
-    return _finish(z, out, requires_grad)
+    z = mode.draw(size, dtype=dtype, device=device, generator=generator, op="torch.randn")
+    if names is not None:  # named tensors (torch versions whose randn accepts names=)
+        z = z.refine_names(*names)
+    return _finish(z, out, requires_grad, pin_memory)
 
 
-def _randn_like(mode, input, *, dtype=None, device=None, requires_grad=False, generator=None, **_):
+def _randn_like(
+    mode, input, *, generator=None, dtype=None, layout=None, device=None, requires_grad=False,
+    memory_format=torch.preserve_format, pin_memory=False,
+):  # fmt: skip
     z = mode.draw(
         input.shape,
         dtype=dtype or input.dtype,
@@ -459,15 +534,24 @@ def _randn_like(mode, input, *, dtype=None, device=None, requires_grad=False, ge
         generator=generator,
         op="torch.randn_like",
     )
-    return _finish(z, None, requires_grad)
+    if memory_format is torch.preserve_format:  # the input's strides, as torch.randn_like keeps them
+        if not input.is_contiguous():
+            z = torch.empty_like(input, dtype=z.dtype, device=z.device).copy_(z)
+    elif memory_format is not torch.contiguous_format:
+        z = z.contiguous(memory_format=memory_format)
+    return _finish(z, None, requires_grad, pin_memory)
 
 
-def _normal(mode, mean=0.0, std=1.0, size=None, *, generator=None, out=None, dtype=None, device=None, **kw):
+def _normal(
+    mode, mean=0.0, std=1.0, size=None, *, generator=None, out=None, dtype=None, layout=None, device=None,
+    pin_memory=False, requires_grad=False,
+):  # fmt: skip
+    # torch.normal(Tensor mean, float std=1), (float mean, Tensor std), (Tensor, Tensor), (float, float, size)
     tensors = [t for t in (mean, std) if isinstance(t, torch.Tensor)]
     if size is not None:
-        shape = tuple(int(s) for s in size)
+        shape = size
     elif tensors:
-        shape = tuple(torch.broadcast_shapes(*(t.shape for t in tensors)))
+        shape = torch.broadcast_shapes(*(t.shape for t in tensors))
     else:
         raise TypeError("torch.normal with two numbers needs size=")
     if tensors:
@@ -476,7 +560,7 @@ def _normal(mode, mean=0.0, std=1.0, size=None, *, generator=None, out=None, dty
     if out is not None:
         dtype, device = out.dtype, out.device
     z = mode.draw(shape, dtype=dtype, device=device, generator=generator, op="torch.normal")
-    return _finish(z * std + mean, out, kw.get("requires_grad", False))
+    return _finish(z * std + mean, out, requires_grad, pin_memory)
 
 
 def _normal_(mode, tensor, mean=0.0, std=1.0, *, generator=None, op="Tensor.normal_"):
@@ -488,15 +572,6 @@ def _normal_(mode, tensor, mean=0.0, std=1.0, *, generator=None, op="Tensor.norm
 
 def _init_normal_(mode, tensor, mean=0.0, std=1.0, generator=None):
     return _normal_(mode, tensor, mean, std, generator=generator, op="torch.nn.init.normal_")
-
-
-_GAUSSIAN: dict[Any, Callable] = {
-    torch.randn: _randn,
-    torch.randn_like: _randn_like,
-    torch.normal: _normal,
-    torch.Tensor.normal_: _normal_,
-    torch.nn.init.normal_: _init_normal_,
-}
 
 
 # -- other randomness: always, or only when a flag says the op is random -------------------------
@@ -571,6 +646,35 @@ _OTHER.update(
 for _name in ("_standard_gamma", "_sample_dirichlet", "rrelu", "rrelu_"):
     if hasattr(torch, _name):
         _OTHER[getattr(torch, _name)] = _always if _name.startswith("_") else _rrelu
+
+
+def _gaussian(draw: Callable) -> Callable:
+    def handler(mode, func, args, kwargs):
+        return draw(mode, *args, **kwargs)
+
+    return handler
+
+
+def _undesigned(random: Callable) -> Callable:
+    def handler(mode, func, args, kwargs):
+        if random(args, kwargs):
+            mode.other_randomness(_op_name(func))
+        return func(*args, **kwargs)
+
+    return handler
+
+
+#: every operation capture acts on, Gaussian or not, in one table: the mode looks each call up once
+_RANDOM: dict[Any, Callable] = {f: _undesigned(random) for f, random in _OTHER.items()}
+_RANDOM.update(
+    {
+        torch.randn: _gaussian(_randn),
+        torch.randn_like: _gaussian(_randn_like),
+        torch.normal: _gaussian(_normal),
+        torch.Tensor.normal_: _gaussian(_normal_),
+        torch.nn.init.normal_: _gaussian(_init_normal_),
+    }
+)
 
 
 def _op_name(func) -> str:

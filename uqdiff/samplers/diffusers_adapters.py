@@ -150,9 +150,9 @@ class DiffusersSampler:
         return (1 + self.num_steps, *self.sample_shape) if self.stochastic else self.sample_shape
 
     @property
-    def initial_noise_size(self) -> int:
-        """Length of x_T, the leading part of the flattened stream (where RQMC pays off most)."""
-        return math.prod(self.sample_shape)
+    def noise_layout(self) -> tuple[tuple[int, ...], ...]:
+        """The draws the noise packs: x_T, then one per step for stochastic samplers (fed slot by slot)."""
+        return (tuple(self.sample_shape),) * (1 + self.num_steps if self.stochastic else 1)
 
     @torch.no_grad()
     def __call__(self, noise: torch.Tensor) -> torch.Tensor:

@@ -77,9 +77,10 @@ class PosteriorSampler:
         return (1 + self.prior.num_steps, *shape) if self.stochastic else shape
 
     @property
-    def initial_noise_size(self) -> int:
-        """Length of x_T, the leading part of the stream (where RQMC pays off most)."""
-        return math.prod(self.prior.sample_shape)
+    def noise_layout(self) -> tuple[tuple[int, ...], ...]:
+        """The draws the noise packs: x_T, then one per step when steps inject noise (fed slot by slot)."""
+        shape = tuple(self.prior.sample_shape)
+        return (shape,) * (1 + self.prior.num_steps if self.stochastic else 1)
 
     def __call__(self, noise: torch.Tensor) -> torch.Tensor:
         if tuple(noise.shape[1:]) != self.noise_shape:

@@ -31,15 +31,30 @@ import torch
 from uqdiff._util import to_numpy
 from uqdiff.designs import NoiseDesign, as_design
 from uqdiff.designs.seeds import SeedLike, entropy
-from uqdiff.samplers.base import Recording, device_of, noise_shape_of
-from uqdiff.samplers.capture import DEFAULT_TOLERANCE
+from uqdiff.designs.streams import NoiseStream
+from uqdiff.samplers.base import Recording, Sampler, device_of, noise_shape_of
+from uqdiff.samplers.capture import DEFAULT_TOLERANCE, Captured
 
+OPT_OUT = (
+    "If only part of the randomness is meant to be designed, set `generator.repeat_check = False` to skip this "
+    "check (intervals then hold for the undesigned part as extra noise, and couplings only for the designed part)"
+)
 FIX = (
     "To fix it: wrap the sampler's own code with uqdiff.samplers.Captured(lambda n: ...), which serves every torch "
     "Gaussian draw from the design and refuses other torch randomness; seed any numpy or Python random source "
-    "from fixed inputs; put models in eval mode (dropout). If only part of the randomness is meant to be "
-    "designed, set `generator.repeat_check = False` to skip this check (intervals then hold for the undesigned "
-    "part as extra noise, and couplings only for the designed part)"
+    f"from fixed inputs; put models in eval mode (dropout). {OPT_OUT}"
+)
+#: a captured sampler's torch randomness is served or refused already: what is left is outside torch
+FIX_CAPTURED = (
+    "Every torch draw of a captured sampler comes from the design or is refused, so the stray randomness is "
+    "outside torch: seed any numpy or Python random source from fixed inputs (it cannot be intercepted). "
+    f"{OPT_OUT}"
+)
+FIX_BATCH = (
+    "To fix it: remove the coupling between the samples of a batch (statistics over the batch such as a "
+    "normalisation by its mean, batch-norm in training mode, an operator applied to the flattened batch), or run "
+    "one noise at a time: batch_size=1, or Captured(fn, max_batch=1) for a sampler that only supports batch 1. "
+    "If the coupling is intended, set `generator.repeat_check = False` to skip this check"
 )
 
 
@@ -78,6 +93,7 @@ def check_first_batch(generator: Callable, noise_one: Any, output_one: Any, *, b
     tol = tolerance_of(generator)
     if isinstance(generator, Recording):  # its extra calls must not join the kept outputs
         generator = generator.generator
+    fix = FIX_CAPTURED if isinstance(generator, Captured) else FIX
     alone = generator(noise_one)
     diff, scale = max_difference(alone, output_one)
     if diff <= tol * max(scale, 1e-30):
@@ -89,18 +105,18 @@ def check_first_batch(generator: Callable, noise_one: Any, output_one: Any, *, b
         raise RepeatCheckError(
             f"the generator is not a function of its noise: the same noise ({where}) run twice gave outputs that "
             f"differ by up to {repeat_diff:.4g} ({limit}). Randomness that does not come from the design reaches "
-            f"the output, so repeats differ and the design's coupling holds only in part. {FIX}"
+            f"the output, so repeats differ and the design's coupling holds only in part. {fix}"
         )
     if batch > 1:
         raise RepeatCheckError(
-            f"the generator's output for a noise depends on the rest of its batch: {where} alone gave an output "
-            f"that differs by up to {diff:.4g} from the same noise inside a batch of {batch} ({limit}). Samples "
-            "must not interact (batch statistics, a draw shared across the batch, batch-norm in training mode), "
-            f"or results change with batch_size, sharding and resuming. {FIX}"
+            f"the generator's output for a noise depends on the rest of its batch (batch dependence): {where} alone "
+            f"gave the same output twice, but one that differs by up to {diff:.4g} from the same noise inside a batch "
+            f"of {batch} ({limit}). Samples must not interact, or results change with batch_size, sharding and "
+            f"resuming. {FIX_BATCH}"
         )
     raise RepeatCheckError(  # batch of one: the first run and the repeat differ, the two repeats agree
         f"the generator is not a function of its noise: the same noise ({where}) gave {diff:.4g} apart on its "
-        f"first and second run ({limit}); it keeps state between calls. {FIX}"
+        f"first and second run ({limit}); it keeps state between calls. {fix}"
     )
 
 
@@ -142,7 +158,15 @@ class RepeatReport:
         return {**asdict(self), "repeatable": self.repeatable, "batch_consistent": self.batch_consistent}
 
     def __str__(self) -> str:
-        verdict = "a function of its noise" if self.ok else "NOT a function of its noise"
+        if self.ok:
+            verdict = "a function of its noise"
+        elif self.repeatable:  # the same batch repeats exactly: the noise decides, but so does the batch
+            verdict = (
+                "NOT batch-consistent (batch dependence): the same batch repeats, but a noise alone and inside "
+                "its batch give different outputs"
+            )
+        else:
+            verdict = "NOT a function of its noise"
         return (
             f"{verdict}: repeat difference {self.repeat_difference:.3g}, batch difference {self.batch_difference:.3g} "
             f"(tolerance {self.tolerance:g} x max |output| {self.scale:.4g}); the designed noise explains "
@@ -166,7 +190,8 @@ def check_repeatable(
     Parameters
     ----------
     generator : callable
-        Any uqdiff generator: noise batch -> outputs, or a :class:`Captured` sampler.
+        Any uqdiff generator: noise batch -> outputs, or a sampler (a :class:`Captured` one), which reads
+        the noise stream itself.
     budget : int
         Noises drawn (at least 2); the generator runs on them twice as one batch, and on the first alone.
     design : NoiseDesign or str
@@ -201,15 +226,9 @@ def check_repeatable(
     design = as_design(design)
     entropy(seed)
     groups = np.arange(math.ceil(budget / design.group_size))
-    if getattr(generator, "streamed", False):
-        noise = design.stream(groups, seed=seed, dtype=dtype)[:budget]
-        one = noise[0:1]
-    else:
-        shape = noise_shape_of(generator, noise_shape)
-        dev = device_of(generator, device)
-        z = design.groups(groups, math.prod(shape), seed=seed, device=dev, dtype=dtype)
-        noise = z.reshape(-1, *shape)[:budget]
-        one = noise[0:1].clone()
+    stream = design.stream(groups, seed=seed, dtype=dtype)[:budget]
+    noise = _noise_for(generator, stream, noise_shape=noise_shape, device=device, dtype=dtype)
+    one = _noise_for(generator, stream[0:1], noise_shape=noise_shape, device=device, dtype=dtype)
     first = to_numpy(generator(noise))
     second = to_numpy(generator(noise))
     alone = generator(one)
@@ -227,3 +246,12 @@ def check_repeatable(
         explained_variance=explained,
         design=design.name,
     )
+
+
+def _noise_for(generator: Any, stream: NoiseStream, *, noise_shape, device, dtype: torch.dtype) -> Any:
+    """What ``generator`` is called with: the stream itself for a sampler, which reads its draws from it;
+    for a plain generator, the stream's first slot as a tensor (B, *noise_shape) on the generator's device."""
+    if isinstance(generator, Sampler):
+        return stream
+    shape = noise_shape_of(generator, noise_shape)
+    return stream.slot(0, shape, offset=0, device=device_of(generator, device), dtype=dtype)

@@ -14,51 +14,51 @@ from typing import Any
 import numpy as np
 import torch
 
-from uqdiff.samplers.base import device_of, noise_shape_of
+from uqdiff.designs.anchored import Anchored
+from uqdiff.designs.streams import NoiseStream
+from uqdiff.samplers.base import Sampler, TensorSampler, as_sampler
 
 
-class CommonNoise:
-    """Noise (B, *noise_shape) -> outputs (B, arms, ...) of several generators fed the same noise.
+class CommonNoise(Sampler):
+    """Noise -> outputs (B, arms, ...) of several samplers fed the same noise stream (common random numbers).
 
-    Generators whose noise is smaller than the joint noise (the largest of
-    theirs) get its leading coordinates: samplers here put the initial latent
-    first in their noise stream, so e.g. a deterministic DDIM and a stochastic
-    DDPM share the initial latent. Any subset of the coordinates of an
-    N(0, I) noise is N(0, I), so every arm still sees exactly its own noise law
-    under every design. Outputs must have one shape; they are stacked on axis 1.
+    Every arm reads the same stream: samplers whose draws match get the same noise slot by slot;
+    otherwise each slot's common leading coordinates are shared (slot 0, x_T, in full when the
+    arms' first draws have one shape). Any part of an N(0, I) stream is N(0, I), so every arm still
+    sees exactly its own noise law under every design. :attr:`shared` says what is common.
+    Outputs must have one shape; they are stacked on axis 1.
 
+    >>> from uqdiff.designs import IID
     >>> from uqdiff.samplers import LinearGenerator
     >>> joint = CommonNoise({"A": LinearGenerator([0.0]), "B": LinearGenerator([1.0])})
-    >>> joint(torch.ones(2, 1))[:, :, 0].tolist()
-    [[1.0, 2.0], [1.0, 2.0]]
+    >>> out = joint(IID().stream([0, 1], seed=0))
+    >>> bool(torch.equal(out[:, 1] - out[:, 0], torch.ones(2, 1))), joint.shared
+    (True, 'the whole noise stream, slot by slot')
     """
 
     def __init__(self, generators: Mapping[str, Callable], *, noise_shape: tuple[int, ...] | None = None) -> None:
         if not isinstance(generators, Mapping) or len(generators) < 2:
             raise ValueError(f"generators must be a mapping of at least 2 names to generators, got {generators!r}")
-        self.generators = {str(name): g for name, g in generators.items()}
+        self.generators = {str(name): as_sampler(g, noise_shape=noise_shape) for name, g in generators.items()}
         if len(self.generators) != len(generators):
             raise ValueError(f"generator names must differ as strings, got {list(generators)}")
-        self._shapes = {name: noise_shape_of(g, noise_shape) for name, g in self.generators.items()}
-        self.noise_shape = max(self._shapes.values(), key=math.prod)
-        devices = {str(device_of(g, None)) for g in self.generators.values()}
-        if len(devices) > 1:
-            raise ValueError(f"all generators must run on one device, got {sorted(devices)}")
-        self.device = torch.device(devices.pop())
-        #: Images made per noise (one per generator): results count generator calls with it.
-        self.calls_per_noise = len(self.generators)
+        draws = [s.draws for s in self.generators.values()]
+        self.noise_shape = max((d[0] for d in draws), key=math.prod)
+        self.device = next(iter(self.generators.values())).device
+        #: Images made per noise (one per arm): results count generator calls with it.
+        self.calls_per_noise = sum(s.calls_per_noise for s in self.generators.values())
+        self.shared = shared_noise(draws)
 
     @property
     def names(self) -> list[str]:
         return list(self.generators)
 
-    def __call__(self, noise: torch.Tensor) -> torch.Tensor:
-        flat = noise.reshape(len(noise), -1)
+    def __call__(self, noise: NoiseStream) -> torch.Tensor:
         outputs = []
-        for name, g in self.generators.items():
-            shape = self._shapes[name]
-            out = g(flat[:, : math.prod(shape)].reshape(len(noise), *shape))
-            outputs.append(out if isinstance(out, torch.Tensor) else torch.from_numpy(np.asarray(out)))
+        for sampler in self.generators.values():
+            out = sampler(noise)
+            out = out if isinstance(out, torch.Tensor) else torch.from_numpy(np.asarray(out))
+            outputs.append(out.to(self.device))
         shapes = {tuple(o.shape) for o in outputs}
         if len(shapes) > 1:
             raise ValueError(
@@ -66,6 +66,18 @@ class CommonNoise:
             )
         dtype = outputs[0].dtype if len({o.dtype for o in outputs}) == 1 else torch.float64
         return torch.stack([o.to(dtype) for o in outputs], dim=1)
+
+
+def shared_noise(draws: list[tuple[tuple[int, ...], ...]]) -> str:
+    """What samplers with these per-sample draw shapes have in common when they read one stream."""
+    if all(d == draws[0] for d in draws):
+        return "the whole noise stream, slot by slot"
+    same = 0
+    while all(len(d) > same for d in draws) and all(d[same] == draws[0][same] for d in draws):
+        same += 1
+    if same == 0:
+        return "the common leading coordinates of each slot (x_T shapes differ)"
+    return f"slots 0..{same - 1} (x_T first) in full, then the common leading coordinates of each slot"
 
 
 def blend(z0: torch.Tensor, w: torch.Tensor, c: float) -> torch.Tensor:
@@ -78,12 +90,13 @@ def blend(z0: torch.Tensor, w: torch.Tensor, c: float) -> torch.Tensor:
     return c * z0.to(device=w.device, dtype=w.dtype) + math.sqrt(1.0 - c * c) * w
 
 
-class Variations:
-    """Generator of variations of ``generator(z0)``: noise w -> generator(blend(z0, w, c)).
+class Variations(Sampler):
+    """Sampler of variations of ``generator(z0)``: noise w -> generator(blend(z0, w, c)).
 
-    ``z0`` has the generator's noise shape; c = 1 reproduces G(z0), c = 0 is
-    ordinary sampling. Its ``noise_shape`` and ``device`` are those of z0 and
-    the generator, so :func:`uqdiff.estimators.estimate` runs it as any generator.
+    ``z0`` is one noise of the sampler: its noise tensor for a tensor generator, or a captured
+    sampler's whole stream flattened (:func:`~uqdiff.samplers.capture.flat_noise`); the blend is
+    made draw by draw. c = 1 reproduces G(z0), c = 0 is ordinary sampling. Every design applies
+    to w, so :func:`uqdiff.estimators.estimate` runs it as any sampler.
 
     >>> from uqdiff import estimate
     >>> from uqdiff.samplers import LinearGenerator
@@ -94,19 +107,24 @@ class Variations:
     """
 
     def __init__(self, generator: Callable, z0: Any, c: float) -> None:
-        self.generator = generator
+        self.sampler = as_sampler(generator)
         self.z0 = torch.as_tensor(z0).detach().clone()
         self.c = _check_c(c)
-        self.noise_shape = tuple(self.z0.shape)
-        self.device = device_of(generator, None)
+        if isinstance(self.sampler, TensorSampler) and tuple(self.z0.shape) != self.sampler.tensor_shape:
+            raise ValueError(
+                f"z0 has shape {tuple(self.z0.shape)}; the generator's noise has shape {self.sampler.tensor_shape}"
+            )
+        self.noise_shape, self.device = self.sampler.noise_shape, self.sampler.device
+        self.calls_per_noise = self.sampler.calls_per_noise
 
-    def __call__(self, noise: torch.Tensor) -> Any:
-        if tuple(noise.shape[1:]) != self.noise_shape:
-            raise ValueError(f"noise shape {tuple(noise.shape[1:])} per sample does not match z0's {self.noise_shape}")
-        return self.generator(blend(self.z0, noise, self.c))
+    def __call__(self, noise: NoiseStream) -> Any:
+        blended = NoiseStream(
+            Anchored(noise.design, self.z0, self.c), noise.groups, noise.members, seed=noise.seed, dtype=noise.dtype
+        )
+        return self.sampler(blended)
 
     def __repr__(self) -> str:
-        return f"Variations(c={self.c}, noise_shape={self.noise_shape})"
+        return f"Variations(c={self.c}, z0 of {self.z0.numel()} values)"
 
 
 class SkipGradient:
