@@ -304,3 +304,22 @@ def test_help_lists_every_flag_and_examples(capsys):
             assert flag in text, (command, flag)
         assert f"uqdiff {command} --model oracle" in text
     assert main(["--help"]) == 0 and "compare" in capsys.readouterr().out
+
+
+def test_model_module_in_the_current_folder_is_found_by_the_console_script(tmp_path):
+    script = Path(sys.executable).parent / "uqdiff"
+    if not script.exists():
+        pytest.skip("the uqdiff console script is not installed next to this Python")
+    (tmp_path / "my_models.py").write_text(
+        "from uqdiff.samplers import landscape_oracle\n\ndef make(size=8):\n    return landscape_oracle(size)\n"
+    )
+    proc = subprocess.run(
+        [str(script), "estimate", "--model", "my_models:make", "-O", "size=4", "--budget", "16", "--no-plots"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "my_models:make" in (tmp_path / "uqdiff-output" / "config.yaml").read_text()

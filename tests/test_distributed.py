@@ -108,3 +108,15 @@ def test_missing_ray_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without Ray looks like to import
     with pytest.raises(ImportError, match=r"pip install 'uqdiff\[ray\]'"):
         RayExecutor(2)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without GPUs")
+def test_gpus_asked_of_a_cluster_without_them_fail_fast_with_the_fix():
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeError, match=r"asks 1 GPU per worker .* cluster has 0.*num_gpus_per_worker=0"):
+        estimate(ORACLE, STATS, budget=64, executor=RayExecutor(2, num_gpus_per_worker=1))
+    assert time.perf_counter() - t0 < 60
+    with pytest.raises(RuntimeError, match="asks 3 CPU per worker"):
+        estimate(ORACLE, STATS, budget=64, executor=RayExecutor(2, num_cpus_per_worker=3))

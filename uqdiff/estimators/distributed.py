@@ -66,6 +66,20 @@ class RayExecutor:
         self.init_kwargs = dict(init_kwargs or {})
         _import_ray()
 
+    def check_resources(self, cluster: dict[str, float]) -> None:
+        """Refuse a worker that no node of the cluster can host: Ray would wait for it for ever."""
+        for key, asked, option in (
+            ("GPU", self.num_gpus_per_worker, "num_gpus_per_worker"),
+            ("CPU", self.num_cpus_per_worker, "num_cpus_per_worker"),
+        ):
+            have = float(cluster.get(key, 0))
+            if asked > have:
+                raise RuntimeError(
+                    f"RayExecutor asks {asked:g} {key} per worker ({option}={asked!r}) but the Ray cluster has "
+                    f"{have:g}: its tasks would wait for ever. Ask for at most {have:g} ({option}=0 runs on "
+                    f"CPUs only){', or connect to a cluster with GPUs (init_kwargs=dict(address=...))' if key == 'GPU' else ''}"
+                )
+
     def shards(self, lo: int, hi: int, per_batch: int = 1) -> list[tuple[int, int]]:
         """Ranges covering lo..hi-1, each a whole number of ``per_batch``-group batches.
 
@@ -82,6 +96,7 @@ class RayExecutor:
         ray = _import_ray()
         if not ray.is_initialized():
             ray.init(**self.init_kwargs)
+        self.check_resources(ray.cluster_resources())
         task = ray.remote(_run_shard).options(
             num_cpus=self.num_cpus_per_worker,
             num_gpus=self.num_gpus_per_worker,

@@ -110,7 +110,7 @@ class UNetPrior(DiffusionPrior):
         ab = float(self.alphas_cumprod[step])
         labels = None if self.class_label is None else torch.full((len(x),), self.class_label, device=x.device)
         out = self.unet(x, t.to(x.device), class_labels=labels)
-        eps = getattr(out, "sample", out).float()
+        eps = getattr(out, "sample", out).to(torch.promote_types(x.dtype, torch.float32))
         x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
         return x0 if self.clip is None else x0.clamp(-self.clip, self.clip)
 

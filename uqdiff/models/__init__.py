@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -169,12 +171,19 @@ def _oracle(options: dict[str, Any], device: str | None) -> LoadedModel:
 
 def _load_entry_point(spec: str, options: dict[str, Any]) -> LoadedModel:
     module_name, _, attr = spec.partition(":")
+    # The `uqdiff` command, unlike `python -m`, does not put the current folder on the path: a
+    # user's module next to their config would not be found.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         obj = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as err:
-        raise UnknownModel(f"cannot import {spec!r} ({err}); give an importable module:callable") from None
+        raise UnknownModel(
+            f"cannot import {spec!r} ({err}); give module:callable with the module importable from the current "
+            f"folder ({os.getcwd()}) or an installed package"
+        ) from None
     if hasattr(obj, "noise_shape"):
         if options:
             raise KeyError(f"{spec!r} is a generator (it has noise_shape), so it takes no model options")

@@ -19,26 +19,40 @@ FASHION_DDPM_DIR = ASSETS / "fashion_mnist_ddpm"
 NULL_CLASS = 10
 
 
-def load_fashion_ddpm(path: str | Path = FASHION_DDPM_DIR):
-    """(UNet2DModel, DDPMScheduler) from the committed save_pretrained folders; no network access."""
+def load_fashion_ddpm(path: str | Path = FASHION_DDPM_DIR, *, dtype: torch.dtype = torch.float32):
+    """(UNet2DModel, DDPMScheduler) from the committed save_pretrained folders; no network access.
+
+    ``dtype`` is the UNet's weights' dtype: torch.float64 for samplers whose many guided steps
+    amplify float32 rounding (see docs/capture.md).
+    """
     from diffusers import DDPMScheduler, UNet2DModel
 
     path = Path(path)
     if not (path / "unet" / "config.json").is_file():
         raise FileNotFoundError(f"no trained model in {path}; train it with training/train_fashion_ddpm.py")
     # low_cpu_mem_usage=False: the small model needs no accelerate, and diffusers then does not ask for it.
-    unet = UNet2DModel.from_pretrained(str(path / "unet"), local_files_only=True, low_cpu_mem_usage=False)
+    unet = UNet2DModel.from_pretrained(
+        str(path / "unet"), local_files_only=True, low_cpu_mem_usage=False, torch_dtype=dtype
+    )
     scheduler = DDPMScheduler.from_pretrained(str(path / "scheduler"), local_files_only=True)
     return unet, scheduler
 
 
 def fashion_prior(
-    num_inference_steps: int = 100, *, class_label: int | None = None, device: torch.device | str | None = None
+    num_inference_steps: int = 100,
+    *,
+    class_label: int | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
 ):
-    """The DDPM as a prior for posterior samplers (DPS, DDS) on 28x28 images; unconditional by default."""
+    """The DDPM as a prior for posterior samplers (DPS, DDS) on 28x28 images; unconditional by default.
+
+    ``dtype=torch.float64`` runs the UNet in double precision (about 3.4x slower on a CPU): feed it
+    float64 iterates. DPS-style guidance can grow float32 rounding into visible differences.
+    """
     from uqdiff.inverse.priors import UNetPrior
 
-    unet, scheduler = load_fashion_ddpm()
+    unet, scheduler = load_fashion_ddpm(dtype=dtype)
     label = NULL_CLASS if class_label is None else class_label
     return UNetPrior(
         unet, scheduler, num_inference_steps=num_inference_steps, class_label=label, crop=(2, 2, 2, 2), device=device

@@ -54,6 +54,9 @@ FIX_BATCH = (
     "To fix it: remove the coupling between the samples of a batch (statistics over the batch such as a "
     "normalisation by its mean, batch-norm in training mode, an operator applied to the flattened batch), or run "
     "one noise at a time: batch_size=1, or Captured(fn, max_batch=1) for a sampler that only supports batch 1. "
+    "An iterative sampler that amplifies rounding looks the same: float32 kernels round differently at different "
+    "batch sizes, and many guided steps (DPS with a large step size, a truth far from the prior) can grow those "
+    "last bits into visible differences; if the samples do not interact, run in float64 or lower the step size. "
     "If the coupling is intended, set `generator.repeat_check = False` to skip this check"
 )
 
