@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -166,7 +167,7 @@ size = 8
 CONFIG_YAML = """
 model: oracle
 designs: [mc, antithetic]
-statistics: mean
+statistics: [mean]
 budget: 32
 seed: 1
 pairs: 0
@@ -323,3 +324,34 @@ def test_model_module_in_the_current_folder_is_found_by_the_console_script(tmp_p
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "my_models:make" in (tmp_path / "uqdiff-output" / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    "args, text, match",
+    [
+        (["-O", "size=4", "-O", "size=5"], None, "size is given twice"),
+        (
+            [],
+            'model = "oracle"\nstatistics = "mean"\n',
+            r"must be a list, got the text 'mean': write statistics = \['mean'\]",
+        ),
+        ([], "model: oracle\ndesigns: antithetic\n", "designs.*must be a list"),
+        ([], "model: oracle\ndesign: [mc]\n", "one design spec"),
+        ([], "model: oracle\ndesign: mc\ndesigns: [mc]\n", "not both"),
+    ],
+)
+def test_config_mistakes_are_refused_before_the_model_runs(tmp_path, capsys, args, text, match):
+    extra = []
+    if text is not None:
+        path = tmp_path / ("run.toml" if "=" in text else "run.yaml")
+        path.write_text(text)
+        extra = ["--config", str(path)]
+    assert main(["estimate", *ORACLE, *args, *extra, "--out", str(tmp_path / "o")]) == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+def test_design_in_a_config_file_is_the_flag_design(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: oracle\ndesign: kantithetic:4\nbudget: 32\nplots: false\nquiet: true\n")
+    assert main(["estimate", "--config", str(path), "--out", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["config"]["designs"] == ["kantithetic:4"]

@@ -176,11 +176,21 @@ class RunConfig:
         kwargs = {}
         for key, value in values.items():
             name = str(key).replace("-", "_")
+            if name == "design":  # the flag --design, written in a file: one design
+                if "designs" in values:
+                    raise ConfigError("design", f"give design or designs in {source}, not both")
+                if not isinstance(value, (str, tuple)):
+                    raise ConfigError("design", f"must be one design spec such as 'antithetic', got {value!r}")
+                name, value = "designs", (value,) if isinstance(value, str) else value
             if name not in allowed:
                 raise ConfigError(name, f"unknown field in {source}; allowed fields: {', '.join(sorted(allowed))}")
             if name in ("statistics", "designs") and isinstance(value, str):
-                value = (value,)
-            elif name in ("statistics", "designs") and isinstance(value, list):
+                raise ConfigError(
+                    name,
+                    f"must be a list, got the text {value!r}: write {name} = [{value!r}] in TOML or "
+                    f"{name}: [{value}] in YAML" + (" (or design = ... for one design)" if name == "designs" else ""),
+                )
+            if name in ("statistics", "designs") and isinstance(value, list):
                 value = tuple(value)
             elif name == "out" and isinstance(value, Path):
                 value = str(value)
@@ -277,13 +287,24 @@ def parse_value(text: str) -> Any:
 
 def parse_assignments(items: list[str], field_name: str) -> dict[str, Any]:
     """``["key=value", ...]`` from repeated flags into a dict of parsed values."""
-    out = {}
+    out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(field_name, f"write KEY=VALUE, got {item!r}")
+        if key in out:
+            raise ConfigError(field_name, f"{key} is given twice ({out[key]!r}, then {text!r}); give each key once")
         out[key] = parse_value(text)
     return out
+
+
+def toml_loads(text: str) -> dict[str, Any]:
+    """Parse TOML with the standard library's tomllib (Python 3.11+), else the tomli package (3.10)."""
+    try:
+        import tomllib  # novm: guarded, tomli below on Python 3.10
+    except ModuleNotFoundError:  # Python 3.10: pyproject installs tomli there
+        import tomli as tomllib
+    return tomllib.loads(text)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -299,9 +320,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError("config", f"cannot read {path}: {err.strerror}") from None
     try:
         if path.suffix.lower() == ".toml":
-            import tomllib
-
-            values = tomllib.loads(text)
+            values = toml_loads(text)
         else:
             import yaml
 
