@@ -42,6 +42,20 @@ BATCH = 32
 F = torch.nn.functional
 
 
+def timed_in_turn(paths: list, rep: int, per: int = 1) -> tuple[str, dict[str, float]]:
+    """Run each (name, fn) once, side by side, each path first in turn; (first name, seconds / ``per``)."""
+    n = len(paths)
+    order = paths[rep % n :] + paths[: rep % n]  # each path first in turn
+    if n > 2 and (rep // n) % 2:  # and the others in both orders
+        order = order[:1] + order[:0:-1]
+    times = {}
+    for name, run in order:
+        t0 = time.perf_counter()
+        run(rep)
+        times[name] = (time.perf_counter() - t0) / per
+    return order[0][0], times
+
+
 def ddpm_loop(unet, scheduler, label: int):
     """A DDPM sampler as one writes it against diffusers: the scheduler draws each step's noise."""
 
@@ -89,15 +103,8 @@ def time_overhead(steps: int, reps: int, seed: int) -> tuple[pd.DataFrame, dict]
     slot_seconds.clear()
     rows = []
     for rep in range(reps):
-        order = [("direct", direct), ("captured", through_capture)]
-        if rep % 2:
-            order.reverse()
-        times = {}
-        for name, run in order:
-            t0 = time.perf_counter()
-            run(rep)
-            times[name] = time.perf_counter() - t0
-        rows.append({"repetition": rep, "first": order[0][0], **times, "ratio": times["captured"] / times["direct"]})
+        first, times = timed_in_turn([("direct", direct), ("captured", through_capture)], rep)
+        rows.append({"repetition": rep, "first": first, **times, "ratio": times["captured"] / times["direct"]})
     frame = pd.DataFrame(rows)
     per_call_slots = sum(slot_seconds) / reps
     summary = {
@@ -214,16 +221,9 @@ def dps_overhead(batches: tuple[int, ...], steps: int, reps: int, seed: int) -> 
         with _CountCalls() as counter:
             loop(batch)
         for rep in range(reps):
-            order = [("direct", direct), ("captured", through_capture), ("no_op_mode", no_op_mode)]
-            order = order[rep % 3 :] + order[: rep % 3]  # each path runs first in turn
-            if rep % 2:
-                order.reverse()
-            times = {}
-            for name, run in order:
-                t0 = time.perf_counter()
-                run(rep)
-                times[name] = (time.perf_counter() - t0) / calls
-            rows.append({"batch": batch, "repetition": rep, "first": order[0][0], **times})
+            paths = [("direct", direct), ("captured", through_capture), ("no_op_mode", no_op_mode)]
+            first, times = timed_in_turn(paths, rep, per=calls)
+            rows.append({"batch": batch, "repetition": rep, "first": first, **times})
         frame = pd.DataFrame([r for r in rows if r["batch"] == batch])
         ratio = frame.captured / frame.direct
         summary.append(

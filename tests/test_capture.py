@@ -31,19 +31,11 @@ from uqdiff.samplers.base import Sampler
 from uqdiff.samplers.capture import flat_noise
 
 pytestmark = [
+    pytest.mark.usefixtures("one_thread"),  # tests/conftest.py
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # numpy 2 on torch tensors inside diffusers
     pytest.mark.filterwarnings("ignore:Should have t:UserWarning"),  # torchsde's float32 interval ends
     pytest.mark.filterwarnings("ignore:the group means of:UserWarning"),  # small budgets, on purpose
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run far faster on one thread than on cores shared with other work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class CountGaussianDraws(TorchFunctionMode):

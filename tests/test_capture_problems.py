@@ -12,13 +12,7 @@ from uqdiff.samplers.base import Sampler
 from uqdiff.samplers.capture import CapturedCallError
 from uqdiff.samplers.repeat import check_first_batch
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # -- 1. solvers that only run at batch 1 ----------------------------------------------------------------

@@ -24,16 +24,9 @@ from diffusers import (  # noqa: E402
 import uqdiff  # noqa: E402
 from uqdiff.samplers import DiffusersSampler, PipelineGenerator  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 STEPS = 3
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions run far faster on one thread than on cores shared with other work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_unet(channels: int = 1, size: int = 8, num_class_embeds: int | None = 3) -> UNet2DModel:

@@ -20,11 +20,12 @@ estimator run on a suitable generator and statistic:
 from uqdiff.estimators.accumulator import GroupAccumulator, Moments
 from uqdiff.estimators.audit import AuditResult, audit, difference_interval, proportion_interval
 from uqdiff.estimators.auto import AutoDesign
+from uqdiff.estimators.betting import betting_interval
 from uqdiff.estimators.checkpoint import Checkpoint, CheckpointError
 from uqdiff.estimators.control_variates import ControlVariates
 from uqdiff.estimators.directions import gradient_directions
 from uqdiff.estimators.distributed import RayExecutor
-from uqdiff.estimators.estimate import GeneratorError, compare, estimate
+from uqdiff.estimators.estimate import CallbackError, GeneratorError, compare, estimate
 from uqdiff.estimators.fixed_object import FixedObjectMetrics, FixedObjectResult, fixed_object_gallery
 from uqdiff.estimators.gallery import GalleryComparison, GalleryDifference, compare_galleries, estimate_gallery
 from uqdiff.estimators.learned import LearnedCoupling, learn_coupling
@@ -50,6 +51,7 @@ __all__ = [
     "FixedObjectResult",
     "GalleryComparison",
     "GalleryDifference",
+    "CallbackError",
     "GeneratorError",
     "GroupAccumulator",
     "LearnedCoupling",
@@ -76,6 +78,7 @@ __all__ = [
     "evaluate_solver",
     "fixed_object_gallery",
     "gradient_directions",
+    "betting_interval",
     "group_means",
     "learn_coupling",
     "p_value",

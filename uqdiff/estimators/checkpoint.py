@@ -141,8 +141,17 @@ class Stage:
         return sum(b - a for a, b in self.done)
 
 
-def save(path: str | os.PathLike, config: Mapping[str, Any], stages: Mapping[str, Stage], version: str) -> None:
-    """Write the checkpoint atomically: temporary file in the same folder, fsync, rename."""
+def save(
+    path: str | os.PathLike,
+    config: Mapping[str, Any],
+    stages: Mapping[str, Stage],
+    version: str,
+    sampler_output: Mapping[str, Any] | None = None,
+) -> None:
+    """Write the checkpoint atomically: temporary file in the same folder, fsync, rename.
+
+    ``sampler_output`` is the sampler's fingerprint (see :func:`sampler_fingerprint`).
+    """
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
     stage_meta = {}
@@ -158,6 +167,7 @@ def save(path: str | os.PathLike, config: Mapping[str, Any], stages: Mapping[str
         "uqdiff_version": version,
         "config": dict(config),
         "stages": stage_meta,
+        "sampler_output": None if sampler_output is None else dict(sampler_output),
         "digest": _digest(arrays),
     }
     arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
@@ -230,6 +240,38 @@ def check_matches(path: str | os.PathLike, meta: Mapping[str, Any], config: Mapp
         raise CheckpointError(
             f"checkpoint {str(path)!r} belongs to a different run ({'; '.join(diffs)}); "
             "pass the same options to continue it, or another checkpoint path to start afresh"
+        )
+
+
+#: Elements of the probe output a checkpoint keeps (evenly spaced): enough to tell two models apart.
+FINGERPRINT_VALUES = 1024
+
+
+def sampler_fingerprint(output: np.ndarray, tolerance: float) -> dict[str, Any]:
+    """What a checkpoint keeps of the sampler's output on one fixed noise: shape and up to 1024 values."""
+    flat = np.asarray(output, dtype=np.float64).ravel()
+    index = np.unique(np.linspace(0, flat.size - 1, min(flat.size, FINGERPRINT_VALUES)).round().astype(int))
+    return {"shape": list(output.shape), "values": flat[index].tolist(), "tolerance": float(tolerance)}
+
+
+def check_sampler(path: str | os.PathLike, saved: Mapping[str, Any], now: Mapping[str, Any], where: str) -> None:
+    """Refuse to resume with a sampler that does not reproduce the checkpoint's fingerprint."""
+    advice = (
+        "resume with the sampler (model, weights, settings) that wrote the checkpoint, or give another checkpoint "
+        "path to start afresh"
+    )
+    if list(saved["shape"]) != list(now["shape"]):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} was written with another sampler: its output for {where} had shape "
+            f"{tuple(saved['shape'])}, this sampler's has {tuple(now['shape'])}; {advice}"
+        )
+    a, b = np.asarray(saved["values"]), np.asarray(now["values"])
+    diff, scale = float(np.abs(a - b).max(initial=0.0)), float(np.abs(a).max(initial=0.0))
+    if diff > saved["tolerance"] * max(scale, 1e-30):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} was written with another sampler: its output for {where} differs from this "
+            f"sampler's by up to {diff:.4g} (tolerance {saved['tolerance']:g} x max |output| {scale:.4g}), so the "
+            f"finished groups and the new ones would mix two models; {advice}"
         )
 
 

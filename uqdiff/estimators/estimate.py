@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import time
 import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -31,8 +32,8 @@ from uqdiff.estimators.checkpoint import Checkpoint
 from uqdiff.estimators.control_variates import ControlVariates, against_mc, fit_control, pilot_groups
 from uqdiff.estimators.results import ComparisonResult, EstimateResult, StatisticResult, quantile
 from uqdiff.estimators.stopping import StoppingRule, groups_for_budget
-from uqdiff.samplers.base import as_sampler, device_of, is_out_of_memory
-from uqdiff.samplers.repeat import check_first_batch, wants_check
+from uqdiff.samplers.base import Recording, as_sampler, device_of, is_out_of_memory
+from uqdiff.samplers.repeat import check_first_batch, tolerance_of, wants_check
 
 StatisticsLike = Callable | Sequence[Callable] | Mapping[str, Callable]
 CheckpointLike = Checkpoint | str | os.PathLike
@@ -142,6 +143,7 @@ def evaluate_groups(
         if len(images) != len(chunk):
             raise ValueError(f"generator returned {len(images)} outputs for a batch of {len(chunk)} noises")
         _check_output_shape(shapes, "generator output", tuple(images.shape[1:]), where(0))
+        _check_output_shape(shapes, "generator output dtype", (output_kind(images, where(0)),), where(0))
         finite = (
             torch.isfinite(images)
             if isinstance(images, torch.Tensor)
@@ -150,10 +152,26 @@ def evaluate_groups(
         if not bool(finite.all()):
             bad = int(torch.nonzero(~finite.reshape(len(chunk), -1).all(dim=1))[0])
             raise FloatingPointError(f"generator output has NaN or Inf at {where(bad)}")
+        untouched = None
         if first is not None and lo == 0:
             first.extend([probe, images[0:1], len(chunk), where(0)])
+            untouched = images[0:1].clone() if isinstance(images, torch.Tensor) else np.array(images[0:1])
         for name, stat in statistics.items():
-            out = stat(images)
+            try:
+                out = stat(images)
+            except Exception as exc:  # keep its type (callers catch it), add what uqdiff was doing
+                if hasattr(exc, "add_note"):  # Python 3.11+
+                    exc.add_note(
+                        f"uqdiff: raised by statistic {name!r} on a batch of generator outputs of shape "
+                        f"{tuple(images.shape)} and dtype {images.dtype} (groups from {where(0)})"
+                    )
+                raise
+            if untouched is not None and not _same_values(images[0:1], untouched):
+                raise ValueError(
+                    f"statistic {name!r} changed the images in place (e.g. x.clamp_(...), x -= ..., x[...] = ...): "
+                    f"every statistic and the repeat check see the same batch. Compute on a copy (x = x.clone()) "
+                    f"or with out-of-place operations"
+                )
             try:
                 v = to_numpy(out)
             except (TypeError, ValueError):
@@ -194,12 +212,50 @@ class GeneratorError(RuntimeError):
     """The generator failed; the message names the groups and the seed of the failing batch."""
 
 
-def _check_output_shape(shapes: dict[str, tuple[int, ...]], what: str, shape: tuple[int, ...], where: str) -> None:
+class CallbackError(RuntimeError):
+    """A ``callback`` given to :func:`estimate` raised; the run stopped (checkpoint saved first)."""
+
+
+def _check_output_shape(shapes: dict[str, tuple], what: str, shape: tuple, where: str) -> None:
+    """Every batch's ``what`` (a per-image shape, or a dtype as a 1-tuple) must be the first batch's."""
     expected = shapes.setdefault(what, tuple(shape))
-    if tuple(shape) != expected:
+    if tuple(shape) == expected:
+        return
+    if what.endswith("dtype"):
         raise ValueError(
-            f"{what} shape changed from {expected} to {tuple(shape)} per image between batches, at {where}"
+            f"{what} changed from {expected[0]} to {shape[0]} between batches, at {where}: values of different "
+            f"types would be averaged together (an integer batch of a float sampler is usually rescaled or "
+            f"rounded). Make the generator return one dtype for every batch, e.g. end it with .float()"
         )
+    raise ValueError(f"{what} shape changed from {expected} to {tuple(shape)} per image between batches, at {where}")
+
+
+def _same_values(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> bool:
+    """Bitwise-equal contents, NaNs included (outputs are checked finite later)."""
+    if isinstance(a, torch.Tensor):
+        return bool(torch.equal(a, b)) or bool(((a == b) | (a.isnan() & b.isnan())).all())
+    return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+
+
+def output_kind(images: torch.Tensor | np.ndarray, where: str) -> str:
+    """The dtype of a generator's output as text; complex and non-numeric outputs are refused."""
+    dtype = images.dtype
+    if isinstance(images, torch.Tensor):
+        complex_, numeric = dtype.is_complex, True
+    else:
+        complex_, numeric = np.issubdtype(dtype, np.complexfloating), dtype.kind in "biuf"
+    if complex_:
+        raise TypeError(
+            f"the generator returned complex values ({dtype}) at {where}; statistics would silently drop the "
+            f"imaginary part. Return real images: .real, .abs() or torch.view_as_real(...) as the statistic needs"
+        )
+    if not numeric:
+        raise TypeError(
+            f"the generator returned a numpy array of dtype {dtype} at {where}, not numbers; return a float tensor "
+            f"or array (an object array usually means a list of images of different shapes, or of tensors: stack "
+            f"them with torch.stack or np.stack)"
+        )
+    return str(dtype).removeprefix("torch.")
 
 
 def estimate(
@@ -575,6 +631,13 @@ class GroupEvaluator:
         other.features, other.coefficients = features, coefficients
         return other
 
+    def probe_output(self) -> np.ndarray:
+        """The sampler's output for group 0's first noise, run alone (batch 1): a fingerprint of the sampler."""
+        generator = self.generator.generator if isinstance(self.generator, Recording) else self.generator
+        sampler = as_sampler(generator, noise_shape=self.noise_shape, device=self.device)
+        noise = self.design.stream(np.arange(1), seed=self.seed, dtype=self.dtype)
+        return to_numpy(sampler(noise[0:1]))
+
     @property
     def groups_per_batch(self) -> int:
         return max(1, self.batch_size // self.design.group_size)
@@ -631,6 +694,19 @@ class GroupEvaluator:
         )
 
 
+#: A run projected to take longer than this from its first batch is refused (a year).
+LONGEST_RUN_S = 365.25 * 24 * 3600
+#: A run projected to take longer than this without a checkpoint gets a warning (an hour).
+WARN_RUN_S = 3600.0
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
 class _Run:
     """The stages of one run: fills their accumulators, reports, and keeps the checkpoint current."""
 
@@ -645,6 +721,10 @@ class _Run:
         self.batches_since_save = 0
         self.consistent = True
         self.pilot_noises = 0  # noises a control-variate pilot spent outside the stages
+        self.sampler_output: dict | None = None  # the sampler's fingerprint, checked before new groups run
+        self.total, self.started, self.timed = total, None, False  # the time projection after the first batch
+        # a sampler exempt from the repeat check may keep undesigned randomness: its output cannot fingerprint it
+        self.fingerprint_pending = checkpoint is not None and wants_check(evaluator.generator)
         if checkpoint is not None:
             e, path = evaluator, checkpoint.path
             self.config["design_fingerprint"] = _checkpoint.design_fingerprint(
@@ -659,6 +739,7 @@ class _Run:
                     )
                 meta, self.stages = _checkpoint.load(path)
                 _checkpoint.check_matches(path, meta, self.config, self.version)
+                self.sampler_output = meta.get("sampler_output")
         per_noise = calls_per_noise(evaluator.generator)
         self.bar = _progress_bar(total * per_noise, evaluator.design.name) if progress else None
 
@@ -677,6 +758,8 @@ class _Run:
         self.group_sizes[name] = evaluator.design.group_size
         try:
             for a, b in stage.missing(lo, hi):
+                self._check_sampler()
+                self.started = self.started or (time.perf_counter(), self.n_noises)
                 if self.executor is None:
                     for start, parts in evaluator.batches(a, b):
                         self._add(stage, start, parts=parts, k=evaluator.design.group_size)
@@ -693,6 +776,23 @@ class _Run:
             self._save_after_failure(exc)
             raise
         return stage
+
+    def _check_sampler(self) -> None:
+        """Before a checkpointed run adds groups: the sampler's output on one fixed noise, kept or compared.
+
+        A checkpoint cannot store the sampler (it is code), but it can store what the sampler
+        does: resuming with another model of the same output shape would otherwise mix the two.
+        One extra model call per run that has groups left, none for a finished checkpoint.
+        """
+        if not self.fingerprint_pending:
+            return
+        now = _checkpoint.sampler_fingerprint(self.evaluator.probe_output(), tolerance_of(self.evaluator.generator))
+        if self.sampler_output is not None:
+            where = f"group 0's first noise under seed {self.evaluator.seed!r}"
+            _checkpoint.check_sampler(self.checkpoint.path, self.sampler_output, now, where)
+        else:
+            self.sampler_output = now
+        self.fingerprint_pending = False
 
     def _add(self, stage, start, accs=None, parts=None, shapes=None, k=None) -> None:
         """Count one batch (``parts``) or one shard (its accumulators ``accs``) in the stage."""
@@ -716,14 +816,49 @@ class _Run:
                 _running(stage.accumulators, self.config["confidence_level"], self.config["interval_method"])
             )
         if self.callback is not None:
-            self.callback(self.n_noises, stage.accumulators)
+            try:
+                self.callback(self.n_noises, stage.accumulators)
+            except Exception as exc:
+                raise CallbackError(
+                    f"the callback raised {type(exc).__name__}: {exc} after {self.n_noises} noises; the run stopped "
+                    f"there (the model was fine). Fix the callback, or catch errors inside it to let runs go on"
+                ) from exc
+        self._project_time()
         self.batches_since_save += 1
         if self.checkpoint is not None and self.batches_since_save >= self.checkpoint.every:
             self.save()
 
+    def _project_time(self) -> None:
+        """After the first batch: refuse a budget that cannot finish, warn of a long one without a checkpoint.
+
+        The first batch includes one-time costs (the repeat check, a capture's trace, warm-up),
+        so the projection errs long.
+        """
+        if self.timed or self.started is None or self.config.get("stopping"):  # a rule may stop long before its cap
+            return
+        self.timed = True
+        t0, n0 = self.started
+        done, left = self.n_noises - n0, self.total - self.n_noises
+        if done <= 0 or left <= 0:
+            return
+        seconds = (time.perf_counter() - t0) / done * left
+        said = f"at the first batch's pace ({done} noises in {time.perf_counter() - t0:.3g} s) the remaining "
+        said += f"{left} noises of the budget would take about {_duration(seconds)}"
+        if seconds > LONGEST_RUN_S:
+            raise ValueError(
+                f"this run cannot finish: {said}. Use a smaller budget, or a stopping rule (TargetPrecision) that "
+                f"stops at the precision you need"
+            )
+        if seconds > WARN_RUN_S and self.checkpoint is None:
+            warnings.warn(
+                f"{said}, with no checkpoint: an interruption would lose it all. Pass "
+                f"checkpoint=Checkpoint(path, resume=True), or a smaller budget",
+                stacklevel=5,
+            )
+
     def save(self) -> None:
         if self.checkpoint is not None:
-            _checkpoint.save(self.checkpoint.path, self.config, self.stages, self.version)
+            _checkpoint.save(self.checkpoint.path, self.config, self.stages, self.version, self.sampler_output)
             self.batches_since_save = 0
 
     def _save_after_failure(self, exc: BaseException) -> None:

@@ -31,7 +31,13 @@ import torch
 
 from uqdiff.designs import NoiseDesign, as_design
 from uqdiff.designs.seeds import SeedLike, entropy, substream
-from uqdiff.estimators.estimate import GeneratorError, StatisticsLike, evaluate_groups, named_statistics, noise_device
+from uqdiff.estimators.estimate import (
+    GeneratorError,
+    StatisticsLike,
+    evaluate_groups,
+    named_statistics,
+    noise_device,
+)
 from uqdiff.estimators.results import ByStatistic, ConfidenceInterval, Exportable, quantile
 from uqdiff.samplers.base import Sampler, as_sampler
 from uqdiff.samplers.repeat import check_first_batch, wants_check
@@ -447,8 +453,17 @@ class _Stages:
                     f"cheap_generator failed on the first pilot batch, noise of shape (B, *{self.noise_shape}) that "
                     f"generator took: it must take the same noise (same model, fewer steps). {exc}"
                 ) from exc
-            except (ValueError, TypeError) as exc:
+            except Exception as exc:
                 if b:
+                    raise
+                shapes = {role: self.shapes[role].get("generator output") for role in self.shapes}
+                if None not in shapes.values() and shapes["generator"] != shapes["cheap_generator"]:
+                    raise ValueError(
+                        f"cheap_generator returns outputs of shape {shapes['cheap_generator']} per image, generator "
+                        f"{shapes['generator']}: the statistics must apply to both, so the cheap sampler must return "
+                        f"images of the same shape (same model, fewer steps). {type(exc).__name__}: {exc}"
+                    ) from exc
+                if not isinstance(exc, (ValueError, TypeError)):
                     raise
                 raise (TypeError if isinstance(exc, TypeError) else ValueError)(
                     f"cheap_generator does not fit generator on the first pilot batch: {exc}; it must take the same "

@@ -43,6 +43,7 @@ import numpy as np
 
 from uqdiff._util import plain, scalar
 from uqdiff.designs.sobol import SobolBlock, SobolRQMC
+from uqdiff.designs.streams import MAX_INDEX
 from uqdiff.estimators.accumulator import Moments
 from uqdiff.estimators.results import ConfidenceInterval, StatisticResult, quantile
 
@@ -302,6 +303,12 @@ def groups_for_budget(budget: int, design: Any, field: str = "budget") -> int:
         raise ValueError(
             f"{field} {budget} gives {budget // k} group(s) of {k} for design {design.name!r}; "
             f"an interval needs at least 2 groups (budget >= {2 * k})"
+        )
+    if budget // k > MAX_INDEX + 1:
+        raise ValueError(
+            f"{field} {budget} gives {budget // k:.3g} groups of {k}; the noise stream numbers groups with one 32-bit "
+            f"word, at most {MAX_INDEX + 1} groups ({(MAX_INDEX + 1) * k:.4g} noises), and no model runs that many "
+            f"calls: use a smaller budget, or a stopping rule (TargetPrecision) to stop at a precision"
         )
     return int(budget // k)
 

@@ -28,8 +28,16 @@ from uqdiff.designs.streams import NoiseStream
 
 
 def noise_shape_of(generator: Any, noise_shape: tuple[int, ...] | None) -> tuple[int, ...]:
-    """The noise shape given, else the generator's ``noise_shape`` attribute."""
-    shape = noise_shape if noise_shape is not None else getattr(generator, "noise_shape", None)
+    """The noise shape given, else the generator's ``noise_shape`` attribute; the two must agree."""
+    declared = getattr(generator, "noise_shape", None)
+    if noise_shape is not None and declared is not None:
+        given, own = noise_shape_of(None, noise_shape), noise_shape_of(None, declared)
+        if given != own:  # a generator that accepts any shape would otherwise run on the wrong one
+            raise ValueError(
+                f"noise_shape={given} was given, but the generator declares noise_shape {own}; leave noise_shape "
+                f"out, or change the generator's"
+            )
+    shape = noise_shape if noise_shape is not None else declared
     if shape is None:
         raise ValueError("pass noise_shape=(...) or give the generator a noise_shape attribute")
     given = shape

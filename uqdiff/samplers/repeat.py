@@ -98,6 +98,13 @@ def check_first_batch(generator: Callable, noise_one: Any, output_one: Any, *, b
         generator = generator.generator
     fix = FIX_CAPTURED if isinstance(generator, Captured) else FIX
     alone = generator(noise_one)
+    shape_alone, shape_batch = tuple(to_numpy(alone).shape[1:]), tuple(to_numpy(output_one).shape[1:])
+    if shape_alone != shape_batch:  # not a question of values: say so, not "batch dependence"
+        raise ValueError(
+            f"the generator's per-image output shape depends on the batch: {shape_batch} for {where} as the first "
+            f"of a batch of {batch}, {shape_alone} for the same noise alone. Return one output shape per image, "
+            f"whatever the batch size"
+        )
     diff, scale = max_difference(alone, output_one)
     if diff <= tol * max(scale, 1e-30):
         return

@@ -62,6 +62,15 @@ class Statistic(ABC):
 
     name: ClassVar[str]
 
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """The range the statistic's values lie in when the images respect ``value_range``; None if unbounded.
+
+        Bounded statistics get an interval valid at every sample size
+        (:func:`uqdiff.estimators.betting.betting_interval`), which needs these bounds.
+        """
+        return None
+
     def __init__(self, *, value_range: tuple[float, float] = (-1.0, 1.0)) -> None:
         try:
             lo, hi = (float(v) for v in value_range)

@@ -46,6 +46,10 @@ class PixelMean(_ScaledStatistic):
 
     name = "mean"
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return (0.0, self.scale)
+
     def _compute(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_unit(x).mean(dim=(1, 2, 3)) * self.scale
 
@@ -66,6 +70,10 @@ class PixelStd(_ScaledStatistic):
 
     name = "std"
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return (0.0, self.scale / 2)  # the spread of values in [0, 1] is at most 1/2
+
     def _compute(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_unit(x).flatten(1).std(dim=1, correction=0) * self.scale
 
@@ -83,6 +91,10 @@ class Brightness(_ScaledStatistic):
     """
 
     name = "brightness"
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return (0.0, self.scale)
 
     def _compute(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
@@ -158,6 +170,10 @@ class PixelMap(_ScaledStatistic):
     """
 
     name = "pixel_map"
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return (0.0, self.scale)
 
     def _compute(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_unit(x) * self.scale
