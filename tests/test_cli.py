@@ -323,7 +323,8 @@ def test_model_module_in_the_current_folder_is_found_by_the_console_script(tmp_p
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "my_models:make" in (tmp_path / "uqdiff-output" / "config.yaml").read_text()
+    (run,) = (tmp_path / "uqdiff-output").iterdir()  # a fresh folder per run under the default
+    assert run.name.startswith("estimate-") and "my_models:make" in (run / "config.yaml").read_text()
 
 
 @pytest.mark.parametrize(
@@ -355,3 +356,14 @@ def test_design_in_a_config_file_is_the_flag_design(tmp_path):
     path.write_text("model: oracle\ndesign: kantithetic:4\nbudget: 32\nplots: false\nquiet: true\n")
     assert main(["estimate", "--config", str(path), "--out", str(tmp_path / "o")]) == 0
     assert json.loads((tmp_path / "o" / "results.json").read_text())["config"]["designs"] == ["kantithetic:4"]
+
+
+def test_runs_never_mix_their_files(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["estimate", *ORACLE, "--budget", "16", "--no-plots", "-q"]
+    assert main(args) == 0 and main(args) == 0  # default --out: one fresh folder each
+    runs = sorted((tmp_path / "uqdiff-output").iterdir())
+    assert len(runs) == 2 and all((r / "results.json").is_file() for r in runs)
+    assert main([*args, "--out", "mine"]) == 0
+    assert main([*args, "--out", "mine"]) == 2  # a folder holding a run's results is refused
+    assert "already holds the results of another run" in capsys.readouterr().err

@@ -66,3 +66,17 @@ def test_end_to_end_coverage_of_a_skewed_statistic_under_antithetic_pairs():
     )
     cov, _ = _coverage(means.reshape(reps, pairs), float(np.exp(0.5)), "skew-t")
     assert cov >= 0.92, cov
+
+
+def test_fourth_moment_merges_exactly_however_the_groups_are_split():
+    from uqdiff.estimators.accumulator import GroupAccumulator
+
+    rng = np.random.default_rng(11)
+    x = rng.lognormal(size=(1000, 2))
+    acc = GroupAccumulator()
+    for start, stop in [(0, 70), (70, 333), (333, 334), (334, 1000)]:
+        acc.add(start, x[start:stop], np.zeros_like(x[start:stop]))
+    m = acc.moments()
+    dev = x - x.mean(axis=0)
+    np.testing.assert_allclose(m.m4, (dev**4).sum(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(m.m3, (dev**3).sum(axis=0), rtol=1e-10)

@@ -130,7 +130,12 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
         help="skew-t: Student-t corrected for the skewness of the group means (default); "
         "t: Student-t on groups - 1 df; normal: the normal quantile",
     )
-    p.add_argument("--out", metavar="FOLDER", help=f"output folder, created if needed (default {d.out})")
+    p.add_argument(
+        "--out",
+        metavar="FOLDER",
+        help=f"output folder, created if needed; one holding another run's results is refused "
+        f"(default: a fresh folder per run under {d.out}/)",
+    )
     p.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no printed summary")
 
@@ -308,6 +313,34 @@ register(
 )
 
 
+def _output_folder(config: RunConfig) -> RunConfig:
+    """The run's own output folder, so a new run never mixes with an old one's files.
+
+    Without ``--out`` each run gets a fresh folder ``uqdiff-output/<command>-<date>-<time>``; a
+    folder given with ``--out`` that already holds a run's results is refused.
+    """
+    import dataclasses
+    import time
+    from pathlib import Path
+
+    out = Path(config.out)
+    if config.out == RunConfig.out:  # the default: a fresh folder per run under it
+        base = out / f"{config.command}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out, n = base, 1
+        while out.exists():
+            n += 1
+            out = base.with_name(f"{base.name}-{n}")
+    elif any((out / name).exists() for name in ("results.json", "config.yaml")):
+        raise ConfigError(
+            "out",
+            f"{str(out)!r} already holds the results of another run (results.json, config.yaml): give a new --out, "
+            f"or remove those files, so that the two runs do not mix (without --out each run gets its own folder "
+            f"under uqdiff-output/)",
+        )
+    _check_output_folder(str(out))
+    return dataclasses.replace(config, out=str(out))
+
+
 def _check_output_folder(out: str) -> None:
     """Create the output folder and check it is writable before any model call, so no run is lost at the end."""
     import os
@@ -335,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "model_options" in args:
             args["model_options"] = parse_assignments(args["model_options"], "model_options")
         config = RunConfig.from_mapping(merge(file_values, {**args, "command": command}))
-        _check_output_folder(config.out)
+        config = _output_folder(config)
         return SUBCOMMANDS[command].run(config)
     except ConfigError as err:
         print(f"uqdiff: error: {err}", file=sys.stderr)

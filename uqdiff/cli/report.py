@@ -16,7 +16,7 @@ import numpy as np
 
 from uqdiff._util import plain
 from uqdiff.cli.runs import RunOutput
-from uqdiff.estimators.results import ComparisonResult, markdown_table
+from uqdiff.estimators.results import FEW_GROUPS, ComparisonResult, markdown_table
 
 #: How the report names each interval method.
 INTERVAL_NAMES = {
@@ -82,6 +82,8 @@ def markdown_report(output: RunOutput, frame, figures: list[str]) -> str:
     lines = [
         f"# uqdiff {cfg.command}: {output.model.description}",
         "",
+        *conclusion(frame, cfg.confidence_level),
+        "",
         f"Budget {cfg.budget} model evaluations per design; seed {cfg.seed}; "
         f"{cfg.confidence_level:.0%} {INTERVAL_NAMES[cfg.interval_method]} intervals; "
         f"batch size {cfg.batch_size}. Designs: {designs}. Run time {total:.1f} s ({per_design}).",
@@ -121,7 +123,7 @@ def markdown_report(output: RunOutput, frame, figures: list[str]) -> str:
         "## Reproduce",
         "",
         "```bash",
-        f"uqdiff {cfg.command} --config {Path(cfg.out) / 'config.yaml'}",
+        f"uqdiff {cfg.command} --config {Path(cfg.out) / 'config.yaml'} --out {Path(cfg.out)}-rerun",
         "```",
         "",
         "## Config",
@@ -142,6 +144,43 @@ def markdown_report(output: RunOutput, frame, figures: list[str]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def conclusion(frame, confidence_level: float) -> list[str]:
+    """One sentence per statistic that states the result: the estimate and interval, or which design wins.
+
+    With one design: its estimate and interval. With several: the design with the narrowest
+    interval, its efficiency against MC and the within-run interval of that efficiency, flagged
+    when it rests on few groups. Statistics are on the scale of their definition (pixel
+    statistics on [0, 1] unless given a ``scale``).
+    """
+    level = f"{confidence_level:.0%}"
+    out = []
+    for statistic, rows in frame.groupby("statistic", sort=False):
+        if len(rows) == 1 or "efficiency" not in rows:
+            for r in rows.itertuples(index=False):
+                out.append(
+                    f"- **{statistic}** under {r.design}: {r.estimate:.5g} ({level} CI {r.low:.5g} .. {r.high:.5g}, "
+                    f"{r.n_groups} groups){_few(r.n_groups)}."
+                )
+            continue
+        others = rows[rows.design != "mc"]
+        best = (others if len(others) else rows).sort_values("width").iloc[0]
+        implied = (
+            f"; within-run {best.implied_efficiency:.3g} ({best.implied_low:.3g} .. {best.implied_high:.3g})"
+            if "implied_efficiency" in rows and np.isfinite(best.implied_efficiency)
+            else ""
+        )
+        out.append(
+            f"- **{statistic}**: {best.design} gives the narrowest interval, {best.efficiency:.3g}x as efficient as "
+            f"MC at the same budget{implied}{_few(best.n_groups)}; estimate {best.estimate:.5g} ({level} CI "
+            f"{best.low:.5g} .. {best.high:.5g})."
+        )
+    return out
+
+
+def _few(n_groups) -> str:
+    return f" (only {int(n_groups)} groups: a rough figure)" if n_groups < FEW_GROUPS else ""
 
 
 def _json(output: RunOutput, frame) -> dict[str, Any]:

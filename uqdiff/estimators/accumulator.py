@@ -1,10 +1,10 @@
 """Streaming, mergeable moments of group means, identical however a run is split.
 
 An accumulator never holds the samples: it keeps count, mean and the sums of
-squared and cubed deviations (float64, Chan et al. and Pebay updates) of the
+squared, cubed and fourth-power deviations (float64, Chan et al. and Pebay updates) of the
 group means, plus the summed within-group squares needed for the marginal
-variance. The third moment gives the skewness of the group means, which the
-default interval corrects for. To make results
+variance. The third and fourth moments give the skewness and kurtosis of the group means: the
+default interval corrects for the first, and both decide when an interval is warned. To make results
 bit-identical for any batching, sharding or merge order, moments are always
 combined along one canonical binary tree over group indices: leaves are
 aligned blocks of BLOCK groups, a node covers an aligned run of 2**level
@@ -25,23 +25,26 @@ BLOCK = 64
 @dataclass(frozen=True)
 class Moments:
     """Moments of a run of group means: count, mean, M2 = sum (x - mean)^2, M3 = sum (x - mean)^3,
-    and the summed within-group squares."""
+    M4 = sum (x - mean)^4, and the summed within-group squares."""
 
     count: int
     mean: np.ndarray
     m2: np.ndarray
     within: np.ndarray
     m3: np.ndarray
+    m4: np.ndarray
 
     @classmethod
     def of(cls, means: np.ndarray, within: np.ndarray) -> Moments:
         """Moments of a stack of group means (n, ...) computed in one fixed order."""
         mean = means.mean(axis=0)
         dev = means - mean
-        return cls(len(means), mean, (dev**2).sum(axis=0), within.sum(axis=0), (dev**3).sum(axis=0))
+        return cls(
+            len(means), mean, (dev**2).sum(axis=0), within.sum(axis=0), (dev**3).sum(axis=0), (dev**4).sum(axis=0)
+        )
 
     def merge(self, other: Moments) -> Moments:
-        """Exact pairwise update (Chan et al. for M2, Pebay 2008 for M3); ``self`` covers the lower groups."""
+        """Exact pairwise update (Chan et al. for M2, Pebay 2008 for M3 and M4); ``self`` covers the lower groups."""
         na, nb = self.count, other.count
         n = na + nb
         delta = other.mean - self.mean
@@ -54,6 +57,11 @@ class Moments:
             + other.m3
             + delta**3 * (na * nb * (na - nb) / n**2)
             + 3.0 * delta * (na * other.m2 - nb * self.m2) / n,
+            self.m4
+            + other.m4
+            + delta**4 * (na * nb * (na * na - na * nb + nb * nb) / n**3)
+            + 6.0 * delta**2 * (na * na * other.m2 + nb * nb * self.m2) / n**2
+            + 4.0 * delta * (na * other.m3 - nb * self.m3) / n,
         )
 
 
@@ -126,6 +134,7 @@ class GroupAccumulator:
             "node_m2": stack([m.m2 for _, m in nodes]),
             "node_within": stack([m.within for _, m in nodes]),
             "node_m3": stack([m.m3 for _, m in nodes]),
+            "node_m4": stack([m.m4 for _, m in nodes]),
             "row_group": np.array([g for g, _ in rows], dtype=np.int64),
             "row_mean": stack([r[0] for _, r in rows]),
             "row_within": stack([r[1] for _, r in rows]),
@@ -138,15 +147,16 @@ class GroupAccumulator:
         shape = tuple(int(s) for s in state["shape"])
         if shape != (-1,):
             acc.shape = shape
-        for (level, pos), n, mean, m2, within, m3 in zip(
+        for (level, pos), n, mean, m2, within, m3, m4 in zip(
             state["node_index"],
             state["node_count"],
             state["node_mean"],
             state["node_m2"],
             state["node_within"],
             state["node_m3"],
+            state["node_m4"],
         ):
-            acc._insert(int(level), int(pos), Moments(int(n), mean, m2, within, m3))
+            acc._insert(int(level), int(pos), Moments(int(n), mean, m2, within, m3, m4))
             acc.count += int(n)
         for g, mean, within in zip(state["row_group"], state["row_mean"], state["row_within"]):
             acc._add_rows(int(g) // BLOCK, {int(g): (mean, within)})

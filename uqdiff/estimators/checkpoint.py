@@ -37,7 +37,7 @@ from uqdiff.designs import NoiseDesign
 from uqdiff.estimators.accumulator import GroupAccumulator
 
 FORMAT = "uqdiff-checkpoint"
-FORMAT_VERSION = 2  # 2: accumulators keep the third moment of the group means (uqdiff 0.2)
+FORMAT_VERSION = 3  # 2: third moment of the group means (uqdiff 0.2); 3: fourth moment and the sampler fingerprint
 
 
 class CheckpointError(ValueError):

@@ -30,7 +30,7 @@ from uqdiff.estimators import checkpoint as _checkpoint
 from uqdiff.estimators.accumulator import GroupAccumulator
 from uqdiff.estimators.checkpoint import Checkpoint
 from uqdiff.estimators.control_variates import ControlVariates, against_mc, fit_control, pilot_groups
-from uqdiff.estimators.results import ComparisonResult, EstimateResult, StatisticResult, quantile
+from uqdiff.estimators.results import ComparisonResult, EstimateResult, StatisticResult, quantile, trust_warning
 from uqdiff.estimators.stopping import StoppingRule, groups_for_budget
 from uqdiff.samplers.base import Recording, as_sampler, device_of, is_out_of_memory
 from uqdiff.samplers.repeat import check_first_batch, tolerance_of, wants_check
@@ -567,25 +567,14 @@ def controlled_run(
 
 
 def warn_if_skewed(results: Mapping[str, StatisticResult]) -> None:
-    """Warn, naming the remedy, where the group means are too skewed for their number.
-
-    The rule is Cochran's (a t interval needs n > 25 gamma^2 groups), applied only where
-    the skewness is also clearly not noise (|gamma| > 2 sqrt(6 / n)), so symmetric
-    statistics with few groups do not warn by chance.
-    """
+    """Warn, naming the remedy, where an interval may not keep its level (see :func:`trust_warning`)."""
     for name, r in results.items():
         if r.skewness is None:
             continue
-        gamma, n = np.abs(np.asarray(r.skewness)), r.n_groups
-        bad = (n < 25 * gamma**2) & (gamma > 2 * math.sqrt(6 / n))
-        if bad.any():
-            where = "" if np.ndim(gamma) == 0 else f" at {int(bad.sum())} of {bad.size} elements"
-            warnings.warn(
-                f"the group means of {name!r} are skewed (skewness {float(gamma.max()):.2g}{where} over {n} groups): "
-                f"its interval ({r.interval_method}) may undercover; use more groups (a larger budget, or a design "
-                f"with smaller groups) so that groups > 25 x skewness^2 = {int(25 * float(gamma.max()) ** 2) + 1}",
-                stacklevel=3,
-            )
+        spread = bool(np.any(np.asarray(r.standard_error) > 0))  # no spread at all is warned elsewhere
+        message = trust_warning(name, r.n_groups, r.skewness, r.interval_method, spread, r.kurtosis)
+        if message:
+            warnings.warn(message, stacklevel=3)
 
 
 def calls_per_noise(generator: Any) -> int:

@@ -11,7 +11,7 @@ on an independent seed stream. Whatever alpha, E[mu_hat] = E[Y] (the cheap mean 
 not be known) and, the two means being independent, Var(mu_hat) = Var(D) / n + alpha^2 Var(X) / m
 with D = Ybar - alpha Xbar. alpha and (n, m) are fixed by a pilot on a third seed stream that the
 estimate does not reuse, so they are constants for the final stage: the estimate is unbiased and
-the Welch-Satterthwaite t interval has the usual guarantee of a two-sample mean.
+the interval is that of a two-sample mean: uqdiff's skew-t (or t) on the Welch-Satterthwaite df.
 
 Cost is counted in expensive calls (noises through the full sampler); a cheap call costs w of one.
 The allocation minimizes the variance at the remaining budget (see :func:`estimate_two_fidelity`).
@@ -38,7 +38,15 @@ from uqdiff.estimators.estimate import (
     named_statistics,
     noise_device,
 )
-from uqdiff.estimators.results import ByStatistic, ConfidenceInterval, Exportable, quantile
+from uqdiff.estimators.results import (
+    DEFAULT_INTERVAL_METHOD,
+    ByStatistic,
+    ConfidenceInterval,
+    Exportable,
+    corrected_interval,
+    quantile,
+    trust_warning,
+)
 from uqdiff.samplers.base import Sampler, as_sampler
 from uqdiff.samplers.repeat import check_first_batch, wants_check
 
@@ -156,6 +164,7 @@ def estimate_two_fidelity(
     batch_size: int = 64,
     seed: SeedLike = 0,
     confidence_level: float = 0.95,
+    interval_method: str = DEFAULT_INTERVAL_METHOD,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> TwoFidelityResult:
@@ -221,6 +230,9 @@ def estimate_two_fidelity(
         Stage s runs on ``[*seed, tag_s]`` (pilot 0, main 1, extra 2).
     confidence_level : float
         Two-sided level of the intervals.
+    interval_method : {"skew-t", "t", "normal"}
+        As in :func:`uqdiff.estimate` (skew-t by default), on the Welch-Satterthwaite degrees of
+        freedom of the two independent means; the same warnings for few or skewed groups.
     device, dtype
         Where and in which floating dtype the noise is made; default the generator's device, float32.
 
@@ -296,7 +308,7 @@ def estimate_two_fidelity(
     batch_size = int(batch_size)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point torch dtype (the noise is Gaussian), got {dtype!r}")
-    quantile(confidence_level, 1, "t")  # validates the level before any model call
+    quantile(confidence_level, 1, interval_method)  # validates both before any model call
     entropy(seed)
     k = design.group_size
     w_plan = 1.0 if cost_ratio is None else float(cost_ratio)
@@ -367,6 +379,7 @@ def estimate_two_fidelity(
             sigma2=sigma2,
             total_cost=total_cost,
             confidence_level=confidence_level,
+            interval_method=interval_method,
         )
     return TwoFidelityResult(
         results=results,
@@ -550,29 +563,39 @@ def _interval(
     sigma2: float,
     total_cost: float,
     confidence_level: float,
+    interval_method: str,
 ) -> TwoFidelityStatistic:
-    """Estimate and Welch-Satterthwaite t interval of mean(d) + alpha mean(extra), two independent means."""
-    n = len(d)
-    v_d = float(np.var(d, ddof=1)) / n
-    estimate = float(d.mean())
-    df = float(n - 1)
-    v_x = 0.0
-    if extra is not None:
-        m = len(extra)
-        v_x = alpha**2 * float(np.var(extra, ddof=1)) / m
-        estimate += alpha * float(extra.mean())
-        denominator = v_d**2 / (n - 1) + v_x**2 / (m - 1)
-        if denominator > 0:
-            df = (v_d + v_x) ** 2 / denominator
-    se = math.sqrt(v_d + v_x)
-    half = quantile(confidence_level, df, "t") * se
+    """Estimate and interval of mean(d) + alpha mean(extra), two independent means.
+
+    The same interval as :func:`uqdiff.estimate`'s (skew-t by default) on the Welch-Satterthwaite
+    degrees of freedom: the estimate's third cumulant is the sum of the two means' (alpha^3 for
+    the extra one), so its skewness is that over se^3, and the effective number of values df + 1.
+    """
+    parts = [(d, 1.0)] + ([] if extra is None else [(extra, alpha)])
+    variances, cumulants = [], []  # of each weighted mean: sample variance / n, third cumulant (population)
+    for values, weight in parts:
+        k, dev = len(values), values - values.mean()
+        m2, m3 = float((dev**2).sum()), float((dev**3).sum())
+        variances.append(weight**2 * m2 / (k - 1) / k)
+        cumulants.append(weight**3 * m3 / k / k**2)
+    estimate = float(d.mean()) + (0.0 if extra is None else alpha * float(extra.mean()))
+    df = float(len(d) - 1)
+    if extra is not None and variances[0] ** 2 / (len(d) - 1) + variances[1] ** 2 / (len(extra) - 1) > 0:
+        df = sum(variances) ** 2 / (variances[0] ** 2 / (len(d) - 1) + variances[1] ** 2 / (len(extra) - 1))
+    se = math.sqrt(sum(variances))
+    population = sum(v * (len(p) - 1) / len(p) for v, (p, _) in zip(variances, parts))
+    gamma = sum(cumulants) / population**1.5 * math.sqrt(df + 1) if population > 0 else 0.0
+    low, high = corrected_interval(estimate, se, gamma, df + 1, df, confidence_level, interval_method)
+    message = trust_warning(name, df + 1, gamma, interval_method, se > 0)
+    if message:
+        warnings.warn(message, stacklevel=4)
     with np.errstate(divide="ignore", invalid="ignore"):
         efficiency = float(np.float64(sigma2) / (total_cost * se**2))
     return TwoFidelityStatistic(
         statistic=name,
         estimate=estimate,
-        low=estimate - half,
-        high=estimate + half,
+        low=float(low),
+        high=float(high),
         standard_error=se,
         df=df,
         alpha=float(alpha),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -21,7 +22,7 @@ INTERVAL_METHODS = ("skew-t", "t", "normal")
 DEFAULT_INTERVAL_METHOD = "skew-t"
 #: Share of the (soft-thresholded) sample skewness that the skew-t interval corrects for (see mean_interval).
 SKEW_SHRINK = 0.75
-#: Efficiencies from fewer groups than this are flagged in every table: their own spread is large.
+#: Fewer groups than this: efficiencies are flagged in every table and every interval is warned (see trust_warning).
 FEW_GROUPS = 16
 
 
@@ -105,7 +106,9 @@ class StatisticResult(Exportable):
     their spread; ``interval_method`` says how (see :func:`mean_interval`).
     ``skewness`` is the sample skewness of the group means (None with fewer than
     3 groups): the default interval corrects for it, and a large value with few
-    groups means even the corrected interval may undercover.
+    groups means even the corrected interval may undercover. ``kurtosis`` is their
+    sample excess kurtosis (None with fewer than 4 groups): heavy tails, or with the
+    skewness a two-valued shape, that the warnings of :func:`trust_warning` read.
 
     ``marginal_variance`` estimates Var S(G(z)) as within / (n k) + M2 / (n - 1),
     unbiased whatever the dependence inside a group. ``implied_efficiency`` is the
@@ -138,6 +141,7 @@ class StatisticResult(Exportable):
     implied_efficiency_low: float | np.ndarray | None
     implied_efficiency_high: float | np.ndarray | None
     rho: float | np.ndarray | None
+    kurtosis: float | np.ndarray | None = None
 
     @property
     def low(self) -> float | np.ndarray:
@@ -195,6 +199,7 @@ class StatisticResult(Exportable):
             implied_efficiency_low=None if eff_low is None else scalar(eff_low),
             implied_efficiency_high=None if eff_high is None else scalar(eff_high),
             rho=None if rho is None else scalar(rho),
+            kurtosis=scalar(excess_kurtosis(n, moments.m2, moments.m4)) if n >= 4 else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -239,6 +244,14 @@ def skewness(n: int, m2: np.ndarray, m3: np.ndarray) -> np.ndarray:
     return np.where(m2 > 0, g, 0.0)
 
 
+def excess_kurtosis(n: int, m2: np.ndarray, m4: np.ndarray) -> np.ndarray:
+    """Sample excess kurtosis (M4 / n) / (M2 / n)^2 - 3 of n values from their central sums; 0 where they do not vary."""
+    m2, m4 = np.asarray(m2, dtype=np.float64), np.asarray(m4, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = (m4 / n) / (m2 / n) ** 2 - 3.0
+    return np.where(m2 > 0, g, 0.0)
+
+
 def mean_interval(
     n: int | np.ndarray,
     mean: np.ndarray,
@@ -270,23 +283,89 @@ def mean_interval(
       means alone is reliable: results warn then.
     """
     n_arr = np.asarray(n, dtype=np.float64)
-    q = quantile(confidence_level, n_arr - 1, interval_method)
     m2 = np.asarray(m2, dtype=np.float64)
-    s = np.sqrt(m2 / (n_arr - 1))
-    se = s / np.sqrt(n_arr)
+    se = np.sqrt(m2 / (n_arr - 1)) / np.sqrt(n_arr)
+    low, high = corrected_interval(mean, se, skewness(n, m2, m3), n_arr, n_arr - 1, confidence_level, interval_method)
+    return low, high, se
+
+
+def corrected_interval(
+    mean: np.ndarray,
+    se: np.ndarray,
+    gamma: np.ndarray,
+    n: np.ndarray | float,
+    df: np.ndarray | float,
+    confidence_level: float,
+    interval_method: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The interval of :func:`mean_interval` from a standard error, a skewness and a number of values.
+
+    ``gamma`` is the skewness of one value and ``n`` the number of values, so the estimate's own
+    skewness is gamma / sqrt(n); an estimate made of several independent means (two-fidelity)
+    passes its skewness times sqrt(n) with n its effective number of values (df + 1).
+    """
+    q = quantile(confidence_level, df, interval_method)
     if interval_method != "skew-t":
-        return mean - q * se, mean + q * se, se
-    gamma = skewness(n, m2, m3)
-    gamma = SKEW_SHRINK * np.sign(gamma) * np.maximum(np.abs(gamma) - 0.5 * np.sqrt(6.0 / n_arr), 0.0)
-    a, b = gamma / 3.0, gamma / (6.0 * n_arr)
+        return mean - q * se, mean + q * se
+    n = np.asarray(n, dtype=np.float64)
+    s = se * np.sqrt(n)
+    gamma = SKEW_SHRINK * np.sign(gamma) * np.maximum(np.abs(gamma) - 0.5 * np.sqrt(6.0 / n), 0.0)
+    a, b = gamma / 3.0, gamma / (6.0 * n)
 
     def inverse(y):  # g^-1(y) for g(x) = ((1 + a x)^3 - 1) / (3 a) + b
         with np.errstate(divide="ignore", invalid="ignore"):
             x = (np.cbrt(1.0 + 3.0 * a * (y - b)) - 1.0) / a
         return np.where(np.abs(a) > 1e-12, x, y - b)
 
-    upper, lower = inverse(q / np.sqrt(n_arr)), inverse(-q / np.sqrt(n_arr))
-    return mean - s * upper, mean - s * lower, se
+    upper, lower = inverse(q / np.sqrt(n)), inverse(-q / np.sqrt(n))
+    return mean - s * upper, mean - s * lower
+
+
+def trust_warning(
+    name: str, n_groups: float, gamma: Any, interval_method: str, spread: bool, kurtosis: Any = None
+) -> str | None:
+    """Why the interval of ``name`` may not keep its level, naming the remedy; None when nothing shows.
+
+    Rules, each measured in ``benchmarks/hard_coverage.py``:
+
+    * fewer than :data:`FEW_GROUPS` groups that vary: their shape cannot be checked (RQMC with
+      8 replicates of a two-valued statistic covered 0.69, ``benchmarks/results/coverage/bounded.md``);
+    * Cochran's rule for skew: a t interval needs n > 25 gamma^2 groups, applied where the
+      skewness is clearly not noise (|gamma| > 2 sqrt(6 / n));
+    * with fewer than 64 groups, two shapes that the skewness alone misses: heavy tails (excess
+      kurtosis above both 2 sqrt(24 / n), its null noise, and n / 10), and a lumped, two-valued
+      shape (Sarle's bimodality coefficient (gamma^2 + 1) / (kurtosis + 3) above 0.6; a uniform
+      gives 0.56, two values 1).
+    """
+    n = float(n_groups)
+    if n < FEW_GROUPS and spread:
+        return (
+            f"{name!r} has only {n:.3g} groups: its interval ({interval_method}) rests on nearly normal group means, "
+            f"which {n:.3g} groups cannot check (a skewed or two-valued statistic undercovers unseen). Use at least "
+            f"{FEW_GROUPS} groups (for RQMC: more replicates of fewer points), or for a bounded statistic the "
+            f"betting interval (uqdiff.betting_interval on uqdiff.group_means), valid at every n"
+        )
+    gamma = np.abs(np.asarray(gamma, dtype=np.float64))
+    bad = (n < 25 * gamma**2) & (gamma > 2 * math.sqrt(6 / n))
+    shape = f"skewed (skewness {float(gamma.max()):.2g}"
+    remedy = f"groups > 25 x skewness^2 = {int(25 * float(gamma.max()) ** 2) + 1}"
+    if not bad.any() and kurtosis is not None and n < 64 and spread:
+        g2 = np.asarray(kurtosis, dtype=np.float64)
+        heavy = (g2 > 2 * math.sqrt(24 / n)) & (g2 > n / 10)
+        lumped = (gamma**2 + 1) / np.maximum(g2 + 3, 1e-12) > 0.6
+        bad = heavy | lumped
+        if heavy.any():
+            shape, remedy = f"heavy-tailed (excess kurtosis {float(g2.max()):.2g}", "at least 64 groups"
+        else:
+            shape, remedy = "lumped in few values (two-valued or bimodal", "at least 64 groups"
+    if not bad.any():
+        return None
+    where = "" if np.ndim(gamma) == 0 else f" at {int(bad.sum())} of {bad.size} elements"
+    return (
+        f"the group means of {name!r} are {shape}{where} over {n:.3g} groups): its interval ({interval_method}) "
+        f"may undercover; use more groups (a larger budget, or a design with smaller groups) so that {remedy}, "
+        f"or for a bounded statistic the betting interval"
+    )
 
 
 def quantile(confidence_level: float, df: float, interval_method: str) -> float:

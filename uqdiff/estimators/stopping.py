@@ -248,7 +248,10 @@ class RQMCDoubling(StoppingRule):
                 for name, v in means.items()
             }
             half = {name: q * self.inflation * v.std(axis=0, ddof=1) / np.sqrt(r) for name, v in means.items()}
-            met = {name: bool(np.all(half[name] <= tol[name])) for name in means}
+            # replicates that all agree have not shown their spread yet (a lattice statistic, e.g. an
+            # indicator, often gives every replicate the same count): no target is met on them
+            flat = {name: bool(np.any(v.std(axis=0) == 0)) for name, v in means.items()}
+            met = {name: bool(np.all(half[name] <= tol[name])) and not flat[name] for name in means}
             if all(met.values()) or 2 * points * r > self.max_budget:
                 break
             level += 1
@@ -266,12 +269,19 @@ class RQMCDoubling(StoppingRule):
                 confidence_level=confidence_level,
                 interval_method=interval_method,
             )
-        met = {name: bool(np.all(np.asarray(r.width) / 2 <= tol[name])) for name, r in results.items()}
+        met = {
+            name: bool(np.all(np.asarray(r.width) / 2 <= tol[name])) and not flat[name] for name, r in results.items()
+        }
         if not all(met.values()):
             missed = ", ".join(n for n, ok in met.items() if not ok)
+            why = (
+                "every replicate gave the same mean, so the interval has no spread to stand on: "
+                if any(flat.values())
+                else ""
+            )
             warnings.warn(
                 f"max_budget {self.max_budget} was reached before the target (or the reported interval is wider "
-                f"than the rule's t check): {missed}; "
+                f"than the rule's t check): {missed}; {why}"
                 f"stopped at {points} points x {r} replicates",
                 stacklevel=3,
             )
@@ -283,7 +293,7 @@ class RQMCDoubling(StoppingRule):
             "levels": level + 1,
             "tolerance": {n: plain(t) for n, t in tol.items()},
             "target_met": met,
-            "stopped_by": "target" if all(met.values()) else "max_budget",
+            "stopped_by": "target" if all(met.values()) else ("no spread" if any(flat.values()) else "max_budget"),
         }
         return results, info
 
