@@ -278,7 +278,7 @@ def mean_interval(
       :data:`SKEW_SHRINK` = 0.75: the full correction overcovers lattice data (a 2.3 %
       indicator: 0.97-0.98 at 64-512 groups in a trial run of that benchmark with the full correction), less of it leaves continuous skew
       undercovered; 0.75 kept both within 95 % +- 2 % in ``benchmarks/interval_coverage.py``.
-      In that benchmark it covered 0.930-0.971 where t covered 0.924-0.963. With fewer than
+      In that benchmark it covered 0.924-0.974 where t covered 0.915-0.966 (0.3's noise). With fewer than
       about 16 strongly skewed groups (not in the benchmark) no interval built from the group
       means alone is reliable: results warn then.
     """

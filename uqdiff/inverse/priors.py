@@ -109,7 +109,8 @@ class UNetPrior(DiffusionPrior):
         t = self.timesteps[step]
         ab = float(self.alphas_cumprod[step])
         labels = None if self.class_label is None else torch.full((len(x),), self.class_label, device=x.device)
-        out = self.unet(x, t.to(x.device), class_labels=labels)
+        weights = next(self.unet.parameters()).dtype  # a float64 prior takes float32 iterates too
+        out = self.unet(x.to(weights), t.to(x.device), class_labels=labels)
         eps = getattr(out, "sample", out).to(torch.promote_types(x.dtype, torch.float32))
         x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
         return x0 if self.clip is None else x0.clamp(-self.clip, self.clip)

@@ -7,6 +7,8 @@ images.  Both are mapped to [0, 1] before comparison.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
@@ -16,7 +18,12 @@ __all__ = ["ReconstructionStatistic", "L1", "PSNR", "SSIM", "gaussian_window", "
 
 
 class ReconstructionStatistic(Statistic):
-    """Base for statistics comparing each image with a fixed ``reference`` image."""
+    """Base for statistics comparing each image with a fixed ``reference`` image.
+
+    ``higher_is_better`` says which way a solver ranks better (PSNR, SSIM: up; L1: down).
+    """
+
+    higher_is_better: ClassVar[bool] = True
 
     def __init__(self, reference: ArrayLike, *, value_range: tuple[float, float] = (-1.0, 1.0)) -> None:
         super().__init__(value_range=value_range)
@@ -50,6 +57,7 @@ class L1(ReconstructionStatistic):
     """
 
     name = "l1"
+    higher_is_better = False  # an error: lower is better
 
     def _compute(self, x: torch.Tensor) -> torch.Tensor:
         u, r = self._unit_pair(x)
@@ -69,6 +77,7 @@ class PSNR(ReconstructionStatistic):
     """
 
     name = "psnr"
+    higher_is_better = True
 
     def _compute(self, x: torch.Tensor) -> torch.Tensor:
         u, r = self._unit_pair(x)
@@ -110,6 +119,7 @@ class SSIM(ReconstructionStatistic):
     """
 
     name = "ssim"
+    higher_is_better = True
     win_size: int = 11
     sigma: float = 1.5
     k1: float = 0.01
