@@ -38,6 +38,48 @@ def add_common_arguments(parser, script: str) -> None:
     parser.add_argument("--quick", action="store_true", help="a tiny run that finishes in seconds (smoke test)")
 
 
+def coverage_arguments(argv, doc: str, *, quick_reps: int, extra=None):
+    """The coverage scripts' arguments: --reps and the common ones; --quick cuts the repetitions."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=1000, help="repetitions per cell (default 1000)")
+    if extra is not None:
+        extra(parser)
+    add_common_arguments(parser, "coverage")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.reps = quick_reps
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args
+
+
+def block_moments(generator, statistic, design, *, reps: int, budget: int, seed) -> dict[str, Any]:
+    """``reps`` independent runs of ``budget`` noises as blocks of one long run's group means.
+
+    Groups are iid, so consecutive blocks are independent runs; returns the blocks (reps, groups),
+    their means and central sums m2, m3, m4, vectorized over the runs.
+    """
+    from uqdiff.estimators import group_means
+
+    _, means = group_means(
+        generator, statistic, budget=reps * budget, design=design, seed=seed, batch_size=4096, dtype=torch.float64
+    )
+    groups = budget // design.group_size
+    blocks = means.reshape(reps, groups)
+    mean = blocks.mean(axis=1)
+    dev = blocks - mean[:, None]
+    return {
+        "groups": groups,
+        "blocks": blocks,
+        "mean": mean,
+        "m2": (dev**2).sum(axis=1),
+        "m3": (dev**3).sum(axis=1),
+        "m4": (dev**4).sum(axis=1),
+    }
+
+
 def load_model(model: str, *, steps: int = 50, difficulty: int = 50, device: str = "cpu"):
     """(generator, description) for the terrain consistency model or the unconditional Fashion-MNIST DDPM."""
     if model == "terrain":

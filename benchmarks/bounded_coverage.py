@@ -13,19 +13,17 @@ independent runs because groups are iid), and every interval is computed from th
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
 import numpy as np
 import pandas as pd
 import torch
-from _common import add_common_arguments, write_results
+from _common import block_moments, coverage_arguments, write_results
 from scipy import integrate, stats
 
 from uqdiff import IID, Antithetic, KAntithetic, SobolRQMC
 from uqdiff.designs.seeds import substream
-from uqdiff.estimators import group_means
 from uqdiff.estimators.betting import betting_interval
 from uqdiff.estimators.results import markdown_table, mean_interval
 from uqdiff.samplers import LinearGenerator
@@ -61,14 +59,8 @@ def cells() -> list[tuple[str, object, float, object, int]]:
 
 def coverage(statistic, truth: float, design, *, reps: int, budget: int, seed: list[int]) -> dict:
     """Coverage and mean width of betting, skew-t and t over ``reps`` runs of ``budget`` noises."""
-    _, means = group_means(
-        NOISE, statistic, budget=reps * budget, design=design, seed=seed, batch_size=4096, dtype=torch.float64
-    )
-    groups = budget // design.group_size
-    blocks = means.reshape(reps, groups)
-    mean = blocks.mean(axis=1)
-    dev = blocks - mean[:, None]
-    m2, m3 = (dev**2).sum(axis=1), (dev**3).sum(axis=1)
+    b = block_moments(NOISE, statistic, design, reps=reps, budget=budget, seed=seed)
+    groups, blocks, mean, m2, m3, m4 = (b[k] for k in ("groups", "blocks", "mean", "m2", "m3", "m4"))
     row = {"design": design.name, "budget": budget, "groups": groups}
     for method in ("skew-t", "t"):
         low, high, _ = mean_interval(groups, mean, m2, m3, interval_method=method)
@@ -84,14 +76,7 @@ def coverage(statistic, truth: float, design, *, reps: int, budget: int, seed: l
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=1000, help="repetitions per cell (default 1000)")
-    add_common_arguments(parser, "coverage")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.reps = 30
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = coverage_arguments(argv, __doc__, quick_reps=30)
     start = time.perf_counter()
     rows = []
     for c, (name, statistic, truth, design, budget) in enumerate(cells()):

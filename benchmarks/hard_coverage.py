@@ -22,7 +22,6 @@ two-fidelity cells call ``estimate`` and ``estimate_two_fidelity`` themselves, o
 
 from __future__ import annotations
 
-import argparse
 import time
 import warnings
 
@@ -30,12 +29,12 @@ import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
 import numpy as np
 import pandas as pd
 import torch
-from _common import add_common_arguments, write_results
+from _common import block_moments, coverage_arguments, write_results
 from scipy import stats
 
 from uqdiff import IID, Antithetic, KAntithetic, RQMCDoubling, SobolRQMC, estimate
 from uqdiff.designs.seeds import substream
-from uqdiff.estimators import estimate_two_fidelity, group_means
+from uqdiff.estimators import estimate_two_fidelity
 from uqdiff.estimators.results import excess_kurtosis, markdown_table, mean_interval, skewness, trust_warning
 from uqdiff.samplers import LinearGenerator
 
@@ -79,14 +78,8 @@ def fixed_cells() -> list[tuple[str, object, float, object, int, object]]:
 
 
 def fixed_cell(statistic, truth, design, budget, generator, *, reps: int, seed) -> dict:
-    _, means = group_means(
-        generator, statistic, budget=reps * budget, design=design, seed=seed, batch_size=4096, dtype=torch.float64
-    )
-    groups = budget // design.group_size
-    blocks = means.reshape(reps, groups)
-    mean = blocks.mean(axis=1)
-    dev = blocks - mean[:, None]
-    m2, m3, m4 = (dev**2).sum(axis=1), (dev**3).sum(axis=1), (dev**4).sum(axis=1)
+    b = block_moments(generator, statistic, design, reps=reps, budget=budget, seed=seed)
+    groups, blocks, mean, m2, m3, m4 = (b[k] for k in ("groups", "blocks", "mean", "m2", "m3", "m4"))
     row = {"design": design.name, "budget": budget, "groups": groups}
     for method in ("skew-t", "t"):
         low, high, _ = mean_interval(groups, mean, m2, m3, interval_method=method)
@@ -158,14 +151,7 @@ def two_fidelity_cell(reps: int, seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=1000, help="runs per cell (default 1000)")
-    add_common_arguments(parser, "coverage")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.reps = 30
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = coverage_arguments(argv, __doc__, quick_reps=30)
     start = time.perf_counter()
     rows = []
     cells = fixed_cells()

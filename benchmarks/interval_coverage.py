@@ -26,19 +26,17 @@ skewness of the group means), ``t`` and ``normal``.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
 import numpy as np
 import pandas as pd
 import torch
-from _common import add_common_arguments, write_results
+from _common import block_moments, coverage_arguments, write_results
 from scipy import stats
 
 from uqdiff import IID, Antithetic, Equicorrelated, KAntithetic, SobolRQMC
 from uqdiff.designs.seeds import substream
-from uqdiff.estimators import group_means
 from uqdiff.estimators.results import INTERVAL_METHODS, markdown_table, mean_interval
 from uqdiff.samplers import ClippedGaussianDDIM, LinearGenerator
 from uqdiff.statistics import PixelMean
@@ -87,14 +85,8 @@ def problems() -> dict[str, tuple]:
 
 def coverage(generator, statistic, truth: float, design, *, reps: int, budget: int, seed: list[int]) -> dict:
     """Coverage and mean width of every interval method over ``reps`` repetitions of ``budget`` noises."""
-    _, means = group_means(
-        generator, statistic, budget=reps * budget, design=design, seed=seed, batch_size=4096, dtype=torch.float64
-    )
-    groups = budget // design.group_size
-    blocks = means.reshape(reps, groups)
-    mean = blocks.mean(axis=1)
-    dev = blocks - mean[:, None]
-    m2, m3 = (dev**2).sum(axis=1), (dev**3).sum(axis=1)
+    b = block_moments(generator, statistic, design, reps=reps, budget=budget, seed=seed)
+    groups, blocks, mean, m2, m3, m4 = (b[k] for k in ("groups", "blocks", "mean", "m2", "m3", "m4"))
     row = {"design": design.name, "groups": groups}
     for method in INTERVAL_METHODS:
         low, high, _ = mean_interval(groups, mean, m2, m3, interval_method=method)
@@ -109,15 +101,12 @@ def coverage(generator, statistic, truth: float, design, *, reps: int, budget: i
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=1000, help="repetitions per cell (default 1000)")
-    parser.add_argument("--budget", type=int, default=512, help="noises per repetition (default 512)")
-    add_common_arguments(parser, "coverage")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.reps = 20
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = coverage_arguments(
+        argv,
+        __doc__,
+        quick_reps=20,
+        extra=lambda p: p.add_argument("--budget", type=int, default=512, help="noises per repetition (default 512)"),
+    )
 
     start = time.perf_counter()
     rows = []

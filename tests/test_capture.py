@@ -10,7 +10,6 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import functools
-import json
 import math
 
 import numpy as np
@@ -354,6 +353,7 @@ def test_research_dps_loop_is_evaluated_unmodified(tiny_prior):
 # -- real diffusers pipelines ---------------------------------------------------------------------------
 
 diffusers = pytest.importorskip("diffusers")
+import tiny_diffusers  # noqa: E402  (after diffusers is known to be installed)
 
 
 def tiny_unet(channels=1, num_class_embeds=None):
@@ -461,68 +461,11 @@ class LinearUNet(diffusers.UNet2DConditionModel):
         return (out,) if not return_dict else diffusers.models.unets.unet_2d_condition.UNet2DConditionOutput(out)
 
 
-def _tokenizer(tmp):
-    from transformers import CLIPTokenizer
-
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in letters:
-        vocab[c] = len(vocab)
-    for c in letters:
-        vocab[c + "</w>"] = len(vocab)
-    (tmp / "vocab.json").write_text(json.dumps(vocab))
-    (tmp / "merges.txt").write_text("#version: 0.2\n")
-    tok = CLIPTokenizer(str(tmp / "vocab.json"), str(tmp / "merges.txt"))
-    tok.model_max_length = 16
-    return tok
-
-
 @pytest.fixture(scope="module")
 def sd_parts(tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    text = transformers.CLIPTextModel(
-        transformers.CLIPTextConfig(
-            vocab_size=54,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=16,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        )
-    ).eval()
-    unet_kw = dict(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16,
-        attention_head_dim=4,
-    )
-    vae = diffusers.AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        block_out_channels=(8,),
-        down_block_types=("DownEncoderBlock2D",),
-        up_block_types=("UpDecoderBlock2D",),
-        norm_num_groups=4,
-        sample_size=8,
-    ).eval()
-    return dict(
-        text_encoder=text,
-        tokenizer=_tokenizer(tmp_path_factory.mktemp("tokenizer")),
-        vae=vae,
-        unet=diffusers.UNet2DConditionModel(**unet_kw).eval(),
-        linear_unet=LinearUNet(**unet_kw).eval(),
-    )
+    pytest.importorskip("transformers")
+    parts = tiny_diffusers.parts(tmp_path_factory.mktemp("tokenizer"))
+    return {**parts, "linear_unet": LinearUNet(**tiny_diffusers.UNET).eval()}
 
 
 SCHEDULERS = {

@@ -63,59 +63,13 @@ def test_every_fenced_block_is_known():
 @pytest.fixture(scope="session")
 def tiny_stable_diffusion(tmp_path_factory) -> str:
     """A random-weight text-conditioned Stable Diffusion pipeline saved as a local folder."""
-    import torch
-
     diffusers = pytest.importorskip("diffusers")
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
+    import tiny_diffusers
+
     folder = tmp_path_factory.mktemp("tiny-sd")
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    vocab.update({c: len(vocab) + i for i, c in enumerate(letters)})
-    vocab.update({c + "</w>": len(vocab) + i for i, c in enumerate(letters)})
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16)
-    torch.manual_seed(0)
-    text = transformers.CLIPTextModel(
-        transformers.CLIPTextConfig(
-            vocab_size=len(vocab),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=16,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        )
-    )
-    unet = diffusers.UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16,
-        attention_head_dim=4,
-    )
-    vae = diffusers.AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        block_out_channels=(8,),
-        down_block_types=("DownEncoderBlock2D",),
-        up_block_types=("UpDecoderBlock2D",),
-        norm_num_groups=4,
-        sample_size=8,
-    )
     pipe = diffusers.StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text,
-        tokenizer=tokenizer,
-        unet=unet,
+        **tiny_diffusers.parts(folder),
         scheduler=diffusers.DDPMScheduler(num_train_timesteps=100, steps_offset=1),
         safety_checker=None,
         feature_extractor=None,
