@@ -90,3 +90,12 @@ def test_variations_quick_reports_every_strength(load, tmp_path):
 def test_overhead_quick(load, tmp_path):
     frame = load("overhead").main(["--quick", "--out", str(tmp_path)])
     assert "same estimate: True" in " ".join(frame["detail"])
+
+
+def test_every_script_is_in_the_manifest():
+    """docs/benchmarks.md names every script, so a reader can go from a figure to its command."""
+    manifest = (BENCHMARKS.parent / "docs" / "benchmarks.md").read_text()
+    scripts = sorted(p.name for p in BENCHMARKS.glob("*.py") if not p.name.startswith("_"))
+    scripts += sorted(p.name for p in BENCHMARKS.glob("*.sh"))
+    missing = [name for name in scripts if f"benchmarks/{name}" not in manifest]
+    assert not missing, f"add to docs/benchmarks.md: {missing}"
