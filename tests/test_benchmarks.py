@@ -18,6 +18,9 @@ SCRIPTS = [
     "beyond_paper",
     "subspace_points",
     "gradient_subspace",
+    "bounded_coverage",
+    "hard_coverage",
+    "noise_speed",
 ]
 
 
@@ -99,3 +102,16 @@ def test_every_script_is_in_the_manifest():
     scripts += sorted(p.name for p in BENCHMARKS.glob("*.sh"))
     missing = [name for name in scripts if f"benchmarks/{name}" not in manifest]
     assert not missing, f"add to docs/benchmarks.md: {missing}"
+
+
+@pytest.mark.parametrize(
+    "name, written", [("bounded_coverage", "bounded_quick"), ("hard_coverage", "hard_cells_quick")]
+)
+def test_coverage_benchmarks_quick_write_every_cell(load, tmp_path, name, written):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # few groups, on purpose
+        frame = load(name).main(["--quick", "--out", str(tmp_path)])
+    assert len(frame) >= 8 and frame["coverage skew-t"].between(0, 1).all()
+    assert (tmp_path / f"{written}.md").is_file() and (tmp_path / f"{written}.json").is_file()
