@@ -31,7 +31,13 @@ from uqdiff.estimators.gallery import GalleryComparison, GalleryDifference, comp
 from uqdiff.estimators.learned import LearnedCoupling, learn_coupling
 from uqdiff.estimators.multifidelity import TwoFidelityResult, estimate_two_fidelity
 from uqdiff.estimators.paired import ContrastResult, PairedResult, paired_estimate
-from uqdiff.estimators.population import PopulationMean, SolverComparison, SolverDifference, evaluate_solvers
+from uqdiff.estimators.population import (
+    PopulationMean,
+    SolverComparison,
+    SolverDifference,
+    evaluate_solvers,
+    from_inference,
+)
 from uqdiff.estimators.results import ComparisonResult, ConfidenceInterval, EstimateResult, StatisticResult, p_value
 from uqdiff.estimators.simultaneous import MapBands, group_means, simultaneous_bands
 from uqdiff.estimators.solvers import SolverEvaluation, evaluate_solver
@@ -84,6 +90,7 @@ __all__ = [
     "gradient_directions",
     "betting_interval",
     "evaluate_solvers",
+    "from_inference",
     "group_means",
     "learn_coupling",
     "p_value",

@@ -332,6 +332,37 @@ def evaluate_solvers(
     )
 
 
+def from_inference(make_algorithm: Callable[[Measurement], Any], *, max_batch: int | None = None) -> SolverFactory:
+    """A solver factory for algorithms with the common ``inference(observation, num_samples)`` interface.
+
+    InverseBench (Zheng et al. 2025) runs its solvers behind ``algo.inference(observation,
+    num_samples)``; ``make_algorithm(measurement)`` builds one for a measurement, and each call is
+    run under :class:`~uqdiff.samplers.Captured`, so every Gaussian draw the algorithm makes is the
+    design's. Give ``max_batch=1`` for algorithms that only sample one at a time.
+
+    >>> class Toy:  # an algorithm as such libraries write them: its noise drawn inside
+    ...     def __init__(self, spread):
+    ...         self.spread = spread
+    ...     def inference(self, observation, num_samples=1):
+    ...         return observation + self.spread * torch.randn(num_samples, *observation.shape[1:])
+    >>> solvers = {"sharp": from_inference(lambda m: Toy(0.1)), "blurry": from_inference(lambda m: Toy(0.4))}
+    >>> c = evaluate_solvers(solvers, torch.zeros(4, 1, 4, 4), "box_inpainting", budget=8, statistics=[L1])
+    >>> c.ranking["l1"], c.common_noise
+    ('sharp > blurry', 'the whole noise stream, slot by slot')
+    """
+    from uqdiff.samplers.capture import Captured
+
+    def factory(measurement: Measurement):
+        algorithm = make_algorithm(measurement)
+        return Captured(
+            lambda n: algorithm.inference(measurement.y, num_samples=n),
+            max_batch=max_batch,
+            name=type(algorithm).__name__,
+        )
+
+    return factory
+
+
 def _population_mean(solver, stat, results, budget, image_cost, level) -> PopulationMean:
     """The mean of the image estimates with its interval over images, and the two variance components."""
     y = np.array([float(r.estimate) for r in results])
