@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats as scipy_stats
 
 from uqdiff._util import callable_name
 from uqdiff.designs import NoiseDesign
@@ -244,7 +245,7 @@ def evaluate_solver(
         if "antithetic" in recorded and "mc" in recorded:
             corr_rows.append({"image": j, **_pn_rr(recorded["antithetic"], recorded["mc"], m.truth)})
     per_image = pd.DataFrame(rows)
-    summary = _summary(per_image, baseline=names[0])
+    summary = _summary(per_image, baseline=names[0], confidence_level=confidence_level)
     config = {
         "budget": budget,
         "generator_calls": budget * len(names) * len(truths),
@@ -280,8 +281,12 @@ def _pn_rr(antithetic: torch.Tensor, mc: torch.Tensor, truth: torch.Tensor) -> d
     return {k: float(np.nanmean(v)) for k, v in vars(res).items()} | {"pairs": pairs}
 
 
-def _summary(per_image: pd.DataFrame, *, baseline: str) -> pd.DataFrame:
+def _summary(per_image: pd.DataFrame, *, baseline: str, confidence_level: float) -> pd.DataFrame:
     """Table 3's efficiency from mean widths, plus the within-run efficiency pooled over images.
+
+    ``low`` / ``high`` bound the average over *these* images (the images fixed, the noise
+    random: the normal interval on sqrt(sum se^2) / images). For the population the images
+    come from, whose spread adds to it, use :func:`uqdiff.evaluate_solvers`.
 
     ``implied_efficiency`` = sum of marginal variances / sum of (n x se^2): the
     design's variance reduction against MC at the same budget, read from the
@@ -289,7 +294,7 @@ def _summary(per_image: pd.DataFrame, *, baseline: str) -> pd.DataFrame:
     sampling error of a second, independent MC run, so with few images it is
     the steadier of the two figures.
     """
-    df = per_image.assign(_nse2=per_image.budget * per_image.standard_error**2)
+    df = per_image.assign(_nse2=per_image.budget * per_image.standard_error**2, _se2=per_image.standard_error**2)
     agg = (
         df.groupby(["statistic", "design"], sort=False)
         .agg(
@@ -299,10 +304,14 @@ def _summary(per_image: pd.DataFrame, *, baseline: str) -> pd.DataFrame:
             budget=("budget", "first"),
             _marginal=("marginal_variance", "sum"),
             _nse2=("_nse2", "sum"),
+            _se2=("_se2", "sum"),
         )
         .reset_index()
     )
+    half = scipy_stats.norm.ppf(0.5 + confidence_level / 2) * np.sqrt(agg._se2) / agg.images
+    agg.insert(agg.columns.get_loc("estimate") + 1, "low", agg.estimate - half)
+    agg.insert(agg.columns.get_loc("low") + 1, "high", agg.estimate + half)
     base_width = agg[agg.design == baseline].set_index("statistic").width
     agg["efficiency"] = [(base_width[s] / w) ** 2 if w > 0 else math.inf for s, w in zip(agg.statistic, agg.width)]
     agg["implied_efficiency"] = agg._marginal / agg._nse2
-    return agg.drop(columns=["_marginal", "_nse2"])
+    return agg.drop(columns=["_marginal", "_nse2", "_se2"])
