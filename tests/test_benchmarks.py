@@ -21,6 +21,7 @@ SCRIPTS = [
     "bounded_coverage",
     "hard_coverage",
     "noise_speed",
+    "solver_population",
 ]
 
 

@@ -367,3 +367,46 @@ def test_runs_never_mix_their_files(tmp_path, monkeypatch, capsys):
     assert main([*args, "--out", "mine"]) == 0
     assert main([*args, "--out", "mine"]) == 2  # a folder holding a run's results is refused
     assert "already holds the results of another run" in capsys.readouterr().err
+
+
+FASHION_DATA = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not FASHION_DATA.is_dir(), reason="needs Debian's dataset-fashion-mnist")
+def test_evaluate_ranks_several_solvers_over_images(tmp_path, monkeypatch, capsys):
+    (tmp_path / "toy_solvers.py").write_text(
+        "class Toy:\n"
+        "    noise_shape = (2,)\n"
+        "    def __init__(self, truth, spread):\n"
+        "        self.truth, self.spread = truth, spread\n"
+        "    def __call__(self, z):\n"
+        "        return (self.truth + self.spread * z.sum(dim=1).reshape(-1, 1, 1, 1)).clamp(-1, 1)\n"
+        "def sharp(m):\n"
+        "    return Toy(m.truth, 0.05)\n"
+        "def blurry(m):\n"
+        "    return Toy(m.truth, 0.3)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    args = ["evaluate", "--model", "fashion", "--solvers", "toy_solvers:sharp", "toy_solvers:blurry"]
+    args += ["--statistics", "l1", "--images", "4", "--budget", "8", "--out", "rank", "-q"]
+    assert main(args) == 0
+    report = (tmp_path / "rank" / "report.md").read_text()
+    assert "l1: toy_solvers:sharp > toy_solvers:blurry" in report
+    board = pd.read_csv(tmp_path / "rank" / "leaderboard.csv")
+    assert set(board.solver) == {"toy_solvers:sharp", "toy_solvers:blurry"} and {"low", "high"} <= set(board.columns)
+    assert pd.read_csv(tmp_path / "rank" / "differences.csv").resolved.all()
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--solvers", "dds"], "two or more different solvers"),
+        (["--solvers", "dds", "dds"], "two or more different solvers"),
+        (["--solvers", "dds", "nope"], "dps, dds or module:factory"),
+        (["--solvers", "dps", "dds", "--images", "1"], "at least 2"),
+        (["--solvers", "dps", "dds", "--designs", "mc", "antithetic"], "one design"),
+    ],
+)
+def test_evaluate_solvers_flags_are_checked_before_any_model_call(tmp_path, capsys, extra, match):
+    assert main(["evaluate", "--model", "fashion", *extra, "--out", str(tmp_path / "o")]) == 2
+    assert match in capsys.readouterr().err

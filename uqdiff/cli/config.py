@@ -79,6 +79,8 @@ class RunConfig:
     quiet: bool = False
     # ``evaluate`` only: an inverse problem on the project's models (uqdiff.models.problems)
     solver: str = "dds"
+    #: ``evaluate`` with two or more: compare them over the images (uqdiff.evaluate_solvers)
+    solvers: tuple[str, ...] = ()
     task: str = "inpainting"
     images: int = 2
     sigma_y: float = 0.05
@@ -140,6 +142,35 @@ class RunConfig:
             self.model in PROBLEM_MODELS, "model", f"evaluate runs on {' or '.join(PROBLEM_MODELS)}, got {self.model!r}"
         )
         _check(self.solver in SOLVERS, "solver", f"must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        _check(_str_tuple(self.solvers), "solvers", f"must be a list of solver names, got {self.solvers!r}")
+        if self.solvers:
+            _check(
+                len(self.solvers) >= 2 and len(set(self.solvers)) == len(self.solvers),
+                "solvers",
+                f"give two or more different solvers to compare over the images, got {list(self.solvers)}",
+            )
+            for name in self.solvers:
+                _check(
+                    name in SOLVERS or ":" in name,
+                    "solvers",
+                    f"each must be one of {', '.join(SOLVERS)} or module:factory (measurement -> sampler), "
+                    f"got {name!r}",
+                )
+                if name in SOLVERS:
+                    try:
+                        check_problem(self.model, name, self.task)
+                    except ValueError as err:
+                        raise ConfigError("solvers", str(err)) from None
+            _check(
+                _int(self.images) and self.images >= 2,
+                "images",
+                f"comparing solvers over images needs at least 2 (10 or more for a useful interval), got {self.images!r}",
+            )
+            _check(
+                len(self.design_specs()) == 1 or not self.designs,
+                "designs",
+                f"with several solvers give one design for the common noise, got {list(self.designs)}",
+            )
         _check(
             self.task in TASKS[self.model],
             "task",
@@ -184,13 +215,13 @@ class RunConfig:
                 name, value = "designs", (value,) if isinstance(value, str) else value
             if name not in allowed:
                 raise ConfigError(name, f"unknown field in {source}; allowed fields: {', '.join(sorted(allowed))}")
-            if name in ("statistics", "designs") and isinstance(value, str):
+            if name in ("statistics", "designs", "solvers") and isinstance(value, str):
                 raise ConfigError(
                     name,
                     f"must be a list, got the text {value!r}: write {name} = [{value!r}] in TOML or "
                     f"{name}: [{value}] in YAML" + (" (or design = ... for one design)" if name == "designs" else ""),
                 )
-            if name in ("statistics", "designs") and isinstance(value, list):
+            if name in ("statistics", "designs", "solvers") and isinstance(value, list):
                 value = tuple(value)
             elif name == "out" and isinstance(value, Path):
                 value = str(value)
@@ -233,6 +264,7 @@ class RunConfig:
         """Plain values, ready for JSON or YAML (and loadable again with :func:`load_config_file`)."""
         out = asdict(self)
         out["statistics"], out["designs"] = list(self.statistics), list(self.designs)
+        out["solvers"] = list(self.solvers)
         return out
 
 

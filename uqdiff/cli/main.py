@@ -224,6 +224,14 @@ register(
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solver", help="dps (fashion only: needs network gradients) or dds (default dds)")
     p.add_argument(
+        "--solvers",
+        nargs="+",
+        metavar="NAME",
+        help="two or more solvers (dps, dds or module:factory taking a measurement) compared over the images on "
+        "common noise: population means with two-level intervals, Holm-adjusted differences, a ranking "
+        "(uqdiff.evaluate_solvers; one design, default antithetic)",
+    )
+    p.add_argument(
         "--task",
         help="fashion: inpainting, super_resolution, gaussian_blur; terrain: inpainting, "
         "super_resolution (default inpainting)",
@@ -254,6 +262,8 @@ def _evaluate(config: RunConfig) -> int:
     from uqdiff.statistics import STATISTICS
 
     truths, source = ground_truths(config.model, config.images)
+    if config.solvers:
+        return _rank_solvers(config, truths, source)
     make = solver_factory(config.model, config.solver, steps=config.steps, device=config.device)
     params = TASKS[config.model][config.task]
     designs = list(config.design_objects())
@@ -298,6 +308,79 @@ def _evaluate(config: RunConfig) -> int:
     return 0
 
 
+def _rank_solvers(config: RunConfig, truths, source) -> int:
+    """Several solvers over the same images on common noise: leaderboard, differences, ranking."""
+    import json
+    from pathlib import Path
+
+    from uqdiff.cli.report import yaml_text
+    from uqdiff.cli.runs import environment
+    from uqdiff.estimators.population import evaluate_solvers
+    from uqdiff.estimators.solvers import RECONSTRUCTION_STATISTICS
+    from uqdiff.models.problems import SOLVERS, TASKS, solver_factory
+    from uqdiff.statistics import STATISTICS
+
+    factories = {}
+    for name in config.solvers:
+        if name in SOLVERS:
+            factories[name.upper()] = solver_factory(config.model, name, steps=config.steps, device=config.device)
+        else:
+            factories[name] = _import_factory(name)
+    design = config.designs[0] if config.designs else "antithetic"
+    c = evaluate_solvers(
+        factories,
+        truths,
+        config.task,
+        budget=config.budget,
+        design=design,
+        statistics=[STATISTICS[s] for s in config.statistics or RECONSTRUCTION_STATISTICS],
+        sigma_y=config.sigma_y,
+        operator_params=TASKS[config.model][config.task],
+        batch_size=config.batch_size,
+        seed=config.seed,
+        confidence_level=config.confidence_level,
+        progress=not config.quiet,
+    )
+    out = Path(config.out)
+    frame = c.to_frame()
+    frame[frame.kind == "mean"].dropna(axis=1, how="all").to_csv(out / "leaderboard.csv", index=False)
+    frame[frame.kind == "difference"].dropna(axis=1, how="all").to_csv(out / "differences.csv", index=False)
+    versions = environment()
+    (out / "results.json").write_text(
+        json.dumps(
+            {**c.to_dict(), "ground_truth": source, "versions": versions, "run_config": config.to_dict()},
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
+    (out / "config.yaml").write_text(yaml_text(config.to_dict()))
+    (out / "report.md").write_text(
+        f"# uqdiff evaluate: {', '.join(factories)} on {config.model} {config.task}\n\n"
+        f"{len(truths)} ground truths ({json.dumps(source)}), {config.budget} posterior samples per image and "
+        f"solver on common noise ({design}), seed {config.seed}, confidence level {config.confidence_level}.\n\n"
+        f"{c.to_markdown()}\n## Config\n\n```yaml\n{yaml_text(config.to_dict())}```\n\n## Versions\n\n"
+        + "".join(f"- {k}: {v}\n" for k, v in versions.items())
+    )
+    if not config.quiet:
+        print(c.conclusion())
+        print(f"wrote report.md, leaderboard.csv, differences.csv, results.json and config.yaml to {out}/")
+    return 0
+
+
+def _import_factory(spec: str):
+    """``module:attr`` as a solver factory (measurement -> sampler)."""
+    from uqdiff.models import UnknownModel, import_object
+
+    try:
+        obj = import_object(spec)
+    except UnknownModel as err:
+        raise ConfigError("solvers", str(err)) from None
+    if not callable(obj):
+        raise ConfigError("solvers", f"{spec!r} is not callable: give a factory measurement -> sampler")
+    return obj
+
+
 register(
     Subcommand(
         name="evaluate",
@@ -306,6 +389,7 @@ register(
   uqdiff evaluate --model fashion --solver dds --task super_resolution --images 2 --budget 16
   uqdiff evaluate --model fashion --solver dps --task inpainting --steps 50 --designs mc antithetic rqmc:4
   uqdiff evaluate --model terrain --solver dds --task inpainting --budget 8 --out results/terrain-inpainting
+  uqdiff evaluate --model fashion --solvers dps dds --task super_resolution --images 10 --budget 8 --steps 20
 """,
         add_arguments=_evaluate_arguments,
         run=_evaluate,

@@ -169,7 +169,8 @@ def _oracle(options: dict[str, Any], device: str | None) -> LoadedModel:
     )
 
 
-def _load_entry_point(spec: str, options: dict[str, Any]) -> LoadedModel:
+def import_object(spec: str) -> Any:
+    """The object ``module:attr`` names, the module found from the current folder or installed packages."""
     module_name, _, attr = spec.partition(":")
     # The `uqdiff` command, unlike `python -m`, does not put the current folder on the path: a
     # user's module next to their config would not be found.
@@ -184,6 +185,12 @@ def _load_entry_point(spec: str, options: dict[str, Any]) -> LoadedModel:
             f"cannot import {spec!r} ({err}); give module:callable with the module importable from the current "
             f"folder ({os.getcwd()}) or an installed package"
         ) from None
+    return obj
+
+
+def _load_entry_point(spec: str, options: dict[str, Any]) -> LoadedModel:
+    module_name = spec.partition(":")[0]
+    obj = import_object(spec)
     if hasattr(obj, "noise_shape"):
         if options:
             raise KeyError(f"{spec!r} is a generator (it has noise_shape), so it takes no model options")
