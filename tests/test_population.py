@@ -112,3 +112,40 @@ def test_bad_input_is_refused_before_any_solver_call(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         evaluate_solvers(args.pop("solvers"), args.pop("images"), "box_inpainting", budget=8, **args)
     assert not calls
+
+
+def test_stopping_early_over_images_keeps_coverage():
+    """Looks at 4, 8, 16, 32 images, stopping when every pair is resolved: intervals at alpha / 4 each."""
+    rng = np.random.default_rng(2)
+    reps, hit, stopped_early = 150, {s: 0 for s in SOLVERS}, 0
+    for _ in range(reps):
+        c = run(rng, n_images=32, initial_images=4)
+        stat = next(iter(c.means))
+        assert c.looks[0] == 4 and c.n_images == c.looks[-1] and c.confidence_level == pytest.approx(1 - 0.05 / 4)
+        stopped_early += c.n_images < 32
+        for s, m in c.means[stat].items():
+            hit[s] += m.low <= TRUTH[s] <= m.high
+    for s in SOLVERS:
+        assert hit[s] / reps >= 0.95 - 2 * 0.018, (s, hit[s] / reps)
+    # A and B are equal: a run stops early only by falsely resolving them, at most alpha over all looks
+    assert stopped_early / reps <= 0.05 + 2 * 0.018
+
+
+def test_clear_winners_stop_at_the_first_look():
+    rng = np.random.default_rng(3)
+    clear = {"A": solver(0.0, 0.0, 0.05), "B": solver(0.0, 0.5, 0.05)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        c = evaluate_solvers(
+            clear,
+            images(rng, 32),
+            "box_inpainting",
+            budget=8,
+            statistics=[signed_error],
+            sigma_y=0.0,
+            initial_images=8,
+            seed=0,
+        )
+    assert c.looks == [8] and c.n_images == 8 and c.differences["statistic"]["A - B"].resolved
+    with pytest.raises(ValueError, match="initial_images must be an int from 2"):
+        evaluate_solvers(clear, images(rng, 4), "box_inpainting", budget=8, initial_images=8)

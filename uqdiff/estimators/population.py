@@ -25,6 +25,7 @@ which orderings are resolved at the chosen level.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -143,6 +144,7 @@ class SolverComparison(Exportable):
     per_image: list[dict[str, Any]]
     common_noise: str
     seed: Any
+    looks: list[int] = dataclasses.field(default_factory=list)
 
     def conclusion(self) -> str:
         """One sentence per metric: the ranking, what is resolved, and the best solver's interval."""
@@ -187,6 +189,7 @@ def evaluate_solvers(
     sigma_y: float = 0.05,
     operator_params: dict[str, Any] | None = None,
     image_cost: float = 1.0,
+    initial_images: int | None = None,
     batch_size: int = 16,
     seed: SeedLike = 0,
     confidence_level: float = 0.95,
@@ -217,6 +220,12 @@ def evaluate_solvers(
     image_cost : float
         The cost of one more image (its measurement, its data) in units of one posterior sample,
         for the recommended samples per image.
+    initial_images : int, optional
+        Stop early: start with this many of the images, double while some pair of solvers is not
+        resolved, up to all of them. Each of the L planned looks tests and reports at level
+        1 - (1 - confidence_level) / L (Bonferroni over looks), so the intervals and the ranking
+        keep ``confidence_level`` whichever look the run stops at; ``confidence_level`` of the
+        result says the level used and ``looks`` the image counts seen.
     batch_size, seed, confidence_level, progress
         As for :func:`uqdiff.estimate`. Image i's measurement uses ``[*seed, i]`` (as
         :func:`evaluate_solver`) and its noise ``[*seed, i, 1]``.
@@ -273,63 +282,83 @@ def evaluate_solvers(
     if not (isinstance(image_cost, (int, float)) and math.isfinite(image_cost) and image_cost > 0):
         raise ValueError(f"image_cost must be a positive number of sample-equivalents, got {image_cost!r}")
     seed = entropy(seed)
+    looks = _looks(len(truths), initial_images)
+    # Bonferroni over the planned looks: each look is tested and reported at level 1 - alpha / L,
+    # so whichever look the run stops at, its intervals and tests keep 1 - alpha (union bound).
+    level = 1 - (1 - confidence_level) / len(looks)
     directions: dict[str, bool] = {}
     per_image, arms, contrasts = [], [], []
     common, design_name = "", ""
-    for i, truth in enumerate(truths):
-        m = measure(truth, task, sigma_y=sigma_y, seed=substream(seed, i), **(operator_params or {}))
-        stats = named_statistics([f(m.truth) for f in statistics])
-        directions = {name: bool(getattr(s, "higher_is_better", True)) for name, s in stats.items()}
-        with warnings.catch_warnings():  # one image's interval is not this result's: its warnings are not either
-            for text in PER_IMAGE_WARNINGS:
-                warnings.filterwarnings("ignore", message=text, category=UserWarning)
-            run = paired_estimate(
-                {name: solvers[name](m) for name in names},
-                stats,
-                budget=budget,
-                design=design,
-                batch_size=batch_size,
-                seed=substream(seed, i, 1),
-                confidence_level=confidence_level,
-                progress=progress,
-            )
-        common, design_name = run.common_noise, run.design
-        arms.append(run.arms)
-        contrasts.append(run.contrasts)
-        for stat, per in run.arms.items():
-            for solver, r in per.items():
-                per_image.append(
-                    {
-                        "image": i,
-                        "solver": solver,
-                        "statistic": stat,
-                        "estimate": float(r.estimate),
-                        "standard_error": float(r.standard_error),
-                    }
+    for n_images in looks:
+        for i in range(len(arms), n_images):
+            truth = truths[i]
+            m = measure(truth, task, sigma_y=sigma_y, seed=substream(seed, i), **(operator_params or {}))
+            stats = named_statistics([f(m.truth) for f in statistics])
+            directions = {name: bool(getattr(s, "higher_is_better", True)) for name, s in stats.items()}
+            with warnings.catch_warnings():  # one image's interval is not this result's: nor its warnings
+                for text in PER_IMAGE_WARNINGS:
+                    warnings.filterwarnings("ignore", message=text, category=UserWarning)
+                run = paired_estimate(
+                    {name: solvers[name](m) for name in names},
+                    stats,
+                    budget=budget,
+                    design=design,
+                    batch_size=batch_size,
+                    seed=substream(seed, i, 1),
+                    confidence_level=confidence_level,
+                    progress=progress,
                 )
-    n_images = len(truths)
-    means = {
-        stat: {
-            s: _population_mean(s, stat, [a[stat][s] for a in arms], budget, image_cost, confidence_level)
-            for s in names
+            common, design_name = run.common_noise, run.design
+            arms.append(run.arms)
+            contrasts.append(run.contrasts)
+            for stat, per in run.arms.items():
+                for solver, r in per.items():
+                    per_image.append(
+                        {
+                            "image": i,
+                            "solver": solver,
+                            "statistic": stat,
+                            "estimate": float(r.estimate),
+                            "standard_error": float(r.standard_error),
+                        }
+                    )
+        differences = {stat: _differences(stat, names, contrasts, level) for stat in directions}
+        if all(d.resolved for per in differences.values() for d in per.values()):
+            break  # every pair resolved: more images would not change the ranking's resolution
+    with warnings.catch_warnings():
+        if len(arms) < looks[-1]:  # stopped early: the few-images warning is about a run that was enough
+            warnings.simplefilter("ignore", UserWarning)
+        means = {
+            stat: {s: _population_mean(s, stat, [a[stat][s] for a in arms], budget, image_cost, level) for s in names}
+            for stat in directions
         }
-        for stat in directions
-    }
-    differences = {stat: _differences(stat, names, contrasts, confidence_level) for stat in directions}
     ranking = {stat: _ranking(means[stat], differences[stat], directions[stat]) for stat in directions}
     return SolverComparison(
         task=task,
         design=design_name,
         samples_per_image=budget,
-        n_images=n_images,
-        confidence_level=confidence_level,
+        n_images=len(arms),
+        confidence_level=level,
         means=means,
         differences=differences,
         ranking=ranking,
         per_image=per_image,
         common_noise=common,
         seed=seed,
+        looks=[n for n in looks if n <= len(arms)],
     )
+
+
+def _looks(n_images: int, initial: int | None) -> list[int]:
+    """Image counts at which a sequential run looks: initial, doubling, up to every image given."""
+    if initial is None:
+        return [n_images]
+    if isinstance(initial, bool) or not isinstance(initial, int) or not 2 <= initial <= n_images:
+        raise ValueError(f"initial_images must be an int from 2 to the {n_images} images given, got {initial!r}")
+    looks = [initial]
+    while looks[-1] < n_images:
+        looks.append(min(2 * looks[-1], n_images))
+    return looks
 
 
 def from_inference(make_algorithm: Callable[[Measurement], Any], *, max_batch: int | None = None) -> SolverFactory:
