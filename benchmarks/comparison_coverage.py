@@ -80,7 +80,12 @@ def pixel_bands(reps: int) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=1000)
+    p.add_argument("--quick", action="store_true", help="20 runs per cell (smoke test), written as coverage_quick")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "comparisons")
     args = p.parse_args(argv)
+    if args.quick:
+        args.reps = 20
+    name = "coverage_quick" if args.quick else "coverage"
     rows = [
         {"design": name, **proportions(d, b, args.reps)}
         for name, d, b in (("mc", "mc", 64), ("antithetic", "antithetic", 64), ("rqmc 16 x 8", SobolRQMC(16), 128))
@@ -95,10 +100,10 @@ def main(argv=None) -> None:
         "## All 36 pixels covered at once (32 MC groups)\n\n"
         f"{markdown_table(pd.DataFrame([bands]).round(3))}\n"
     )
-    out = Path(__file__).resolve().parent / "results" / "comparisons"
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    (out / "coverage.md").write_text(text)
-    (out / "coverage.json").write_text(
+    (out / f"{name}.md").write_text(text)
+    (out / f"{name}.json").write_text(
         json.dumps({"reps": args.reps, "proportions": rows, "pixel_bands": bands}, indent=1)
     )
     print(text)

@@ -124,12 +124,16 @@ def run_design(design, oracle, truth, *, reps: int, mean_groups: int, seed: int,
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=1000)
     parser.add_argument("--mean-groups", type=int, default=64)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "sequential_coverage"))
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="20 runs per row (smoke test), written as *_quick")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.reps = 20
+    name = "sequential_coverage_quick" if args.quick else "sequential_coverage"
     torch.set_num_threads(2)
     rng = np.random.default_rng(7)
     oracle = GaussianDDIM(rng.uniform(-0.6, 0.6, size=(4,)), std=rng.uniform(0.2, 0.9, size=(4,)), num_steps=10)
@@ -146,7 +150,7 @@ def main() -> None:
     frame = pd.DataFrame(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sequential_coverage.json").write_text(
+    (out / f"{name}.json").write_text(
         json.dumps(
             {
                 "benchmark": "sequential_coverage",
@@ -166,7 +170,7 @@ def main() -> None:
         + "\n"
     )
     table = markdown_table(frame.drop(columns="reps"))
-    (out / "sequential_coverage.md").write_text(
+    (out / f"{name}.md").write_text(
         f"95% intervals, {args.reps} runs per row (pilot {DEFAULT_PILOT_GROUPS} groups, inflation {DEFAULT_INFLATION}).\n\n"
         + table
         + "\n"

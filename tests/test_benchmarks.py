@@ -22,6 +22,8 @@ SCRIPTS = [
     "hard_coverage",
     "noise_speed",
     "solver_population",
+    "sequential_coverage",
+    "comparison_coverage",
 ]
 
 
@@ -115,4 +117,16 @@ def test_coverage_benchmarks_quick_write_every_cell(load, tmp_path, name, writte
         warnings.simplefilter("ignore", UserWarning)  # few groups, on purpose
         frame = load(name).main(["--quick", "--out", str(tmp_path)])
     assert len(frame) >= 8 and frame["coverage skew-t"].between(0, 1).all()
+    assert (tmp_path / f"{written}.md").is_file() and (tmp_path / f"{written}.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "name, written", [("sequential_coverage", "sequential_coverage_quick"), ("comparison_coverage", "coverage_quick")]
+)
+def test_older_coverage_benchmarks_quick(load, tmp_path, name, written):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        load(name).main(["--quick", "--out", str(tmp_path)])
     assert (tmp_path / f"{written}.md").is_file() and (tmp_path / f"{written}.json").is_file()
