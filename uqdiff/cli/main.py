@@ -252,11 +252,8 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 def _evaluate(config: RunConfig) -> int:
     """Run a solver on ground truths under each design; write report.md, results.json and CSV tables."""
-    import json
     from pathlib import Path
 
-    from uqdiff.cli.report import yaml_text
-    from uqdiff.cli.runs import environment
     from uqdiff.estimators.solvers import RECONSTRUCTION_STATISTICS, evaluate_solver
     from uqdiff.models.problems import TASKS, ground_truths, solver_factory
     from uqdiff.statistics import STATISTICS
@@ -287,20 +284,8 @@ def _evaluate(config: RunConfig) -> int:
     out.mkdir(parents=True, exist_ok=True)
     ev.per_image.to_csv(out / "per_image.csv", index=False)
     ev.summary.to_csv(out / "results.csv", index=False)
-    versions = environment()
-    (out / "results.json").write_text(
-        json.dumps(
-            {**ev.to_dict(), "ground_truth": source, "versions": versions, "run_config": config.to_dict()}, indent=2
-        )
-        + "\n"
-    )
-    (out / "config.yaml").write_text(yaml_text(config.to_dict()))
-    (out / "report.md").write_text(
-        f"# uqdiff evaluate: {config.solver.upper()} on {config.model} {config.task}\n\n"
-        f"{len(truths)} ground truths ({json.dumps(source)}), {config.budget} posterior samples per image and "
-        f"design, seed {config.seed}, confidence level {config.confidence_level}.\n\n{ev.to_markdown()}\n"
-        f"## Config\n\n```yaml\n{yaml_text(config.to_dict())}```\n\n## Versions\n\n"
-        + "".join(f"- {k}: {v}\n" for k, v in versions.items())
+    _write_evaluation(
+        config, ev, source, title=config.solver.upper(), samples=f"{len(truths)} ground truths", per="design"
     )
     if not config.quiet:
         print(ev.to_markdown())
@@ -308,13 +293,37 @@ def _evaluate(config: RunConfig) -> int:
     return 0
 
 
-def _rank_solvers(config: RunConfig, truths, source) -> int:
-    """Several solvers over the same images on common noise: leaderboard, differences, ranking."""
+def _write_evaluation(config: RunConfig, result, source, *, title: str, samples: str, per: str) -> None:
+    """results.json, config.yaml and report.md of an ``evaluate`` run (one solver or several)."""
     import json
     from pathlib import Path
 
     from uqdiff.cli.report import yaml_text
     from uqdiff.cli.runs import environment
+
+    out, versions = Path(config.out), environment()
+    (out / "results.json").write_text(
+        json.dumps(
+            {**result.to_dict(), "ground_truth": source, "versions": versions, "run_config": config.to_dict()},
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
+    (out / "config.yaml").write_text(yaml_text(config.to_dict()))
+    (out / "report.md").write_text(
+        f"# uqdiff evaluate: {title} on {config.model} {config.task}\n\n"
+        f"{samples} ({json.dumps(source)}), {config.budget} posterior samples per image and {per}, seed "
+        f"{config.seed}, confidence level {config.confidence_level}.\n\n{result.to_markdown()}\n"
+        f"## Config\n\n```yaml\n{yaml_text(config.to_dict())}```\n\n## Versions\n\n"
+        + "".join(f"- {k}: {v}\n" for k, v in versions.items())
+    )
+
+
+def _rank_solvers(config: RunConfig, truths, source) -> int:
+    """Several solvers over the same images on common noise: leaderboard, differences, ranking."""
+    from pathlib import Path
+
     from uqdiff.estimators.population import evaluate_solvers
     from uqdiff.estimators.solvers import RECONSTRUCTION_STATISTICS
     from uqdiff.models.problems import SOLVERS, TASKS, solver_factory
@@ -345,22 +354,13 @@ def _rank_solvers(config: RunConfig, truths, source) -> int:
     frame = c.to_frame()
     frame[frame.kind == "mean"].dropna(axis=1, how="all").to_csv(out / "leaderboard.csv", index=False)
     frame[frame.kind == "difference"].dropna(axis=1, how="all").to_csv(out / "differences.csv", index=False)
-    versions = environment()
-    (out / "results.json").write_text(
-        json.dumps(
-            {**c.to_dict(), "ground_truth": source, "versions": versions, "run_config": config.to_dict()},
-            indent=2,
-            default=str,
-        )
-        + "\n"
-    )
-    (out / "config.yaml").write_text(yaml_text(config.to_dict()))
-    (out / "report.md").write_text(
-        f"# uqdiff evaluate: {', '.join(factories)} on {config.model} {config.task}\n\n"
-        f"{len(truths)} ground truths ({json.dumps(source)}), {config.budget} posterior samples per image and "
-        f"solver on common noise ({design}), seed {config.seed}, confidence level {config.confidence_level}.\n\n"
-        f"{c.to_markdown()}\n## Config\n\n```yaml\n{yaml_text(config.to_dict())}```\n\n## Versions\n\n"
-        + "".join(f"- {k}: {v}\n" for k, v in versions.items())
+    _write_evaluation(
+        config,
+        c,
+        source,
+        title=", ".join(factories),
+        samples=f"{len(truths)} ground truths",
+        per=f"solver on common noise ({design})",
     )
     if not config.quiet:
         print(c.conclusion())
