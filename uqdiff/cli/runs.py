@@ -87,7 +87,7 @@ def run(config: RunConfig) -> RunOutput:
             statistics,
             budget=config.budget,
             design=design,
-            batch_size=config.batch_size,
+            batch_size=trace_batch(config.batch_size, config.budget, design.group_size),
             seed=seed,
             confidence_level=config.confidence_level,
             interval_method=config.interval_method,
@@ -123,6 +123,24 @@ def run(config: RunConfig) -> RunOutput:
         seconds=seconds,
         environment=environment(),
     )
+
+
+#: Fewest batches a run aims for, so that its running estimate (one point per batch) draws a line.
+TRACE_POINTS = 4
+
+
+def trace_batch(batch_size: int, budget: int, group_size: int) -> int:
+    """The batch size a command-line run uses: ``batch_size``, or less when the budget fills few batches.
+
+    The running estimate has one point per batch, so a budget of fewer than :data:`TRACE_POINTS`
+    batches runs in smaller ones (whole groups, at least one group): a budget of one batch would
+    otherwise plot a single point. The model still sees at most ``batch_size`` noises at a time,
+    and the numbers do not change (the accumulator is exact however a run is split).
+    """
+    if budget >= TRACE_POINTS * batch_size:
+        return batch_size
+    per_point = -(-budget // TRACE_POINTS)
+    return min(batch_size, max(group_size, -(-per_point // group_size) * group_size))
 
 
 def environment() -> dict[str, str | None]:
@@ -163,7 +181,11 @@ class _TraceRecorder:
 
     def __call__(self, n_noises: int, accumulators: Mapping[str, GroupAccumulator]) -> None:
         for name, acc in accumulators.items():
-            if acc.shape != () or acc.count < 2:
+            if acc.shape != () or acc.count < 1:
+                continue
+            if acc.count == 1:  # an estimate, no interval yet: the line starts here (RQMC, small budgets)
+                mean = float(acc.moments().mean)
+                self.rows.setdefault(name, []).append((n_noises, mean, float("nan"), float("nan")))
                 continue
             r = StatisticResult.from_moments(
                 acc.moments(),
