@@ -52,6 +52,7 @@ from uqdiff.designs.features import DCTFeatures
 from uqdiff.designs.subspace import subspace_rqmc
 from uqdiff.estimators.control_variates import ControlVariates, fit_control, pilot_groups
 from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.settings import RunSettings
 
 #: Paper 001, CIFAR-10, budget 3200: efficiencies of AMC, K-antithetic (8) and RQMC 25 x 128 (table 2 / 11).
 PAPER = {
@@ -100,7 +101,9 @@ def run_one(generator, stats: dict, label: str, design, budget: int, seed: int, 
     k = design.group_size
     run_budget = budget // k * k
     start = time.perf_counter()
-    result = estimate(recorder, stats, budget=run_budget, design=design, seed=[seed], batch_size=batch_size)
+    result = estimate(
+        recorder, stats, budget=run_budget, design=design, seed=[seed], run=RunSettings(batch_size=batch_size)
+    )
     seconds = time.perf_counter() - start
     y, f = np.concatenate(recorder.values), np.concatenate(recorder.feats)
     if len(y) != run_budget:
@@ -115,7 +118,9 @@ def run_auto(generator, stats: dict, budget: int, seed: int, batch_size: int, ta
     weights = {name: 1.0 for name in stats} if target is None else target
     start = time.perf_counter()
     design = AutoDesign(target=weights)
-    result = estimate(generator, stats, budget=budget, design=design, seed=[seed], batch_size=batch_size)
+    result = estimate(
+        generator, stats, budget=budget, design=design, seed=[seed], run=RunSettings(batch_size=batch_size)
+    )
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "result": json.loads(result.to_json()), "config": result.config["auto"]}
 
@@ -143,7 +148,14 @@ def run_two_fidelity(generator, cheap, stats: dict, design, budget: int, seed: i
 
     start = time.perf_counter()
     result = estimate_two_fidelity(
-        generator, cheap, stats, budget=budget, design=design, seed=[seed], batch_size=batch_size, cost_ratio=w
+        generator,
+        cheap,
+        stats,
+        budget=budget,
+        design=design,
+        seed=[seed],
+        cost_ratio=w,
+        run=RunSettings(batch_size=batch_size),
     )
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "cost_ratio": w, "result": json.loads(result.to_json())}

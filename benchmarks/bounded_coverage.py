@@ -25,7 +25,8 @@ from scipy import integrate, stats
 from uqdiff import IID, Antithetic, KAntithetic, SobolRQMC
 from uqdiff.designs.seeds import substream
 from uqdiff.estimators.betting import betting_interval
-from uqdiff.estimators.results import markdown_table, mean_interval
+from uqdiff.estimators.intervals import mean_interval
+from uqdiff.estimators.results import markdown_table
 from uqdiff.samplers import LinearGenerator
 
 #: x = z: two standard normal coordinates, so every statistic below is a function of (z1, z2).

@@ -36,6 +36,7 @@ from torch.overrides import TorchFunctionMode
 
 from uqdiff.designs import IID
 from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers import Captured
 
 BATCH = 32
@@ -283,7 +284,14 @@ def memory_child(path: str, steps: int, seed: int) -> None:
     before = _status_mib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak (VmHWM) to the current RSS
     t0 = time.perf_counter()
-    estimate(generator, lambda x: x.mean(dim=(1, 2, 3)), budget=BATCH, batch_size=BATCH, design="antithetic", seed=0)
+    estimate(
+        generator,
+        lambda x: x.mean(dim=(1, 2, 3)),
+        budget=BATCH,
+        design="antithetic",
+        seed=0,
+        run=RunSettings(batch_size=BATCH),
+    )
     seconds = time.perf_counter() - t0
     print(
         json.dumps(

@@ -26,6 +26,7 @@ import torch
 
 from uqdiff.estimators.paired import paired_estimate
 from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.inverse import measure
 from uqdiff.models.problems import TASKS, ground_truths, solver_factory
 from uqdiff.statistics import L1, PSNR
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
             budget=args.noises,
             design=args.design,
             seed=[args.seed, j],
-            batch_size=16,
+            run=RunSettings(batch_size=16),
         )
         for stat in ("l1", "psnr"):
             c = r.contrast("DPS - DDS", stat)

@@ -38,6 +38,7 @@ from uqdiff.designs import Equicorrelated, KAntithetic, NoiseDesign
 from uqdiff.estimators.estimate import design_seed
 from uqdiff.estimators.gallery import GalleryDifference, estimate_gallery
 from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.models.classifier import load_fashion_classifier
 from uqdiff.statistics import (
     Brightness,
@@ -200,7 +201,7 @@ def run(args) -> tuple[pd.DataFrame, dict[str, float], str]:
             design=design,
             budget=args.galleries * k,
             seed=design_seed(args.seed, design),
-            batch_size=60,
+            run=RunSettings(batch_size=60),
         )
         seconds[f"K={k} c={c:g}"] = time.perf_counter() - start
         print(f"K={k} c={c:+.3f} {design.name}: {seconds[f'K={k} c={c:g}']:.0f} s", flush=True)

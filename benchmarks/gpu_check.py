@@ -30,6 +30,7 @@ from uqdiff import Antithetic, Equicorrelated, KAntithetic, SobolRQMC, estimate
 from uqdiff.designs import IID
 from uqdiff.designs.streams import philox4x32, stream_key
 from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers import Captured, check_repeatable
 
 
@@ -110,7 +111,7 @@ def timing(device: str, steps: int, reps: int, batch: int, seed: int) -> tuple[p
         rows.append({"repetition": rep, "first": order[0], **times, "ratio": times["captured"] / times["direct"]})
     frame = pd.DataFrame(rows)
     stat = {"mean": lambda x: x.mean(dim=(1, 2, 3))}
-    kw = dict(budget=2 * batch, design="antithetic", seed=seed, batch_size=batch)
+    kw = dict(budget=2 * batch, design="antithetic", seed=seed, run=RunSettings(batch_size=batch))
     first, again = estimate(captured, stat, **kw), estimate(captured, stat, **kw)
     check = check_repeatable(captured, budget=min(batch, 16), seed=seed)
     summary = {

@@ -35,7 +35,9 @@ from scipy import stats
 from uqdiff import IID, Antithetic, KAntithetic, RQMCDoubling, SobolRQMC, estimate
 from uqdiff.designs.seeds import substream
 from uqdiff.estimators import estimate_two_fidelity
-from uqdiff.estimators.results import excess_kurtosis, markdown_table, mean_interval, skewness, trust_warning
+from uqdiff.estimators.intervals import excess_kurtosis, mean_interval, skewness, trust_warning
+from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers import LinearGenerator
 
 NOISE = LinearGenerator(np.zeros(2), np.eye(2))  # x = z, two standard normal coordinates
@@ -109,8 +111,7 @@ def doubling_cell(reps: int, seed: int) -> dict:
                 design=SobolRQMC(16),
                 stopping=rule,
                 seed=[seed, r],
-                batch_size=4096,
-                dtype=torch.float64,
+                run=RunSettings(batch_size=4096, dtype=torch.float64),
             )
         )
         low, high = res["p"].confidence_interval
@@ -135,7 +136,7 @@ def two_fidelity_cell(reps: int, seed: int) -> dict:
     for r in range(reps):
         res, w = warned_run(
             lambda r=r: estimate_two_fidelity(
-                NOISE, cheap, stat, budget=200, cost_ratio=0.2, seed=[seed, r], dtype=torch.float64
+                NOISE, cheap, stat, budget=200, cost_ratio=0.2, seed=[seed, r], run=RunSettings(dtype=torch.float64)
             )
         )
         s = res["exp(z1 / 2)"]

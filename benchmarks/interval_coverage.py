@@ -37,7 +37,8 @@ from scipy import stats
 
 from uqdiff import IID, Antithetic, Equicorrelated, KAntithetic, SobolRQMC
 from uqdiff.designs.seeds import substream
-from uqdiff.estimators.results import INTERVAL_METHODS, markdown_table, mean_interval
+from uqdiff.estimators.intervals import INTERVAL_METHODS, mean_interval
+from uqdiff.estimators.results import markdown_table
 from uqdiff.samplers import ClippedGaussianDDIM, LinearGenerator
 from uqdiff.statistics import PixelMean
 

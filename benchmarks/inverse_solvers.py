@@ -26,6 +26,7 @@ import torch
 
 from uqdiff.designs import parse_design
 from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.estimators.solvers import evaluate_solver
 from uqdiff.models.problems import TASKS, ground_truths, solver_factory
 
@@ -86,8 +87,8 @@ def main(argv=None) -> int:
                 designs=designs,
                 operator_params=TASKS[args.model][task],
                 seed=args.seed,
-                batch_size=args.batch_size,
                 name=solver.upper(),
+                run=RunSettings(batch_size=args.batch_size),
             )
             seconds = time.perf_counter() - t0
             print(ev.to_markdown(), f"({seconds:.0f} s)\n", flush=True)

@@ -35,6 +35,7 @@ from uqdiff.designs.seeds import substream
 from uqdiff.estimators import learn_coupling
 from uqdiff.estimators.gallery import compare_galleries
 from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers import SkipGradient
 from uqdiff.statistics import BrightnessContrast, BrightnessGap, BrightnessMargin, MeanPairwiseDistance
 
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         designs=designs,
         budget=args.eval_budget,
         seed=substream(args.seed, 2),
-        batch_size=args.batch_size,
+        run=RunSettings(batch_size=args.batch_size),
     )
     seconds["evaluation"] = time.perf_counter() - start
     frame = comparison.to_frame()

@@ -32,6 +32,7 @@ from _common import add_common_arguments, device_name, load_model, write_results
 
 from uqdiff import estimate, get_design
 from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers import GaussianDDIM
 from uqdiff.statistics import PixelMap, PixelMean
 
@@ -56,9 +57,9 @@ def time_ratio(generator, *, design: str, budget: int, batch_size: int, reps: in
     statistic = PixelMean(scale=255)
     runs = {
         "uqdiff": lambda: (
-            estimate(generator, statistic, budget=budget, design=design, batch_size=batch_size, seed=seed)[
-                "mean"
-            ].estimate
+            estimate(
+                generator, statistic, budget=budget, design=design, seed=seed, run=RunSettings(batch_size=batch_size)
+            )["mean"].estimate
         ),
         "bare": lambda: bare_loop(generator, statistic, design, budget=budget, batch_size=batch_size, seed=seed),
     }
@@ -88,7 +89,7 @@ def memory_child(budget: int, seed: int) -> None:
     Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak (VmHWM) to the current RSS
     before = _status_mib("VmRSS")
     start = time.perf_counter()
-    estimate(generator, PixelMap(value_range=(-1, 1)), budget=budget, batch_size=64, seed=seed)
+    estimate(generator, PixelMap(value_range=(-1, 1)), budget=budget, seed=seed, run=RunSettings(batch_size=64))
     seconds = time.perf_counter() - start
     print(json.dumps({"budget": budget, "before_mib": before, "peak_mib": _status_mib("VmHWM"), "seconds": seconds}))
 

@@ -38,6 +38,7 @@ from scipy import stats
 from uqdiff import RQMCDoubling, SobolRQMC, TargetPrecision, estimate
 from uqdiff.designs.seeds import substream
 from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.settings import RunSettings
 
 REPLICATES = 16
 NODES, WEIGHTS = np.polynomial.hermite_e.hermegauss(80)  # E[f(N(0, 1))] = sum w f(x) / sqrt(2 pi)
@@ -88,8 +89,7 @@ def run_uqdiff(spec: dict, rule, n_init: int, seed: list[int]) -> tuple[int, flo
             design=SobolRQMC(n_init),
             stopping=rule,
             seed=seed,
-            batch_size=2**14,
-            dtype=torch.float64,
+            run=RunSettings(batch_size=2**14, dtype=torch.float64),
         )
     return r.budget, r["s"].low, r["s"].high
 

@@ -37,7 +37,7 @@ except ImportError:  # run from a checkout without installing the package
     from uqdiff import Antithetic, SobolRQMC
 from uqdiff.designs import as_design
 from uqdiff.estimators.accumulator import Moments
-from uqdiff.estimators.estimate import evaluate_groups
+from uqdiff.estimators.engine import evaluate_groups
 from uqdiff.estimators.results import markdown_table
 from uqdiff.estimators.stopping import (
     DEFAULT_INFLATION,

@@ -34,6 +34,7 @@ from scipy import stats
 from uqdiff import TargetPrecision, estimate
 from uqdiff.designs.seeds import substream
 from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers import LinearGenerator
 
 W = np.cos(np.arange(16.0))[None, :]
@@ -72,8 +73,7 @@ def run_cell(name: str, pilot_groups: int | None, *, reps: int, seed: list[int])
                 stopping=rule,
                 design=design,
                 seed=substream(seed, rep),
-                batch_size=8192,
-                dtype=torch.float64,
+                run=RunSettings(batch_size=8192, dtype=torch.float64),
             )
         s = r["s"]
         met = r.config["stopping"]["target_met"]["s"]

@@ -25,7 +25,9 @@ import torch
 from _common import MODELS, add_common_arguments, device_name, load_model, write_results
 
 from uqdiff import IID, Antithetic, KAntithetic, SobolRQMC, compare
-from uqdiff.estimators.results import markdown_table, quantile
+from uqdiff.estimators.intervals import quantile
+from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.statistics import Contrast, PixelMean, VerticalCentroid
 
 #: Paper 001, CIFAR-10 (the closest of its models to ours: small, unconditional, 50 DDIM steps).
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         budget=args.budget,
         designs=list(chosen.values()),
         seed=args.seed,
-        batch_size=args.batch_size,
+        run=RunSettings(batch_size=args.batch_size),
     )
     seconds = time.perf_counter() - start
     frame = table(comparison, chosen, args.budget)

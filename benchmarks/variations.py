@@ -28,6 +28,7 @@ import torch
 from uqdiff.designs import IID
 from uqdiff.estimators.audit import proportion_interval
 from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.estimators.variations import estimate_variations
 from uqdiff.models.classifier import load_fashion_classifier
 from uqdiff.samplers import blend
@@ -67,7 +68,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         stats = {"brightness": Brightness(), "SSIM to anchor": SSIM(image[0]), "class change": class_change}
         for c in STRENGTHS:
             r = estimate_variations(
-                generator, z0, stats, c=c, budget=args.budget, design="antithetic", seed=[args.seed, a], batch_size=64
+                generator,
+                z0,
+                stats,
+                c=c,
+                budget=args.budget,
+                design="antithetic",
+                seed=[args.seed, a],
+                run=RunSettings(batch_size=64),
             )
             frame = r.to_frame()
             m = r["class change"].mean  # a proportion: Wilson on n_eff, not the t interval (uqdiff.estimators.audit)

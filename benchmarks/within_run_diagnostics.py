@@ -31,6 +31,7 @@ from _common import add_common_arguments, write_results
 from uqdiff import Equicorrelated, estimate
 from uqdiff.designs.seeds import substream
 from uqdiff.estimators.results import markdown_table
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers import LinearGenerator
 
 C = np.sqrt(1 / 8)
@@ -59,7 +60,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             marginal, old_marginal, implied, raw, covered = [], [], [], [], 0
             for rep in range(args.reps):
                 seed = substream(args.seed, len(problem), pairs, rep)
-                r = estimate(GEN, stat, budget=2 * pairs, design=design, seed=seed, dtype=torch.float64)["s"]
+                r = estimate(
+                    GEN, stat, budget=2 * pairs, design=design, seed=seed, run=RunSettings(dtype=torch.float64)
+                )["s"]
                 n, k = r.n_groups, 2
                 m2 = r.standard_error**2 * n * (n - 1)
                 within = (r.marginal_variance - m2 / (n - 1)) * n * k

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from uqdiff import AutoDesign, estimate
+from uqdiff import AutoDesign, CallbackError, Checkpoint, estimate
 from uqdiff.designs import DCTFeatures, KAntithetic
+from uqdiff.estimators.checkpoint import load
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.estimators.stopping import TargetPrecision
 from uqdiff.samplers import LinearGenerator
 
@@ -78,8 +80,6 @@ def test_auto_refuses_what_it_cannot_do():
         estimate(G, odd, budget=100, design="auto")
     with pytest.raises(TypeError, match="budget"):
         estimate(G, odd, stopping=TargetPrecision(halfwidth=0.1, max_budget=1000), design="auto")
-    with pytest.raises(TypeError, match="checkpoint"):
-        estimate(G, odd, budget=400, design="auto", checkpoint="x.ckpt")
     with pytest.raises(TypeError, match="AutoDesign"):
         estimate(G, odd, budget=400, design="auto", control_variates=DCTFeatures())
     with pytest.raises(ValueError, match="not statistics"):
@@ -90,6 +90,31 @@ def test_auto_refuses_what_it_cannot_do():
         AutoDesign(candidates=["sobolx"])
     with pytest.raises(ValueError, match="weights"):
         estimate(G, odd, budget=400, design=AutoDesign(target={"odd": -1.0}))
+
+
+def test_auto_resumes_from_a_checkpoint_to_the_uninterrupted_result(tmp_path):
+    """The pilot is redrawn on resume (same noise, same choice); the main stage continues from the checkpoint."""
+    whole = estimate(G, odd, budget=800, design="auto", seed=3, run=RunSettings(batch_size=16))
+    path = tmp_path / "auto.ckpt"
+
+    def stop(n, accs):
+        if n >= 400:
+            raise RuntimeError("stopped by the test")
+
+    with pytest.raises(CallbackError):
+        estimate(
+            G, odd, budget=800, design="auto", seed=3, run=RunSettings(batch_size=16, checkpoint=path, callback=stop)
+        )
+    assert 0 < load(path)[1]["main"].n_done
+    resumed = estimate(
+        G,
+        odd,
+        budget=800,
+        design="auto",
+        seed=3,
+        run=RunSettings(batch_size=16, checkpoint=Checkpoint(path, resume=True)),
+    )
+    assert resumed.to_json() == whole.to_json()
 
 
 def test_auto_is_reproducible_from_its_seed():

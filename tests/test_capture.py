@@ -19,6 +19,7 @@ from torch.overrides import TorchFunctionMode
 
 from uqdiff import Antithetic, Checkpoint, KAntithetic, SobolRQMC, compare, estimate, evaluate_solver
 from uqdiff.designs import IID
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers import (
     Captured,
     CaptureError,
@@ -124,9 +125,11 @@ def test_batch_size_sharding_and_resume_give_identical_results(tmp_path):
     g = Captured(ancestral)
     stats = {"m": lambda x: x[:, 0], "sq": lambda x: torch.tanh(x).sum(dim=1)}
     kw = dict(budget=96, design=KAntithetic(4), seed=[3, 1])
-    ref = estimate(g, stats, batch_size=96, **kw)
+    ref = estimate(g, stats, **kw, run=RunSettings(batch_size=96))
     for batch in (1, 7, 40):
-        assert estimate(g, stats, batch_size=batch, **kw).to_dict()["results"] == ref.to_dict()["results"]
+        assert (
+            estimate(g, stats, **kw, run=RunSettings(batch_size=batch)).to_dict()["results"] == ref.to_dict()["results"]
+        )
 
     class Failing(Sampler):  # dies mid-run; the checkpoint then resumes to the same bits
         noise_shape, calls = g.noise_shape, 0
@@ -139,8 +142,8 @@ def test_batch_size_sharding_and_resume_give_identical_results(tmp_path):
 
     path = tmp_path / "run.ckpt"
     with pytest.raises(Exception, match="device lost"):
-        estimate(Failing(), stats, batch_size=8, checkpoint=Checkpoint(path, every=1), **kw)
-    resumed = estimate(g, stats, batch_size=12, checkpoint=Checkpoint(path, resume=True), **kw)
+        estimate(Failing(), stats, **kw, run=RunSettings(batch_size=8, checkpoint=Checkpoint(path, every=1)))
+    resumed = estimate(g, stats, **kw, run=RunSettings(batch_size=12, checkpoint=Checkpoint(path, resume=True)))
     assert resumed.to_dict()["results"] == ref.to_dict()["results"]
 
 
@@ -257,7 +260,7 @@ def test_batch_dependence_is_caught_by_the_repeat_check():
     with pytest.raises(
         RepeatCheckError, match=r"depends on the rest of its batch \(batch dependence\): group 0 .* alone gave the same"
     ) as err:
-        estimate(g, lambda x: x[:, 0], budget=16, batch_size=8, seed=0)
+        estimate(g, lambda x: x[:, 0], budget=16, seed=0, run=RunSettings(batch_size=8))
     assert "Captured(fn, max_batch=1)" in str(err.value) and "wrap the sampler" not in str(err.value)
 
 
@@ -328,7 +331,7 @@ def test_research_dps_loop_is_evaluated_unmodified(tiny_prior):
     solver = lambda m: Captured(functools.partial(dps_the_usual_way, tiny_prior, m))
     from uqdiff.statistics import L1, PSNR
 
-    kw = dict(budget=8, batch_size=4, seed=0, correlation_pairs=4, statistics=(L1, PSNR))
+    kw = dict(budget=8, seed=0, correlation_pairs=4, statistics=(L1, PSNR), run=RunSettings(batch_size=4))
     first, reached, moved = undesigned(lambda: evaluate_solver(solver, truths, "box_inpainting", **kw))
     again = evaluate_solver(solver, truths, "box_inpainting", **kw)
     assert reached == 0 and not moved
@@ -405,7 +408,7 @@ def test_pixel_pipelines_repeat_bit_for_bit_with_every_draw_designed(name):
     steps = kw["num_inference_steps"]
     assert g.last_draws["sample"] in (steps, steps + 1) and g.last_draws["shared"] == 0  # x_T + step noises
     stat = {"mean": lambda x: x.mean(dim=(1, 2, 3))}
-    run = lambda batch: estimate(g, stat, budget=8, design="antithetic", seed=1, batch_size=batch)
+    run = lambda batch: estimate(g, stat, budget=8, design="antithetic", seed=1, run=RunSettings(batch_size=batch))
     first, reached, moved = undesigned(lambda: run(4))
     assert reached == 0 and not moved
     assert run(4).to_json() == first.to_json()
@@ -504,7 +507,7 @@ def test_text_conditioned_pipeline_every_scheduler(sd_parts, scheduler):
     g = sd_pipeline(sd_parts, scheduler)
     assert g.noise_shape == (4, 8, 8) and g.last_draws["sample"] >= 4
     stat = {"mean": lambda x: x.mean(dim=(1, 2, 3))}
-    run = lambda: estimate(g, stat, budget=4, design="antithetic", seed=2, batch_size=4)
+    run = lambda: estimate(g, stat, budget=4, design="antithetic", seed=2, run=RunSettings(batch_size=4))
     first, reached, moved = undesigned(run)
     assert reached == 0 and not moved
     assert run().to_json() == first.to_json()
@@ -515,7 +518,9 @@ def test_linear_denoiser_makes_exact_mirror_images(sd_parts, scheduler):
     g = sd_pipeline(sd_parts, scheduler, linear=True, output_type="latent")
     pairs = g(Antithetic().stream([0, 1], seed=3))
     assert pairs.abs().max() > 0.1 and torch.equal(pairs[0::2], -pairs[1::2])
-    r = estimate(g, lambda x: x.mean(dim=(1, 2, 3)), budget=4, design="antithetic", seed=3, batch_size=4)
+    r = estimate(
+        g, lambda x: x.mean(dim=(1, 2, 3)), budget=4, design="antithetic", seed=3, run=RunSettings(batch_size=4)
+    )
     assert r["statistic"].width == 0.0
 
 
@@ -541,14 +546,14 @@ def test_ray_shards_of_a_captured_sampler_match_the_in_process_run():
         return x @ mixing  # a matmul: its bits may depend on the batch size; shards are whole batches
 
     g = Captured(sampler)
-    kw = dict(budget=240, design=KAntithetic(4), seed=6, batch_size=20)
+    kw = dict(budget=240, design=KAntithetic(4), seed=6, run=RunSettings(batch_size=20))
     stats = {"m": lambda x: x[:, 0], "t": lambda x: torch.tanh(x).sum(dim=1)}
     ref = estimate(g, stats, **kw)
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        got = estimate(g, stats, executor=RayExecutor(2, shard_groups=7), **kw)
+        got = estimate(g, stats, **{**kw, "run": kw["run"].replace(executor=RayExecutor(2, shard_groups=7))})
     finally:
         if started:
             ray.shutdown()
@@ -574,7 +579,7 @@ def test_captured_sampler_on_cuda_matches_the_cpu_and_repeats():
     g = PipelineGenerator(pipe.to("cuda"), **kw)
     cuda_state = torch.cuda.get_rng_state()
     stat = {"mean": lambda x: x.mean(dim=(1, 2, 3))}
-    run = lambda: estimate(g, stat, budget=16, design="antithetic", seed=1, batch_size=8)
+    run = lambda: estimate(g, stat, budget=16, design="antithetic", seed=1, run=RunSettings(batch_size=8))
     first, reached, _ = undesigned(run)
     assert reached == 0 and torch.equal(cuda_state, torch.cuda.get_rng_state())
     assert run().to_json() == first.to_json()

@@ -7,6 +7,7 @@ import torch
 
 from uqdiff import estimate
 from uqdiff.designs import IID, Antithetic
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers import Captured, CaptureError, RepeatCheckError, check_repeatable
 from uqdiff.samplers.base import Sampler
 from uqdiff.samplers.capture import CapturedCallError
@@ -31,7 +32,7 @@ def dps_official_style(n):
 def test_a_batch_one_solver_traces_and_runs_at_batch_one():
     g = Captured(dps_official_style)
     assert g.noise_shape == (3,) and g.noise_size == 9  # traced at batch 1, where the solver runs
-    r = estimate(g, lambda x: x[:, 0], budget=8, batch_size=1, design="antithetic", seed=0)
+    r = estimate(g, lambda x: x[:, 0], budget=8, design="antithetic", seed=0, run=RunSettings(batch_size=1))
     assert r["statistic"].width == 0.0  # linear in its noise: antithetic pairs cancel, every draw designed
 
 
@@ -42,7 +43,7 @@ def test_max_batch_runs_larger_batches_in_chunks_with_the_same_noise():
     together = g(stream)
     alone = torch.cat([Captured(dps_official_style)(stream[i : i + 1]) for i in range(5)])
     assert together.shape == (5, 3) and torch.equal(together, alone)
-    r = estimate(g, lambda x: x[:, 0], budget=8, batch_size=4, design="antithetic", seed=0)
+    r = estimate(g, lambda x: x[:, 0], budget=8, design="antithetic", seed=0, run=RunSettings(batch_size=4))
     assert r["statistic"].width == 0.0
     as_numpy = Captured(lambda n: dps_official_style(n).numpy(), max_batch=1)(stream)
     assert isinstance(as_numpy, np.ndarray) and np.array_equal(as_numpy, together.numpy())

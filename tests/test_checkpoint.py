@@ -15,6 +15,7 @@ import torch
 from uqdiff import Checkpoint, GaussianCoupling, KAntithetic, SobolRQMC, TargetPrecision, estimate
 from uqdiff.estimators.accumulator import GroupAccumulator
 from uqdiff.estimators.checkpoint import CheckpointError, load
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers import GaussianDDIM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ def test_accumulator_state_round_trip_is_exact():
 @pytest.mark.parametrize("design", ["mc", KAntithetic(4), SobolRQMC(8)], ids=str)
 def test_resume_after_failure_gives_the_uninterrupted_result(tmp_path, design):
     """A run that fails mid-way leaves a checkpoint; resuming it ends bit-identical, counting no group twice."""
-    kw = dict(budget=1024, design=design, seed=7, batch_size=24, dtype=torch.float64)
+    kw = dict(budget=1024, design=design, seed=7, run=RunSettings(batch_size=24, dtype=torch.float64))
     whole = estimate(ORACLE, STATS, **kw)
 
     class Failing:
@@ -60,7 +61,7 @@ def test_resume_after_failure_gives_the_uninterrupted_result(tmp_path, design):
 
     path = tmp_path / "run.ckpt"
     with pytest.raises(Exception, match=r"device lost on groups \d+\.\.\d+, seed 7") as info:
-        estimate(Failing(), STATS, checkpoint=Checkpoint(path, every=5), **kw)
+        estimate(Failing(), STATS, **{**kw, "run": kw["run"].replace(checkpoint=Checkpoint(path, every=5))})
     assert "Checkpoint(path, resume=True)" in "".join(getattr(info.value, "__notes__", []))
     meta, stages = load(path)
     k = whole.config["group_size"]
@@ -69,15 +70,18 @@ def test_resume_after_failure_gives_the_uninterrupted_result(tmp_path, design):
     resumed = estimate(
         ORACLE,
         STATS,
-        checkpoint=Checkpoint(path, resume=True),
-        batch_size=40,
-        callback=lambda n, accs: evaluations.append(n),
-        **{k: v for k, v in kw.items() if k != "batch_size"},
+        **{k: v for k, v in kw.items() if k != "run"},
+        run=kw["run"].replace(
+            checkpoint=Checkpoint(path, resume=True), batch_size=40, callback=lambda n, accs: evaluations.append(n)
+        ),
     )
     assert resumed.to_dict()["results"] == whole.to_dict()["results"] and resumed.budget == 1024
     assert evaluations[0] > stages["main"].n_done * k and evaluations[-1] == 1024
     again = estimate(
-        ORACLE, STATS, checkpoint=Checkpoint(path, resume=True), callback=lambda n, a: evaluations.append(-1), **kw
+        ORACLE,
+        STATS,
+        **{k: v for k, v in kw.items() if k != "run"},
+        run=kw["run"].replace(checkpoint=Checkpoint(path, resume=True), callback=lambda n, a: evaluations.append(-1)),
     )
     assert again.to_json() == whole.to_json() and -1 not in evaluations  # finished: no model call
 
@@ -85,7 +89,7 @@ def test_resume_after_failure_gives_the_uninterrupted_result(tmp_path, design):
 SCRIPT = """
 import sys, time
 import numpy as np, torch
-from uqdiff import Checkpoint, TargetPrecision, estimate
+from uqdiff import Checkpoint, RunSettings, TargetPrecision, estimate
 from uqdiff.samplers import GaussianDDIM
 
 class Slow(GaussianDDIM):
@@ -95,8 +99,8 @@ class Slow(GaussianDDIM):
 
 g = Slow(np.linspace(-0.5, 0.5, 6), std=np.linspace(0.3, 0.8, 6), num_steps=8)
 stats = {"m2": lambda x: (x**2).mean(dim=1), "map": lambda x: x}
-kw = dict(design="antithetic", seed=11, batch_size=8, dtype=torch.float64,
-          checkpoint=Checkpoint(sys.argv[1], resume=True, every=int(sys.argv[2])))
+kw = dict(design="antithetic", seed=11, run=RunSettings(batch_size=8, dtype=torch.float64,
+          checkpoint=Checkpoint(sys.argv[1], resume=True, every=int(sys.argv[2]))))
 if sys.argv[3] == "fixed":
     r = estimate(g, stats, budget=1200, **kw)
 else:
@@ -106,7 +110,7 @@ print(r.to_json())
 
 
 def _uninterrupted(mode):
-    kw = dict(design="antithetic", seed=11, batch_size=8, dtype=torch.float64)
+    kw = dict(design="antithetic", seed=11, run=RunSettings(batch_size=8, dtype=torch.float64))
     if mode == "fixed":
         return estimate(ORACLE, STATS, budget=1200, **kw)
     return estimate(ORACLE, STATS, stopping=TargetPrecision(halfwidth=0.01, max_budget=4000), **kw)
@@ -162,16 +166,16 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path, mode, k
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
     path = tmp_path / "a.ckpt"
-    kw = dict(budget=256, design="antithetic", seed=1, checkpoint=path)
+    kw = dict(budget=256, design="antithetic", seed=1, run=RunSettings(checkpoint=path))
     estimate(ORACLE, STATS, **kw)
     with pytest.raises(CheckpointError, match=r"exists; pass Checkpoint\(path, resume=True\)"):
         estimate(ORACLE, STATS, **kw)
-    kw["checkpoint"] = Checkpoint(path, resume=True)
+    kw["run"] = RunSettings(checkpoint=Checkpoint(path, resume=True))
     changes = [
-        (dict(budget=512), r"budget: checkpoint 256, this run 512"),
+        (dict(budget=512), r"strategy: checkpoint 'FixedBudget\(256\)', this run 'FixedBudget\(512\)'"),
         (dict(seed=2), r"seed: checkpoint \[1\], this run \[2\]"),
         (dict(design="mc"), r"design: checkpoint 'antithetic', this run 'mc'"),
-        (dict(dtype=torch.float64), r"dtype"),
+        (dict(run=kw["run"].replace(dtype=torch.float64)), r"dtype"),
         (dict(confidence_level=0.9), r"confidence_level"),
     ]
     for change, match in changes:
@@ -183,15 +187,16 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     a = GaussianCoupling([[1.0, 0.0], [0.6, 0.8]])
     b = GaussianCoupling([[1.0, 0.0], [0.8, 0.6]])
     assert a.name == b.name
-    estimate(ORACLE, STATS, **{**kw, "design": a, "checkpoint": tmp_path / "c.ckpt"})
+    estimate(ORACLE, STATS, **{**kw, "design": a, "run": RunSettings(checkpoint=tmp_path / "c.ckpt")})
     with pytest.raises(CheckpointError, match="design_fingerprint"):
-        estimate(ORACLE, STATS, **{**kw, "design": b, "checkpoint": Checkpoint(tmp_path / "c.ckpt", resume=True)})
+        resume = RunSettings(checkpoint=Checkpoint(tmp_path / "c.ckpt", resume=True))
+        estimate(ORACLE, STATS, **{**kw, "design": b, "run": resume})
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
 def test_damaged_checkpoint_is_refused(tmp_path, damage):
     path = tmp_path / "a.ckpt"
-    kw = dict(budget=256, seed=1, checkpoint=path)
+    kw = dict(budget=256, seed=1, run=RunSettings(checkpoint=path))
     estimate(ORACLE, STATS, **kw)
     data = bytearray(path.read_bytes())
     if damage == "truncate":
@@ -202,7 +207,7 @@ def test_damaged_checkpoint_is_refused(tmp_path, damage):
         data = bytearray(b"not a checkpoint")
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="damaged"):
-        estimate(ORACLE, STATS, **{**kw, "checkpoint": Checkpoint(path, resume=True)})
+        estimate(ORACLE, STATS, **{**kw, "run": RunSettings(checkpoint=Checkpoint(path, resume=True))})
 
 
 def test_compare_keeps_one_checkpoint_per_design(tmp_path):
@@ -211,12 +216,12 @@ def test_compare_keeps_one_checkpoint_per_design(tmp_path):
 
     g = LinearGenerator(np.array([0.5]), np.array([[0.3, 0.1]]))
     stat = {"sq": lambda x: x[:, 0] ** 2}
-    kw = dict(budget=64, designs=["mc", "antithetic"], seed=2, batch_size=16)
-    first = compare(g, stat, checkpoint=tmp_path / "run.ckpt", **kw)
+    kw = dict(budget=64, designs=["mc", "antithetic"], seed=2, run=RunSettings(batch_size=16))
+    first = compare(g, stat, **{**kw, "run": kw["run"].replace(checkpoint=tmp_path / "run.ckpt")})
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == 2 and all(f.startswith("run.") and f.endswith(".ckpt") for f in files)
     again = compare(
-        g, stat, checkpoint=Checkpoint(tmp_path / "run.ckpt", resume=True), **kw
+        g, stat, **{**kw, "run": kw["run"].replace(checkpoint=Checkpoint(tmp_path / "run.ckpt", resume=True))}
     )  # finished: no model calls
     plain = compare(g, stat, **kw)
     for d in ("mc", "antithetic"):
@@ -227,9 +232,15 @@ def test_checkpoint_path_is_checked_before_any_model_call(tmp_path):
     calls = []
     g = lambda z: calls.append(len(z)) or ORACLE(z)
     with pytest.raises(FileNotFoundError, match="checkpoint folder .* does not exist"):
-        estimate(g, STATS, budget=64, noise_shape=ORACLE.noise_shape, checkpoint=tmp_path / "missing" / "a.ckpt")
+        estimate(
+            g,
+            STATS,
+            budget=64,
+            noise_shape=ORACLE.noise_shape,
+            run=RunSettings(checkpoint=tmp_path / "missing" / "a.ckpt"),
+        )
     with pytest.raises(ValueError, match="is a folder"):
-        estimate(g, STATS, budget=64, noise_shape=ORACLE.noise_shape, checkpoint=tmp_path)
+        estimate(g, STATS, budget=64, noise_shape=ORACLE.noise_shape, run=RunSettings(checkpoint=tmp_path))
     with pytest.raises(ValueError, match="every must be a positive int"):
         Checkpoint(tmp_path / "a.ckpt", every=0)
     assert calls == []
@@ -241,5 +252,5 @@ def test_a_stray_temporary_from_a_killed_save_is_removed(tmp_path):
     stray.write_bytes(b"half a checkpoint")
     other = tmp_path / "b.ckpt.x1y2.tmp"
     other.write_bytes(b"another run's")
-    estimate(ORACLE, STATS, budget=64, seed=1, checkpoint=path)
+    estimate(ORACLE, STATS, budget=64, seed=1, run=RunSettings(checkpoint=path))
     assert not stray.exists() and other.exists() and path.exists()

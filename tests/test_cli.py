@@ -15,6 +15,7 @@ import pytest
 
 from uqdiff import SobolRQMC, compare, estimate
 from uqdiff.cli.main import main
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers import landscape_oracle
 from uqdiff.statistics import Contrast, PixelMap, PixelMean, VerticalCentroid
 
@@ -99,7 +100,7 @@ def test_compare_numbers_agree_everywhere(compare_run):
         budget=64,
         designs=["antithetic", SobolRQMC(8)],
         seed=3,
-        batch_size=32,
+        run=RunSettings(batch_size=32),
     ).to_frame()
     for col in ("estimate", "low", "high", "width", "efficiency"):
         np.testing.assert_array_equal(from_csv[col], direct[col], err_msg=col)

@@ -9,6 +9,7 @@ import torch
 
 from uqdiff import Checkpoint, KAntithetic, SobolRQMC, TargetPrecision, estimate
 from uqdiff.estimators.checkpoint import load
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers import GaussianDDIM, LinearGenerator
 
 ray = pytest.importorskip("ray")
@@ -27,10 +28,12 @@ def local_ray():
 
 @pytest.mark.parametrize("design", ["mc", KAntithetic(4), SobolRQMC(8)], ids=str)
 def test_ray_result_is_bit_identical_to_in_process(design):
-    kw = dict(budget=2048, design=design, seed=9, batch_size=40, dtype=torch.float64)
+    kw = dict(budget=2048, design=design, seed=9, run=RunSettings(batch_size=40, dtype=torch.float64))
     ref = estimate(ORACLE, STATS, **kw)
     for workers, shard in [(1, None), (2, 37), (2, 200)]:
-        got = estimate(ORACLE, STATS, executor=RayExecutor(workers, shard_groups=shard), **kw)
+        got = estimate(
+            ORACLE, STATS, **{**kw, "run": kw["run"].replace(executor=RayExecutor(workers, shard_groups=shard))}
+        )
         assert got.to_json() == ref.to_json(), (workers, shard)
 
 
@@ -40,16 +43,16 @@ def test_shards_are_whole_batches_so_matmul_generators_match_too():
     assert RayExecutor(2, shard_groups=37).shards(0, 500, per_batch=20) == [
         (a, min(a + 40, 500)) for a in range(0, 500, 40)
     ]
-    kw = dict(budget=2000, design="antithetic", seed=3, batch_size=40)
+    kw = dict(budget=2000, design="antithetic", seed=3, run=RunSettings(batch_size=40))
     ref = estimate(g, STATS, **kw)
-    got = estimate(g, STATS, executor=RayExecutor(2, shard_groups=37), **kw)
+    got = estimate(g, STATS, **{**kw, "run": kw["run"].replace(executor=RayExecutor(2, shard_groups=37))})
     assert got.to_json() == ref.to_json()
 
 
 def test_sequential_run_on_ray_matches_in_process():
     kw = dict(stopping=TargetPrecision(halfwidth=0.01, max_budget=50_000), design="antithetic", seed=4)
     ref = estimate(ORACLE, STATS, **kw)
-    got = estimate(ORACLE, STATS, executor=RayExecutor(2), **kw)
+    got = estimate(ORACLE, STATS, **kw, run=RunSettings(executor=RayExecutor(2)))
     assert got.to_json() == ref.to_json() and ref.config["stopping"]["main_groups"] > 100
 
 
@@ -70,15 +73,18 @@ def test_crashed_worker_shard_is_retried_once_and_counted_once(tmp_path):
                 os._exit(1)  # the worker process dies mid-shard, as on a node failure
             return ORACLE(z)
 
-    kw = dict(budget=1600, design="antithetic", seed=2, batch_size=32, dtype=torch.float64)
+    kw = dict(budget=1600, design="antithetic", seed=2, run=RunSettings(batch_size=32, dtype=torch.float64))
     ref = estimate(ORACLE, STATS, **kw)
     path = tmp_path / "run.ckpt"
     got = estimate(
         CrashOnce(),
         STATS,
-        executor=RayExecutor(2, shard_groups=100, max_retries=2),
-        checkpoint=Checkpoint(path, every=1),
-        **kw,
+        **{
+            **kw,
+            "run": kw["run"].replace(
+                executor=RayExecutor(2, shard_groups=100, max_retries=2), checkpoint=Checkpoint(path, every=1)
+            ),
+        },
     )
     assert os.path.exists(marker)
     assert got.to_dict()["results"] == ref.to_dict()["results"] and got.budget == 1600
@@ -86,7 +92,7 @@ def test_crashed_worker_shard_is_retried_once_and_counted_once(tmp_path):
 
 
 def test_ray_resumes_an_in_process_checkpoint(tmp_path):
-    kw = dict(budget=1024, design=KAntithetic(4), seed=6, batch_size=16, dtype=torch.float64)
+    kw = dict(budget=1024, design=KAntithetic(4), seed=6, run=RunSettings(batch_size=16, dtype=torch.float64))
     ref = estimate(ORACLE, STATS, **kw)
     path = tmp_path / "run.ckpt"
     stop = RuntimeError("stopped by the test")
@@ -96,10 +102,17 @@ def test_ray_resumes_an_in_process_checkpoint(tmp_path):
             raise stop
 
     with pytest.raises(RuntimeError, match="stopped by the test"):
-        estimate(ORACLE, STATS, checkpoint=path, callback=stop_midway, **kw)
+        estimate(ORACLE, STATS, **{**kw, "run": kw["run"].replace(checkpoint=path, callback=stop_midway)})
     assert 0 < load(path)[1]["main"].n_done < 256
     got = estimate(
-        ORACLE, STATS, checkpoint=Checkpoint(path, resume=True), executor=RayExecutor(2, shard_groups=50), **kw
+        ORACLE,
+        STATS,
+        **{
+            **kw,
+            "run": kw["run"].replace(
+                checkpoint=Checkpoint(path, resume=True), executor=RayExecutor(2, shard_groups=50)
+            ),
+        },
     )
     assert got.to_json() == ref.to_json()
 
@@ -116,7 +129,7 @@ def test_gpus_asked_of_a_cluster_without_them_fail_fast_with_the_fix():
 
     t0 = time.perf_counter()
     with pytest.raises(RuntimeError, match=r"asks 1 GPU per worker .* cluster has 0.*num_gpus_per_worker=0"):
-        estimate(ORACLE, STATS, budget=64, executor=RayExecutor(2, num_gpus_per_worker=1))
+        estimate(ORACLE, STATS, budget=64, run=RunSettings(executor=RayExecutor(2, num_gpus_per_worker=1)))
     assert time.perf_counter() - t0 < 60
     with pytest.raises(RuntimeError, match="asks 3 CPU per worker"):
-        estimate(ORACLE, STATS, budget=64, executor=RayExecutor(2, num_cpus_per_worker=3))
+        estimate(ORACLE, STATS, budget=64, run=RunSettings(executor=RayExecutor(2, num_cpus_per_worker=3)))

@@ -18,8 +18,9 @@ from uqdiff import (
     estimate,
 )
 from uqdiff.estimators.accumulator import GroupAccumulator
-from uqdiff.estimators.estimate import evaluate_groups, named_statistics
+from uqdiff.estimators.engine import evaluate_groups, named_statistics
 from uqdiff.estimators.results import StatisticResult
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers import GaussianDDIM, LinearGenerator, NumpyGenerator
 
 RNG = np.random.default_rng(2024)
@@ -95,7 +96,7 @@ def test_antithetic_cancels_linear_statistic_of_linear_generator():
             {"lin": lambda x: x @ torch.tensor([1.0, 2.0], dtype=x.dtype)},
             budget=120,
             design=design,
-            dtype=torch.float64,
+            run=RunSettings(dtype=torch.float64),
         )["lin"]
         assert r.estimate == pytest.approx(0.3 - 0.4, abs=1e-12)
         assert r.width < 1e-12
@@ -111,9 +112,8 @@ def test_pair_correlation_and_efficiency_are_reported():
         {"s": lambda x: x[:, 0] + x[:, 0] ** 2},
         budget=200_000,
         design="antithetic",
-        batch_size=20_000,
-        dtype=torch.float64,
         seed=5,
+        run=RunSettings(batch_size=20_000, dtype=torch.float64),
     )["s"]
     assert r.rho == pytest.approx(1 / 3, abs=0.02)
     assert r.implied_efficiency == pytest.approx(0.75, abs=0.02)
@@ -142,10 +142,17 @@ def test_result_fields_and_student_t_vs_normal():
 
 @pytest.mark.parametrize("batch_size", [1, 3, 8, 50, 512])
 def test_batching_gives_bit_identical_results(batch_size):
-    kw = dict(budget=512, seed=17, dtype=torch.float64)
+    kw = dict(budget=512, seed=17, run=RunSettings(dtype=torch.float64))
     for design in ("mc", KAntithetic(4), SobolRQMC(8)):
-        ref = estimate(ORACLE, [second_moment, share_above], design=design, batch_size=64, **kw)
-        got = estimate(ORACLE, [second_moment, share_above], design=design, batch_size=batch_size, **kw)
+        ref = estimate(
+            ORACLE, [second_moment, share_above], design=design, **{**kw, "run": kw["run"].replace(batch_size=64)}
+        )
+        got = estimate(
+            ORACLE,
+            [second_moment, share_above],
+            design=design,
+            **{**kw, "run": kw["run"].replace(batch_size=batch_size)},
+        )
         for name in ("second_moment", "share_above"):
             assert got[name] == ref[name]
 
@@ -154,7 +161,7 @@ def test_split_runs_merge_to_the_single_run_bit_for_bit():
     stats_ = named_statistics([second_moment])
     design = Antithetic()
     kw = dict(noise_shape=(8,), seed=4, batch_size=37, device=torch.device("cpu"), dtype=torch.float64)
-    whole = estimate(ORACLE, second_moment, budget=2 * 700, design=design, seed=4, dtype=torch.float64)
+    whole = estimate(ORACLE, second_moment, budget=2 * 700, design=design, seed=4, run=RunSettings(dtype=torch.float64))
     cuts = [0, 130, 131, 300, 555, 700]
     shards = []
     for lo, hi in zip(cuts[:-1], cuts[1:]):
@@ -212,7 +219,9 @@ def test_accumulator_rejects_double_counting_and_shape_changes():
 
 def test_pixel_map_uses_the_same_path_and_covers():
     g = GaussianDDIM(RNG.uniform(-0.5, 0.5, (1, 6, 6)), std=0.5, num_steps=10)
-    r = estimate(g, {"map": lambda x: x**2}, budget=400, design=KAntithetic(4), seed=8, dtype=torch.float64)["map"]
+    r = estimate(
+        g, {"map": lambda x: x**2}, budget=400, design=KAntithetic(4), seed=8, run=RunSettings(dtype=torch.float64)
+    )["map"]
     assert np.shape(r.estimate) == (1, 6, 6) and np.shape(r.width) == (1, 6, 6)
     frame = estimate(g, {"map": lambda x: x}, budget=40, design="mc").to_frame()
     assert len(frame) == 36 and "element" in frame
@@ -267,11 +276,11 @@ class _Bad:
     "kwargs, error, match",
     [
         (
-            dict(generator=_Bad("nan"), budget=400),
+            dict(sampler=_Bad("nan"), budget=400),
             FloatingPointError,
             r"generator output has NaN or Inf at group \d+ .*seed 0",
         ),
-        (dict(generator=_Bad("short"), budget=64), ValueError, "returned 63 outputs for a batch of 64"),
+        (dict(sampler=_Bad("short"), budget=64), ValueError, "returned 63 outputs for a batch of 64"),
         (
             dict(statistics={"bad": lambda x: torch.log(x[:, 0])}),
             FloatingPointError,
@@ -293,16 +302,18 @@ class _Bad:
         (dict(budget=0), ValueError, "budget must be a positive number of noises"),
         (dict(confidence_level=95), ValueError, r"confidence_level must be a number in \(0, 1\)"),
         (dict(interval_method="wald"), ValueError, "interval_method must be one of"),
-        (dict(batch_size=0), ValueError, "batch_size must be a positive int"),
+        (dict(run=dict(batch_size=0)), ValueError, "batch_size must be a positive int"),
         (dict(seed=-1), ValueError, "seed must be non-negative"),
-        (dict(generator=lambda z: z), ValueError, "noise_shape"),
+        (dict(sampler=lambda z: z), ValueError, "noise_shape"),
     ],
 )
 def test_bad_input_raises_clear_errors(kwargs, error, match):
-    args = dict(generator=_Bad("ok"), statistics={"s": lambda x: x[:, 0]}, budget=128)
+    args = dict(sampler=_Bad("ok"), statistics={"s": lambda x: x[:, 0]}, budget=128)
     args.update(kwargs)
-    gen, st = args.pop("generator"), args.pop("statistics")
+    gen, st = args.pop("sampler"), args.pop("statistics")
     with pytest.raises(error, match=match):
+        if "run" in args:  # run settings are checked where they are made, before any model call
+            args["run"] = RunSettings(**args["run"])
         estimate(gen, st, **args)
 
 
@@ -319,7 +330,7 @@ def test_statistic_shape_changing_between_batches():
         return x[:, :1] if calls["n"] == 1 else x[:, :2]
 
     with pytest.raises(ValueError, match=r"shape changed from \(1,\) to \(2,\)"):
-        estimate(_Bad("ok"), {"flaky": flaky}, budget=256, batch_size=64)
+        estimate(_Bad("ok"), {"flaky": flaky}, budget=256, run=RunSettings(batch_size=64))
 
 
 def test_callback_sees_running_counts_and_final_moments():
@@ -330,9 +341,11 @@ def test_callback_sees_running_counts_and_final_moments():
         lambda x: x[:, 0],
         budget=40,
         design="antithetic",
-        batch_size=8,
         seed=3,
-        callback=lambda n, accs: seen.append((n, accs["statistic"].count, float(accs["statistic"].moments().mean))),
+        run=RunSettings(
+            batch_size=8,
+            callback=lambda n, accs: seen.append((n, accs["statistic"].count, float(accs["statistic"].moments().mean))),
+        ),
     )
     assert [n for n, _, _ in seen] == [8, 16, 24, 32, 40]
     assert [c for _, c, _ in seen] == [4, 8, 12, 16, 20]

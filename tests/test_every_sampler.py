@@ -33,6 +33,7 @@ from uqdiff import (
 )
 from uqdiff.designs import DCTFeatures
 from uqdiff.designs.streams import NoiseStream
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers.capture import flat_noise
 
 SHAPE = (1, 4, 4)
@@ -109,19 +110,19 @@ def _runs_or_refuses_early(probe: Probe, run) -> None:
 def test_estimate_and_compare_run_every_design_on_every_sampler(kind, design):
     probe = Probe()
     budget = 512 if design == "auto" else 64
-    r = estimate(make(kind, probe), mean, budget=budget, design=DESIGNS[design], batch_size=32, seed=1)
+    r = estimate(make(kind, probe), mean, budget=budget, design=DESIGNS[design], seed=1, run=RunSettings(batch_size=32))
     assert np.isfinite(r["statistic"].estimate) and probe.calls >= budget
     if design != "auto":
         probe = Probe()
         designs = ["mc"] if design == "mc" else ["mc", DESIGNS[design]]
-        c = compare(make(kind, probe), mean, budget=64, designs=designs, batch_size=32, seed=1)
+        c = compare(make(kind, probe), mean, budget=64, designs=designs, seed=1, run=RunSettings(batch_size=32))
         assert np.isfinite(c.efficiency("statistic", list(c.estimates)[-1]))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_auto_prices_subspace_rqmc_on_every_sampler_without_failing_after_its_pilot(kind):
     probe = Probe()
-    r = estimate(make(kind, probe), mean, budget=4096, design="auto", batch_size=256, seed=2)
+    r = estimate(make(kind, probe), mean, budget=4096, design="auto", seed=2, run=RunSettings(batch_size=256))
     assert any("subspace" in c["candidate"] for c in r.config["auto"]["candidates"])
 
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from uqdiff import KAntithetic, estimate
-from uqdiff.estimators.estimate import GeneratorError
+from uqdiff.estimators.engine import GeneratorError
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers import GaussianDDIM
 
 ORACLE = GaussianDDIM(np.linspace(-0.5, 0.5, 5), std=0.4, num_steps=6)
@@ -39,11 +40,11 @@ class MemoryLimited:
     ids=["cuda", "host", "runtime"],
 )
 def test_out_of_memory_halves_the_batch_once_with_identical_results(error):
-    kw = dict(budget=800, design=KAntithetic(4), seed=3, dtype=torch.float64)
-    ref = estimate(ORACLE, STATS, batch_size=64, **kw)
+    kw = dict(budget=800, design=KAntithetic(4), seed=3, run=RunSettings(dtype=torch.float64))
+    ref = estimate(ORACLE, STATS, **{**kw, "run": kw["run"].replace(batch_size=64)})
     g = MemoryLimited(40, error)
     with pytest.warns(UserWarning, match="out of memory at batch_size 64; going on with 32"):
-        got = estimate(g, STATS, batch_size=64, **kw)
+        got = estimate(g, STATS, **{**kw, "run": kw["run"].replace(batch_size=64)})
     assert got.to_dict()["results"] == ref.to_dict()["results"]
     # the 1 is the repeat check's batch of one after the first batch that fits
     assert g.sizes[0] == 64 and g.sizes[2] == 1 and set(g.sizes[1:2] + g.sizes[3:]) == {32}
@@ -56,7 +57,7 @@ def test_out_of_memory_after_halving_fails_clearly():
             match=r"out of memory at batch_size 32 \(already halved from 64\), groups from 0; "
             "pass a smaller batch_size",
         ):
-            estimate(MemoryLimited(20, MemoryError()), STATS, budget=800, batch_size=64)
+            estimate(MemoryLimited(20, MemoryError()), STATS, budget=800, run=RunSettings(batch_size=64))
 
 
 def test_failing_generator_names_group_and_seed():
@@ -75,7 +76,7 @@ def test_failing_generator_names_group_and_seed():
         match=r"generator raised ValueError: weights went missing on groups 48\.\.55, "
         r"seed \[4, 2\]",
     ) as info:
-        estimate(Broken(), STATS, budget=256, batch_size=16, design="antithetic", seed=[4, 2])
+        estimate(Broken(), STATS, budget=256, design="antithetic", seed=[4, 2], run=RunSettings(batch_size=16))
     assert isinstance(info.value.__cause__, ValueError)
 
 
@@ -94,7 +95,7 @@ def test_generator_output_shape_change_names_both_shapes():
         match=r"generator output shape changed from \(3,\) to \(4,\) per image between "
         r"batches, at group 128 \(noise 0 of the group\), seed 0",
     ):
-        estimate(Growing(), {"mean": lambda x: x.mean(dim=1)}, budget=256, batch_size=64)
+        estimate(Growing(), {"mean": lambda x: x.mean(dim=1)}, budget=256, run=RunSettings(batch_size=64))
 
 
 def test_statistic_of_wrong_shape_names_both_shapes():
@@ -105,4 +106,4 @@ def test_statistic_of_wrong_shape_names_both_shapes():
         return x[:, :2] if calls["n"] == 1 else x[:, :2].T
 
     with pytest.raises(ValueError, match=r"statistic 'unstable' returned shape \(2, 64\) for a batch of 64 images"):
-        estimate(ORACLE, {"unstable": unstable}, budget=256, batch_size=64)
+        estimate(ORACLE, {"unstable": unstable}, budget=256, run=RunSettings(batch_size=64))

@@ -14,6 +14,7 @@ from uqdiff import estimate
 from uqdiff.designs import IID, Equicorrelated, KAntithetic
 from uqdiff.estimators.estimate import design_seed
 from uqdiff.estimators.gallery import PerImage, compare_galleries, estimate_gallery
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.estimators.variations import Variations, estimate_variations
 from uqdiff.samplers import LinearGenerator, blend
 from uqdiff.statistics import SSIM, GalleryMean, MeanPairwiseCosine, MeanPairwiseL2, MeanPairwiseSSIM, Vendi
@@ -112,7 +113,9 @@ def test_estimate_gallery_is_the_mean_of_the_gallery_values(design):
     noise = design.groups(np.arange(n), 6, seed=7)  # the design's own noise
     values = stat(g(noise.reshape(n * k, 6)), gallery_size=k).numpy()
     for batch_size in (k, 7, 64):  # batches never split a gallery
-        r = estimate_gallery(g, stat, design=design, budget=n * k, seed=7, batch_size=batch_size)["pairwise_l2"]
+        r = estimate_gallery(g, stat, design=design, budget=n * k, seed=7, run=RunSettings(batch_size=batch_size))[
+            "pairwise_l2"
+        ]
         assert r.estimate == pytest.approx(values.mean(), rel=1e-12)
         assert r.standard_error == pytest.approx(values.std(ddof=1) / math.sqrt(n), rel=1e-9)
         assert r.n_groups == n and r.group_size == k and r.n_noises == n * k
@@ -186,7 +189,7 @@ def test_gallery_input_errors():
     with pytest.raises(ValueError, match="group size 1"):
         estimate_gallery(g, MeanPairwiseL2(), design=IID(), budget=10)
     with pytest.raises(ValueError, match="batch_size must be an int >= the gallery size 4"):
-        estimate_gallery(g, MeanPairwiseL2(), design=KAntithetic(4), budget=16, batch_size=3)
+        estimate_gallery(g, MeanPairwiseL2(), design=KAntithetic(4), budget=16, run=RunSettings(batch_size=3))
     with pytest.raises(ValueError, match="designs must differ"):
         compare_galleries(g, MeanPairwiseL2(), designs=[KAntithetic(3), KAntithetic(3)], budget=12)
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from uqdiff.estimators import group_means
-from uqdiff.estimators.results import mean_interval
+from uqdiff.estimators.intervals import mean_interval
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers import LinearGenerator
 
 RNG = np.random.default_rng(11)
@@ -61,8 +62,7 @@ def test_end_to_end_coverage_of_a_skewed_statistic_under_antithetic_pairs():
         budget=2 * reps * pairs,
         design="antithetic",
         seed=3,
-        batch_size=8192,
-        dtype=torch.float64,
+        run=RunSettings(batch_size=8192, dtype=torch.float64),
     )
     cov, _ = _coverage(means.reshape(reps, pairs), float(np.exp(0.5)), "skew-t")
     assert cov >= 0.92, cov
@@ -80,3 +80,49 @@ def test_fourth_moment_merges_exactly_however_the_groups_are_split():
     dev = x - x.mean(axis=0)
     np.testing.assert_allclose(m.m4, (dev**4).sum(axis=0), rtol=1e-10)
     np.testing.assert_allclose(m.m3, (dev**3).sum(axis=0), rtol=1e-10)
+
+
+def test_holm_matches_statsmodels_with_ties_and_maps():
+    from statsmodels.stats.multitest import multipletests
+
+    from uqdiff.estimators.intervals import holm
+
+    rng = np.random.default_rng(4)
+    for p in (rng.random(6) ** 3, np.array([0.01, 0.01, 0.04, 0.5, 0.04]), rng.random((3, 4)) ** 4):
+        np.testing.assert_allclose(holm(p), multipletests(p.ravel(), method="holm")[1].reshape(p.shape), rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["skew-t", "t", "normal"])
+def test_a_results_p_value_inverts_its_own_interval(method):
+    """p < 1 - level exactly where the null lies outside the interval, skew correction included."""
+    from uqdiff import estimate
+    from uqdiff.estimators.results import p_value
+    from uqdiff.samplers import LinearGenerator
+
+    g = LinearGenerator(np.zeros(1))  # x = z: exp(x) is skewed, so the skew-t interval is not symmetric
+    r = estimate(g, {"e": lambda x: torch.exp(2 * x[:, 0])}, budget=200, seed=3, interval_method=method)["e"]
+    if method == "skew-t":
+        assert r.high - r.estimate > 1.05 * (r.estimate - r.low)  # the correction is at work
+    for null in np.linspace(r.low - 0.3, r.high + 0.3, 61):
+        outside = null < r.low or null > r.high
+        assert (p_value(r, null) < 1 - r.confidence_level) == outside, null
+    assert p_value(r, r.low) == pytest.approx(0.05, rel=1e-6) and p_value(r, r.high) == pytest.approx(0.05, rel=1e-6)
+
+
+def test_the_measured_efficiency_interval_covers_the_true_ratio():
+    """compare's side-by-side efficiency gets an F interval; with normal group means it covers at its level."""
+    from scipy import stats as sps
+
+    from uqdiff import Equicorrelated, compare
+    from uqdiff.samplers import LinearGenerator
+
+    g = LinearGenerator(np.zeros(1), np.array([[1.0, 0.0]]))  # S = z0: normal, so both runs' group means are
+    pairs = Equicorrelated(2, 0.5)  # pair means of correlation 0.5: variance 0.75 per pair, MC 1 per noise
+    truth = (1 / 128) / (0.75 / 64) * (sps.t.ppf(0.975, 127) / sps.t.ppf(0.975, 63)) ** 2  # widths carry t quantiles
+    covered, runs = 0, 300
+    for seed in range(runs):
+        c = compare(g, {"s": lambda x: x[:, 0]}, budget=128, designs=["mc", pairs], seed=seed, interval_method="t")
+        low, high = c.efficiency_interval("s", pairs.name)
+        covered += low <= truth <= high
+    assert c.efficiency_interval("s", "mc") == (1.0, 1.0)
+    assert 0.92 <= covered / runs <= 0.98, covered / runs

@@ -10,6 +10,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 from uqdiff import KAntithetic, estimate
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.estimators.solvers import evaluate_solver
 from uqdiff.inverse import OPERATORS, Inpainting, UNetPrior, VEDenoiserPrior, get_operator, measure
 from uqdiff.samplers import DiffusersSampler
@@ -259,9 +260,9 @@ def test_evaluation_returns_intervals_for_every_image_design_and_statistic():
         designs=["antithetic", KAntithetic(4)],
         statistics=(L1, PSNR),
         seed=3,
-        batch_size=4,
         correlation_pairs=4,
         name="DDS-tiny",
+        run=RunSettings(batch_size=4),
     )
     assert len(seen) == 2 and not torch.equal(seen[0].y, seen[1].y)  # one measurement per image
     assert set(ev.per_image.design) == {"mc", "antithetic", "k-antithetic(k=4)"}
@@ -278,8 +279,8 @@ def test_evaluation_returns_intervals_for_every_image_design_and_statistic():
         L1(m0.truth),
         budget=8,
         design="antithetic",
-        batch_size=4,
         seed=[3, 0, zlib.crc32(b"antithetic")],
+        run=RunSettings(batch_size=4),
     )["l1"]
     row = ev.per_image[
         (ev.per_image.image == 0) & (ev.per_image.design == "antithetic") & (ev.per_image.statistic == "l1")
@@ -353,7 +354,7 @@ def test_cli_evaluate_writes_the_report_and_matches_the_library(tmp_path):
         budget=4,
         operator_params=TASKS["fashion"]["super_resolution"],
         seed=5,
-        batch_size=8,
+        run=RunSettings(batch_size=8),
     )
     got = {(r["design"], r["statistic"]): r["estimate"] for r in saved["per_image"]}
     for r in direct.per_image.itertuples():

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from uqdiff import Antithetic, estimate
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.models.fashion_mnist import load_fashion_mnist
 from uqdiff.statistics import MeanSlope, PixelMean, pair_correlation
 
@@ -54,7 +55,7 @@ def test_terrain_multistep_stream_and_errors():
 @pytest.mark.slow
 def test_terrain_estimate_antithetic_beats_mc(terrain):
     stats_ = [PixelMean(), MeanSlope()]
-    amc = estimate(terrain, stats_, budget=64, design="antithetic", seed=1, batch_size=16)
+    amc = estimate(terrain, stats_, budget=64, design="antithetic", seed=1, run=RunSettings(batch_size=16))
     assert amc["mean"].implied_efficiency > 2
 
 

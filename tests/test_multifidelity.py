@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from uqdiff import estimate
+from uqdiff import RunSettings, estimate
 from uqdiff.designs import KAntithetic
 from uqdiff.estimators import TwoFidelityResult, estimate_two_fidelity
-from uqdiff.estimators.estimate import GeneratorError
+from uqdiff.estimators.engine import GeneratorError
 from uqdiff.estimators.multifidelity import MIN_PILOT_GROUPS
 
 TRUTH = 1.0
@@ -53,7 +53,9 @@ def cheap(d=0.0, **kw) -> Oracle:
 
 
 def _runs(reps, hi, lo, **options):
-    return [estimate_two_fidelity(hi, lo, X, seed=[7, r], batch_size=512, **options) for r in range(reps)]
+    return [
+        estimate_two_fidelity(hi, lo, X, seed=[7, r], **options, run=RunSettings(batch_size=512)) for r in range(reps)
+    ]
 
 
 # 330 repetitions: binomial sd of a 95 % coverage sqrt(0.95 * 0.05 / 330) = 1.2 %; the band 0.92-0.98 is +-2.5 sd.
@@ -114,7 +116,9 @@ def test_variance_is_clearly_below_plain_mc_at_the_same_cost(c, s, w, theory, bo
 @pytest.mark.parametrize("design", ["mc", "antithetic", KAntithetic(4)], ids=str)
 def test_budget_accounting_matches_the_calls_the_generators_received(design):
     hi, lo = expensive(c=0.05, d=0.3), cheap(d=0.3)
-    r = estimate_two_fidelity(hi, lo, X, budget=400, design=design, cost_ratio=0.25, batch_size=32, seed=3)
+    r = estimate_two_fidelity(
+        hi, lo, X, budget=400, design=design, cost_ratio=0.25, seed=3, run=RunSettings(batch_size=32)
+    )
     k = r.group_size
     assert r.extra_groups >= 2
     assert (hi.calls, lo.calls) == (r.n_expensive_calls, r.n_cheap_calls)
@@ -126,13 +130,15 @@ def test_budget_accounting_matches_the_calls_the_generators_received(design):
     assert r.total_cost > 400 - k  # the leftover is less than one cheap group
     # the repeat check, on by default, costs one uncounted extra sample per generator (as in uqdiff.estimate)
     hi, lo = expensive(c=0.05, d=0.3, repeat_check=True), cheap(d=0.3, repeat_check=True)
-    r = estimate_two_fidelity(hi, lo, X, budget=400, design=design, cost_ratio=0.25, batch_size=32, seed=3)
+    r = estimate_two_fidelity(
+        hi, lo, X, budget=400, design=design, cost_ratio=0.25, seed=3, run=RunSettings(batch_size=32)
+    )
     assert (hi.calls, lo.calls) == (r.n_expensive_calls + 1, r.n_cheap_calls + 1)
 
 
 def test_measured_cost_ratio_is_timed_on_the_pilot_and_kept_within_budget():
     hi, lo = expensive(sleep=0.02), cheap(sleep=0.002)
-    r = estimate_two_fidelity(hi, lo, X, budget=200, batch_size=4, seed=0)
+    r = estimate_two_fidelity(hi, lo, X, budget=200, seed=0, run=RunSettings(batch_size=4))
     assert r.cost_ratio_measured and 0 < r.cost_ratio < 0.5, r.cost_ratio
     assert (hi.calls, lo.calls) == (r.n_expensive_calls, r.n_cheap_calls)
     assert r.n_expensive_calls + r.cost_ratio * r.n_cheap_calls == pytest.approx(r.total_cost)
@@ -163,9 +169,11 @@ def test_several_statistics_alpha_per_statistic_allocation_for_the_first():
 def _no_call(**options):
     """Run with counting generators and assert the error came before any model call."""
     hi, lo = expensive(), cheap()
+    if "run" in options:
+        options["run"] = RunSettings(**options["run"])
     try:
         estimate_two_fidelity(
-            options.pop("generator", hi), options.pop("cheap_generator", lo), options.pop("statistics", X), **options
+            options.pop("sampler", hi), options.pop("cheap_sampler", lo), options.pop("statistics", X), **options
         )
     finally:
         assert hi.calls == 0 and lo.calls == 0, "a model was called before the error"
@@ -188,14 +196,14 @@ def _no_call(**options):
         ({"budget": 100, "cost_ratio": 1.5}, ValueError, "no control variate"),
         ({"budget": 100, "cost_ratio": 0}, ValueError, r"cost_ratio must be a number in \(0, 1\)"),
         ({"budget": 100, "cost_ratio": True}, ValueError, "cost_ratio"),
-        ({"budget": 100, "generator": "model"}, TypeError, "generator must be a callable"),
-        ({"budget": 100, "cheap_generator": None}, TypeError, "cheap_generator must be a callable"),
+        ({"budget": 100, "sampler": "model"}, TypeError, "sampler must be a callable"),
+        ({"budget": 100, "cheap_sampler": None}, TypeError, "cheap_sampler must be a callable"),
         ({"budget": 100, "seed": -1}, ValueError, "seed must be non-negative"),
         ({"budget": 100, "seed": "1"}, TypeError, "seed must be"),
         ({"budget": 100, "confidence_level": 95}, ValueError, "confidence_level"),
-        ({"budget": 100, "batch_size": 0}, ValueError, "batch_size"),
+        ({"budget": 100, "run": {"batch_size": 0}}, ValueError, "batch_size"),
         ({"budget": 100, "statistics": "mean"}, TypeError, "registry names"),
-        ({"budget": 100, "dtype": torch.int64}, TypeError, "dtype"),
+        ({"budget": 100, "run": {"dtype": torch.int64}}, TypeError, "dtype"),
     ],
 )
 def test_bad_input_fails_with_a_helpful_message_before_any_model_call(options, error, match):
@@ -212,8 +220,8 @@ def test_the_minimum_budget_in_the_message_works():
 def test_cheap_generator_with_another_noise_shape_is_refused_before_any_call():
     other = cheap()
     other.noise_shape = (4,)
-    with pytest.raises(ValueError, match=r"cheap_generator draws x_T of shape \(4,\) but generator \(3,\)"):
-        _no_call(budget=100, cheap_generator=other)
+    with pytest.raises(ValueError, match=r"cheap_sampler draws x_T of shape \(4,\) but sampler \(3,\)"):
+        _no_call(budget=100, cheap_sampler=other)
 
 
 class Undeclared:
@@ -229,20 +237,20 @@ class Undeclared:
 def test_cheap_generator_that_does_not_fit_is_caught_on_the_first_pilot_batch():
     hi = expensive()
     wrong_dim = Undeclared(lambda z: z @ torch.ones(2, 1, dtype=torch.float64))  # expects 2 noise coordinates
-    with pytest.raises(GeneratorError, match=r"cheap_generator failed on the first pilot batch.*same noise"):
-        estimate_two_fidelity(hi, wrong_dim, X, budget=400, batch_size=8, cost_ratio=0.2)
+    with pytest.raises(GeneratorError, match=r"cheap_sampler failed on the first pilot batch.*same noise"):
+        estimate_two_fidelity(hi, wrong_dim, X, budget=400, cost_ratio=0.2, run=RunSettings(batch_size=8))
     assert hi.calls == 8  # one batch, not the whole pilot
     hi = expensive()
     short = Undeclared(lambda z: z[:1])
-    with pytest.raises(ValueError, match=r"cheap_generator does not fit generator.*1 outputs for a batch of 8"):
-        estimate_two_fidelity(hi, short, X, budget=400, batch_size=8, cost_ratio=0.2)
+    with pytest.raises(ValueError, match=r"cheap_sampler does not fit sampler.*1 outputs for a batch of 8"):
+        estimate_two_fidelity(hi, short, X, budget=400, cost_ratio=0.2, run=RunSettings(batch_size=8))
     assert hi.calls == 8
 
 
 def test_map_statistics_are_refused_on_the_first_batch():
     hi = expensive()
     with pytest.raises(ValueError, match="scalar statistics"):
-        estimate_two_fidelity(hi, cheap(), lambda y: y, budget=400, batch_size=8, cost_ratio=0.2)
+        estimate_two_fidelity(hi, cheap(), lambda y: y, budget=400, cost_ratio=0.2, run=RunSettings(batch_size=8))
     assert hi.calls == 8
 
 
@@ -292,4 +300,4 @@ def test_a_cuda_device_is_refused_before_any_call_where_there_is_none():
         pytest.skip("this machine has CUDA")
     g = LinearGenerator(np.zeros(1), np.ones((1, 2)))
     with pytest.raises(ValueError, match="CUDA is not available"):
-        estimate_two_fidelity(g, g, lambda x: x[:, 0], budget=200, device="cuda")
+        estimate_two_fidelity(g, g, lambda x: x[:, 0], budget=200, run=RunSettings(device="cuda"))

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import uqdiff
+from uqdiff.estimators.settings import RunSettings
 
 
 class Switching:
@@ -35,7 +36,7 @@ def test_a_batch_whose_dtype_changes_is_refused_naming_both():
     with pytest.raises(
         ValueError, match=r"generator output dtype changed from float32 to int64 .*group 32.*\.float\(\)"
     ):
-        uqdiff.estimate(g, mean, budget=128, batch_size=16, seed=0)
+        uqdiff.estimate(g, mean, budget=128, seed=0, run=RunSettings(batch_size=16))
 
 
 @pytest.mark.parametrize(
@@ -49,13 +50,13 @@ def test_a_batch_whose_dtype_changes_is_refused_naming_both():
 def test_complex_and_object_outputs_are_refused_at_once(late, error, match):
     g = Switching(late, after=0)
     with pytest.raises(error, match=match):
-        uqdiff.estimate(g, mean, budget=32, batch_size=16, seed=0)
+        uqdiff.estimate(g, mean, budget=32, seed=0, run=RunSettings(batch_size=16))
     assert g.calls == 1
 
 
 def test_integer_images_from_the_first_batch_on_are_fine():
     g = Switching(lambda x: ((x + 1) * 127.5).round().to(torch.uint8), after=0)
-    r = uqdiff.estimate(g, mean, budget=64, batch_size=16, seed=0)
+    r = uqdiff.estimate(g, mean, budget=64, seed=0, run=RunSettings(batch_size=16))
     assert 0 < r["mean"].estimate < 255
 
 
@@ -89,7 +90,9 @@ def test_resuming_with_another_sampler_of_the_same_shape_is_refused(tmp_path):
     path = tmp_path / "run.ckpt"
     first = lambda z: torch.tanh(z + 0.3)
     with pytest.raises(Exception, match="machine lost"):
-        uqdiff.estimate(Interrupted(first, 200), mean, budget=512, batch_size=32, seed=0, checkpoint=path)
+        uqdiff.estimate(
+            Interrupted(first, 200), mean, budget=512, seed=0, run=RunSettings(batch_size=32, checkpoint=path)
+        )
     with pytest.raises(
         uqdiff.CheckpointError, match=r"another sampler: its output for group 0's first noise .*differs"
     ):
@@ -97,38 +100,37 @@ def test_resuming_with_another_sampler_of_the_same_shape_is_refused(tmp_path):
             Interrupted(lambda z: torch.tanh(2 * z), 10**9),
             mean,
             budget=512,
-            batch_size=32,
             seed=0,
-            checkpoint=uqdiff.Checkpoint(path, resume=True),
+            run=RunSettings(batch_size=32, checkpoint=uqdiff.Checkpoint(path, resume=True)),
         )
     with pytest.raises(uqdiff.CheckpointError, match=r"had shape \(1, 1, 4, 4\), this sampler's has \(1, 2, 4, 4\)"):
         uqdiff.estimate(
             Interrupted(lambda z: torch.tanh(z).repeat(1, 2, 1, 1), 10**9),
             mean,
             budget=512,
-            batch_size=32,
             seed=0,
-            checkpoint=uqdiff.Checkpoint(path, resume=True),
+            run=RunSettings(batch_size=32, checkpoint=uqdiff.Checkpoint(path, resume=True)),
         )
     # the same sampler, another batch size: resumes and ends on the uninterrupted result
     resumed = uqdiff.estimate(
         Interrupted(first, 10**9),
         mean,
         budget=512,
-        batch_size=16,
         seed=0,
-        checkpoint=uqdiff.Checkpoint(path, resume=True),
+        run=RunSettings(batch_size=16, checkpoint=uqdiff.Checkpoint(path, resume=True)),
     )
-    whole = uqdiff.estimate(Interrupted(first, 10**9), mean, budget=512, batch_size=32, seed=0)
+    whole = uqdiff.estimate(Interrupted(first, 10**9), mean, budget=512, seed=0, run=RunSettings(batch_size=32))
     assert resumed["mean"].estimate == pytest.approx(whole["mean"].estimate, rel=1e-6)
 
 
 def test_a_finished_checkpoint_needs_no_model_call(tmp_path):
     path = tmp_path / "run.ckpt"
     g = Interrupted(lambda z: torch.tanh(z + 0.3), 10**9)
-    uqdiff.estimate(g, mean, budget=64, seed=0, checkpoint=path)
+    uqdiff.estimate(g, mean, budget=64, seed=0, run=RunSettings(checkpoint=path))
     again = Interrupted(lambda z: torch.tanh(2 * z), 0)  # any call would raise
-    assert uqdiff.estimate(again, mean, budget=64, seed=0, checkpoint=uqdiff.Checkpoint(path, resume=True))["mean"]
+    assert uqdiff.estimate(
+        again, mean, budget=64, seed=0, run=RunSettings(checkpoint=uqdiff.Checkpoint(path, resume=True))
+    )["mean"]
 
 
 def test_a_statistic_that_changes_the_images_in_place_is_named_not_the_sampler():
@@ -147,7 +149,9 @@ def test_a_callback_that_raises_is_named_as_the_callback():
     with pytest.raises(
         uqdiff.CallbackError, match=r"callback raised ZeroDivisionError: division by zero after 16 noises"
     ):
-        uqdiff.estimate(Switching(lambda x: x), mean, budget=32, batch_size=16, seed=0, callback=callback)
+        uqdiff.estimate(
+            Switching(lambda x: x), mean, budget=32, seed=0, run=RunSettings(batch_size=16, callback=callback)
+        )
 
 
 def test_an_output_shape_that_depends_on_the_batch_is_named_so():
@@ -158,7 +162,7 @@ def test_an_output_shape_that_depends_on_the_batch_is_named_so():
             return z[:, : 2 if len(z) > 1 else 3]
 
     with pytest.raises(ValueError, match=r"output shape depends on the batch: \(2,\) .* batch of 16, \(3,\) .* alone"):
-        uqdiff.estimate(BatchShaped(), {"s": lambda x: x[:, 0]}, budget=32, batch_size=16, seed=0)
+        uqdiff.estimate(BatchShaped(), {"s": lambda x: x[:, 0]}, budget=32, seed=0, run=RunSettings(batch_size=16))
 
 
 def test_two_fidelity_with_a_cheap_model_of_another_output_shape_names_both_shapes():
@@ -174,14 +178,16 @@ def test_two_fidelity_with_a_cheap_model_of_another_output_shape_names_both_shap
             return torch.tanh(z)[..., : self.width]
 
     with pytest.raises(
-        ValueError, match=r"cheap_generator returns outputs of shape \(1, 4, 2\) per image, generator \(1, 4, 4\)"
+        ValueError, match=r"cheap_sampler returns outputs of shape \(1, 4, 2\) per image, sampler \(1, 4, 4\)"
     ):
         estimate_two_fidelity(Cropped(4), Cropped(2), {"px": lambda x: x[:, 0, 0, 3]}, budget=200, cost_ratio=0.2)
 
 
 def test_a_statistic_that_raises_keeps_its_type_and_is_named_with_the_output_shape():
     with pytest.raises(IndexError) as info:
-        uqdiff.estimate(Switching(lambda x: x), {"px": lambda x: x[:, 0, 0, 9]}, budget=32, batch_size=16, seed=0)
+        uqdiff.estimate(
+            Switching(lambda x: x), {"px": lambda x: x[:, 0, 0, 9]}, budget=32, seed=0, run=RunSettings(batch_size=16)
+        )
     if sys.version_info >= (3, 11):
         assert re.search(
             r"statistic 'px' on a batch of generator outputs of shape \(16, 1, 4, 4\)", str(info.value.__notes__)
@@ -230,4 +236,4 @@ def test_a_long_budget_without_a_checkpoint_is_warned_with_its_projected_time():
 
     with pytest.warns(UserWarning, match=r"would take about [\d.]+ (hours|days).*no checkpoint"):
         with pytest.raises(KeyboardInterrupt):
-            uqdiff.estimate(g, {"m": lambda x: x.mean(dim=1)}, budget=2**24, seed=0, callback=stop)
+            uqdiff.estimate(g, {"m": lambda x: x.mean(dim=1)}, budget=2**24, seed=0, run=RunSettings(callback=stop))

@@ -6,7 +6,7 @@ import torch
 
 from uqdiff import estimate
 from uqdiff.designs import IID, SobolRQMC
-from uqdiff.estimators.estimate import GeneratorError
+from uqdiff.estimators.engine import GeneratorError
 from uqdiff.estimators.paired import CommonNoise, ContrastStatistic, paired_estimate
 from uqdiff.samplers import LinearGenerator, NumpyGenerator
 

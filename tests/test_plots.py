@@ -17,7 +17,7 @@ from uqdiff.cli import plots
 from uqdiff.cli.config import RunConfig
 from uqdiff.cli.report import summary_frame
 from uqdiff.cli.runs import run, trace_batch
-from uqdiff.estimators.results import FEW_GROUPS
+from uqdiff.estimators.intervals import FEW_GROUPS
 
 
 @pytest.fixture(scope="module")

@@ -149,13 +149,3 @@ def test_clear_winners_stop_at_the_first_look():
     assert c.looks == [8] and c.n_images == 8 and c.differences["statistic"]["A - B"].resolved
     with pytest.raises(ValueError, match="initial_images must be an int from 2"):
         evaluate_solvers(clear, images(rng, 4), "box_inpainting", budget=8, initial_images=8)
-
-
-def test_holm_matches_statsmodels():
-    from statsmodels.stats.multitest import multipletests
-
-    from uqdiff.estimators.population import _holm
-
-    p = dict(zip("abcdef", np.random.default_rng(4).random(6) ** 3))
-    holm = _holm(p)
-    np.testing.assert_allclose([holm[k] for k in p], multipletests(list(p.values()), method="holm")[1])

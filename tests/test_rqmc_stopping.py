@@ -11,6 +11,7 @@ from uqdiff import Checkpoint, RQMCDoubling, SobolRQMC, estimate
 from uqdiff.designs.seeds import group_rng
 from uqdiff.designs.sobol import SobolBlock
 from uqdiff.designs.sobol_points import extensible_sobol_normal
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers import LinearGenerator
 
 W = np.cos(np.arange(8.0))[None, :]
@@ -65,8 +66,8 @@ def test_a_resumed_doubling_run_is_the_uninterrupted_run(tmp_path):
 
     path = tmp_path / "run.ckpt"
     with pytest.raises(RuntimeError, match="stopped by the test"):
-        estimate(GEN, TANH, checkpoint=Checkpoint(path, every=1), callback=stop_midway, **kw)
-    resumed = estimate(GEN, TANH, checkpoint=Checkpoint(path, resume=True), **kw)
+        estimate(GEN, TANH, **kw, run=RunSettings(checkpoint=Checkpoint(path, every=1), callback=stop_midway))
+    resumed = estimate(GEN, TANH, **kw, run=RunSettings(checkpoint=Checkpoint(path, resume=True)))
     assert resumed.to_json() == whole.to_json()
 
 

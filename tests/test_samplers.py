@@ -22,6 +22,7 @@ from diffusers import (  # noqa: E402
 )
 
 import uqdiff  # noqa: E402
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.samplers import DiffusersSampler, PipelineGenerator  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -224,7 +225,7 @@ def test_classifier_free_guidance():
 def test_estimate_end_to_end():
     s = sampler(DDPMScheduler())
     r = uqdiff.estimators.estimate(
-        s, lambda x: x.mean(dim=(1, 2, 3)), budget=8, design="antithetic", batch_size=4, seed=0
+        s, lambda x: x.mean(dim=(1, 2, 3)), budget=8, design="antithetic", seed=0, run=RunSettings(batch_size=4)
     )
     res = r["statistic"]
     assert np.isfinite(res.estimate) and np.isfinite(res.width) and res.width > 0

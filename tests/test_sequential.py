@@ -11,7 +11,8 @@ from scipy import stats
 from uqdiff import Antithetic, SobolRQMC, TargetPrecision, estimate
 from uqdiff.designs import as_design
 from uqdiff.estimators.accumulator import GroupAccumulator
-from uqdiff.estimators.estimate import evaluate_groups, named_statistics
+from uqdiff.estimators.engine import evaluate_groups, named_statistics
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.estimators.stopping import DEFAULT_INFLATION, planned_groups, tolerances, two_stage_result
 from uqdiff.samplers import GaussianDDIM
 
@@ -92,9 +93,8 @@ def test_estimate_runs_the_same_rule_and_meets_the_target():
         stopping=TargetPrecision(halfwidth=target, max_budget=20_000),
         design="antithetic",
         seed=5,
-        batch_size=50,
-        dtype=torch.float64,
         interval_method="t",
+        run=RunSettings(batch_size=50, dtype=torch.float64),
     )
     info = r.config["stopping"]
     assert info["stopped_by"] == "target" and all(info["target_met"].values())
@@ -170,7 +170,7 @@ def test_exact_cancellation_is_met_with_a_main_stage_as_large_as_the_pilot():
         {"x0": lambda x: x[:, 0]},
         stopping=TargetPrecision(halfwidth=0.1, max_budget=2000),
         design="antithetic",
-        dtype=torch.float64,
+        run=RunSettings(dtype=torch.float64),
     )
     info = r.config["stopping"]
     assert info["target_met"] == {"x0": True} and info["main_groups"] == info["pilot_groups"]

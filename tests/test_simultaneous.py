@@ -7,6 +7,7 @@ from statsmodels.stats.multitest import multipletests
 
 from uqdiff import estimate
 from uqdiff.estimators.paired import p_value
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.estimators.simultaneous import group_means, holm_pixels, simultaneous_bands
 from uqdiff.samplers import LinearGenerator
 
@@ -30,8 +31,8 @@ def identity(x):
 
 @pytest.mark.parametrize("design", ["mc", "antithetic"])
 def test_group_means_reproduce_estimate_bit_for_bit(design):
-    r, means = group_means(GEN, cosine, budget=96, design=design, batch_size=10, seed=3)
-    ref = estimate(GEN, cosine, budget=96, design=design, batch_size=10, seed=3)["cosine"]
+    r, means = group_means(GEN, cosine, budget=96, design=design, seed=3, run=RunSettings(batch_size=10))
+    ref = estimate(GEN, cosine, budget=96, design=design, seed=3, run=RunSettings(batch_size=10))["cosine"]
     np.testing.assert_array_equal(r.estimate, ref.estimate)
     np.testing.assert_array_equal(r.standard_error, ref.standard_error)
     assert means.shape == (ref.n_groups, 6, 6)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from uqdiff.designs import DESIGNS, NoiseDesign, parse_design
-from uqdiff.estimators.results import INTERVAL_METHODS
+from uqdiff.estimators.intervals import INTERVAL_METHODS
 from uqdiff.statistics import STATISTICS, ReconstructionStatistic, Statistic
 
 #: Designs each command runs when none are given.

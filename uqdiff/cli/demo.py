@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from uqdiff.designs import KAntithetic, SobolRQMC
-from uqdiff.estimators import compare
+from uqdiff.estimators import RunSettings, compare
 from uqdiff.samplers import landscape_oracle
 from uqdiff.statistics import Contrast, MeanSlope, PixelMean, VerticalCentroid
 
@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         budget=budget,
         designs=designs,
         seed=args.seed,
-        batch_size=args.batch_size,
-        progress=not args.quiet,
+        run=RunSettings(batch_size=args.batch_size, progress=not args.quiet),
     )
     print(result)
     print("implied_efficiency: the same ratio read from each design's own run (no MC run needed)")

@@ -254,6 +254,7 @@ def _evaluate(config: RunConfig) -> int:
     """Run a solver on ground truths under each design; write report.md, results.json and CSV tables."""
     from pathlib import Path
 
+    from uqdiff.estimators.settings import RunSettings
     from uqdiff.estimators.solvers import RECONSTRUCTION_STATISTICS, evaluate_solver
     from uqdiff.models.problems import TASKS, ground_truths, solver_factory
     from uqdiff.statistics import STATISTICS
@@ -274,11 +275,10 @@ def _evaluate(config: RunConfig) -> int:
         sigma_y=config.sigma_y,
         operator_params=params,
         seed=config.seed,
-        batch_size=config.batch_size,
         confidence_level=config.confidence_level,
         interval_method=config.interval_method,
         name=config.solver.upper(),
-        progress=not config.quiet,
+        run=RunSettings(batch_size=config.batch_size, progress=not config.quiet),
     )
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -325,6 +325,7 @@ def _rank_solvers(config: RunConfig, truths, source) -> int:
     from pathlib import Path
 
     from uqdiff.estimators.population import evaluate_solvers
+    from uqdiff.estimators.settings import RunSettings
     from uqdiff.estimators.solvers import RECONSTRUCTION_STATISTICS
     from uqdiff.models.problems import SOLVERS, TASKS, solver_factory
     from uqdiff.statistics import STATISTICS
@@ -345,10 +346,9 @@ def _rank_solvers(config: RunConfig, truths, source) -> int:
         statistics=[STATISTICS[s] for s in config.statistics or RECONSTRUCTION_STATISTICS],
         sigma_y=config.sigma_y,
         operator_params=TASKS[config.model][config.task],
-        batch_size=config.batch_size,
         seed=config.seed,
         confidence_level=config.confidence_level,
-        progress=not config.quiet,
+        run=RunSettings(batch_size=config.batch_size, progress=not config.quiet),
     )
     out = Path(config.out)
     frame = c.to_frame()

@@ -24,7 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from uqdiff.cli.runs import RunOutput
-from uqdiff.estimators.results import FEW_GROUPS
+from uqdiff.estimators.intervals import FEW_GROUPS
 
 #: Unit of each statistic's value (on the image mapped to [0, 1], times its ``scale`` where it has one).
 UNITS = {

@@ -16,7 +16,8 @@ import numpy as np
 
 from uqdiff._util import plain
 from uqdiff.cli.runs import RunOutput
-from uqdiff.estimators.results import FEW_GROUPS, ComparisonResult, markdown_table
+from uqdiff.estimators.intervals import FEW_GROUPS
+from uqdiff.estimators.results import ComparisonResult, markdown_table
 
 #: How the report names each interval method.
 INTERVAL_NAMES = {

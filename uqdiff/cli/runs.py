@@ -22,6 +22,7 @@ from uqdiff.designs import NoiseDesign
 from uqdiff.estimators.accumulator import GroupAccumulator
 from uqdiff.estimators.estimate import estimate, run_designs
 from uqdiff.estimators.results import EstimateResult, StatisticResult
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.models import LoadedModel, UnknownModel, load_model
 from uqdiff.samplers.base import Recording
 from uqdiff.statistics import PairCorrelations, Statistic, pn_rr_correlations
@@ -78,7 +79,7 @@ def run(config: RunConfig) -> RunOutput:
     keep = 2 * config.pairs if config.command == "compare" else 0
     labels, traces, seconds, images = {}, {}, {}, {}
 
-    def run_one(design: NoiseDesign, seed, checkpoint) -> EstimateResult:
+    def run_one(design: NoiseDesign, seed, settings: RunSettings) -> EstimateResult:
         recorder = Recording(generator, keep if design.name in ("mc", "antithetic") else 0)
         trace = _TraceRecorder(design.name, config)
         start = time.perf_counter()
@@ -87,14 +88,15 @@ def run(config: RunConfig) -> RunOutput:
             statistics,
             budget=config.budget,
             design=design,
-            batch_size=trace_batch(config.batch_size, config.budget, design.group_size),
             seed=seed,
             confidence_level=config.confidence_level,
             interval_method=config.interval_method,
-            device=config.device,
-            progress=not config.quiet,
-            callback=trace,
-            checkpoint=checkpoint,
+            run=settings.replace(
+                batch_size=trace_batch(config.batch_size, config.budget, design.group_size),
+                device=config.device,
+                progress=not config.quiet,
+                callback=trace,
+            ),
         )
         seconds[design.name] = time.perf_counter() - start
         labels[design.name] = specs.get(design.name, design.name)
@@ -105,7 +107,7 @@ def run(config: RunConfig) -> RunOutput:
     if config.command == "compare":  # the one loop over designs: MC first, each design on its own stream
         estimates, _ = run_designs(designs, run_one, seed=config.seed, baseline="mc")
     else:  # one design, on the seed as given (as uqdiff.estimate would run it)
-        estimates = {designs[0].name: run_one(designs[0], config.seed, None)}
+        estimates = {designs[0].name: run_one(designs[0], config.seed, RunSettings())}
     correlations = None
     if images.get("mc") is not None and images.get("antithetic") is not None:
         pn, rr = images["antithetic"], images["mc"]

@@ -25,7 +25,8 @@ from uqdiff.estimators.checkpoint import Checkpoint, CheckpointError
 from uqdiff.estimators.control_variates import ControlVariates
 from uqdiff.estimators.directions import gradient_directions
 from uqdiff.estimators.distributed import RayExecutor
-from uqdiff.estimators.estimate import CallbackError, GeneratorError, compare, estimate
+from uqdiff.estimators.engine import CallbackError, Engine, FixedBudget, GeneratorError, Strategy
+from uqdiff.estimators.estimate import compare, estimate
 from uqdiff.estimators.fixed_object import FixedObjectMetrics, FixedObjectResult, fixed_object_gallery
 from uqdiff.estimators.gallery import GalleryComparison, GalleryDifference, compare_galleries, estimate_gallery
 from uqdiff.estimators.learned import LearnedCoupling, learn_coupling
@@ -39,6 +40,7 @@ from uqdiff.estimators.population import (
     from_inference,
 )
 from uqdiff.estimators.results import ComparisonResult, ConfidenceInterval, EstimateResult, StatisticResult, p_value
+from uqdiff.estimators.settings import RunSettings
 from uqdiff.estimators.simultaneous import MapBands, group_means, simultaneous_bands
 from uqdiff.estimators.solvers import SolverEvaluation, evaluate_solver
 from uqdiff.estimators.stopping import RQMCDoubling, StoppingRule, TargetPrecision
@@ -53,7 +55,9 @@ __all__ = [
     "ConfidenceInterval",
     "ContrastResult",
     "ControlVariates",
+    "Engine",
     "EstimateResult",
+    "FixedBudget",
     "FixedObjectMetrics",
     "FixedObjectResult",
     "GalleryComparison",
@@ -70,9 +74,11 @@ __all__ = [
     "SolverDifference",
     "RQMCDoubling",
     "RayExecutor",
+    "RunSettings",
     "SolverEvaluation",
     "StatisticResult",
     "StoppingRule",
+    "Strategy",
     "TargetPrecision",
     "TwoFidelityResult",
     "VariationResult",

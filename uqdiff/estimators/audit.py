@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from scipy import stats as sps
 
 from uqdiff._util import callable_name, scalar, to_numpy
 from uqdiff.designs import NoiseDesign
 from uqdiff.designs.seeds import SeedLike
-from uqdiff.estimators.estimate import CheckpointLike
+from uqdiff.estimators.intervals import holm, newcombe_limits, quantile, wilson_limits
 from uqdiff.estimators.paired import PairedResult, paired_estimate
-from uqdiff.estimators.results import ConfidenceInterval, Exportable, StatisticResult, markdown_table, quantile
+from uqdiff.estimators.results import ConfidenceInterval, Exportable, StatisticResult, markdown_table
+from uqdiff.estimators.settings import RunSettings, takes_run_settings
 
 
 def proportion_interval(
@@ -64,24 +64,7 @@ def proportion_interval(
     (0.403, 0.597)
     """
     q = quantile(confidence_level, df, "t")
-    return ConfidenceInterval(*(scalar(v) for v in _wilson(estimate, standard_error, n_noises, q)))
-
-
-def _wilson(estimate, standard_error, n_noises, q) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson-n_eff limits for critical value(s) ``q`` (broadcast against the estimates)."""
-    p = np.clip(np.asarray(estimate, dtype=np.float64), 0.0, 1.0)
-    se = np.asarray(standard_error, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    degenerate = (p <= 0.0) | (p >= 1.0)
-    n = np.asarray(n_noises, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        n_eff = np.where(degenerate, n, np.minimum(p * (1 - p) / se**2, n))  # = effective_sample_size
-    a = q**2 / n_eff
-    center = (p + a / 2) / (1 + a)
-    half = q / (1 + a) * np.sqrt(p * (1 - p) / n_eff + a**2 / (4 * q**2))
-    low = np.where(p <= 0, 0.0, np.clip(center - half, 0, 1))  # exact ends, not rounding residue
-    high = np.where(p >= 1, 1.0, np.clip(center + half, 0, 1))
-    return low, high
+    return ConfidenceInterval(*(scalar(v) for v in wilson_limits(estimate, standard_error, n_noises, q)))
 
 
 def difference_interval(
@@ -106,17 +89,9 @@ def difference_interval(
 
 
 def _newcombe(a: StatisticResult, b: StatisticResult, d: StatisticResult, q) -> tuple[np.ndarray, np.ndarray]:
-    pa, pb = np.asarray(a.estimate, dtype=np.float64), np.asarray(b.estimate, dtype=np.float64)
-    la, ua = _wilson(pa, a.standard_error, a.n_noises, q)
-    lb, ub = _wilson(pb, b.standard_error, b.n_noises, q)
-    sa, sb, sd = (np.asarray(r.standard_error, dtype=np.float64) for r in (a, b, d))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where((sa > 0) & (sb > 0), (sa**2 + sb**2 - sd**2) / (2 * sa * sb), 0.0)
-    r = np.clip(r, -1.0, 1.0)
-    diff = pa - pb
-    low = diff - np.sqrt(np.maximum((pa - la) ** 2 - 2 * r * (pa - la) * (ub - pb) + (ub - pb) ** 2, 0.0))
-    high = diff + np.sqrt(np.maximum((ua - pa) ** 2 - 2 * r * (ua - pa) * (pb - lb) + (pb - lb) ** 2, 0.0))
-    return np.clip(low, -1.0, 1.0), np.clip(high, -1.0, 1.0)
+    return newcombe_limits(
+        a.estimate, a.standard_error, a.n_noises, b.estimate, b.standard_error, b.n_noises, d.standard_error, q
+    )
 
 
 def difference_p_value(a: StatisticResult, b: StatisticResult, difference: StatisticResult) -> float | np.ndarray:
@@ -313,8 +288,9 @@ def _forest(ax, rows, confidence_level: float, *, with_attribute: bool) -> None:
     )
 
 
+@takes_run_settings
 def audit(
-    generators: Mapping[Hashable, Callable],
+    samplers: Mapping[Hashable, Callable],
     attribute: Callable,
     *,
     budget: int,
@@ -323,18 +299,13 @@ def audit(
     trend: Sequence[float] | None = None,
     attribute_names: Sequence[str] | None = None,
     noise_shape: tuple[int, ...] | None = None,
-    batch_size: int = 64,
     seed: SeedLike = 0,
     confidence_level: float = 0.95,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-    progress: bool = False,
-    checkpoint: CheckpointLike | None = None,
-    executor: Any = None,
+    run: RunSettings | None = None,
 ) -> AuditResult:
     """Proportion of images with ``attribute`` for each condition, and all differences, on common noise.
 
-    ``generators`` maps each condition (class label, prompt, difficulty) to
+    ``samplers`` maps each condition (class label, prompt, difficulty) to
     its generator; ``attribute(images)`` returns booleans or probabilities,
     (B,) or (B, a) for several attributes at once (e.g. a classifier's
     one-hot verdict), named by ``attribute_names``. Differences are all pairs
@@ -374,7 +345,7 @@ def audit(
         0.085 0.071   0.1      0.0
     """
     level = confidence_level
-    names = [str(c) for c in generators]
+    names = [str(c) for c in samplers]
     contrasts = None
     if trend is not None:
         s = np.asarray(trend, dtype=np.float64)
@@ -384,39 +355,34 @@ def audit(
             )
         contrasts = {"trend": (s - s.mean()) / ((s - s.mean()) ** 2).sum()}
     attr = Attribute(attribute)
-    run = paired_estimate(
-        generators,
+    paired = paired_estimate(
+        samplers,
         {"attribute": attr},
         budget=budget,
         design=design,
         reference=reference,
         contrasts=contrasts,
         noise_shape=noise_shape,
-        batch_size=batch_size,
+        run=run,
         seed=seed,
         confidence_level=level,
-        device=device,
-        dtype=dtype,
-        progress=progress,
-        checkpoint=checkpoint,
-        executor=executor,
     )
-    first = next(iter(run.arms["attribute"].values()))
+    first = next(iter(paired.arms["attribute"].values()))
     n_attr = int(np.size(first.estimate))
     attributes = _attribute_names(attribute_names, n_attr, attr.name, np.ndim(first.estimate))
-    proportions = _proportions(run, names, attributes, level)
-    differences = _differences(run, attributes, level)
-    trend_rows = None if trend is None else _trend(run, attributes)
+    proportions = _proportions(paired, names, attributes, level)
+    differences = _differences(paired, attributes, level)
+    trend_rows = None if trend is None else _trend(paired, attributes)
     return AuditResult(
         proportions=proportions,
         differences=differences,
         trend=trend_rows,
         conditions=names,
         attributes=attributes,
-        design=run.design,
+        design=paired.design,
         seed=seed,
-        budget=run.budget,
-        generator_calls=run.generator_calls,
+        budget=paired.budget,
+        generator_calls=paired.generator_calls,
         confidence_level=level,
     )
 
@@ -463,8 +429,6 @@ def _proportions(run: PairedResult, conditions: list[str], attributes: list[str]
 
 def _differences(run: PairedResult, attributes: list[str], level: float):
     """Rows per (pair of conditions, attribute): Newcombe intervals, Holm p-values, Bonferroni intervals."""
-    from statsmodels.stats.multitest import multipletests
-
     alpha = 1 - level
     arms = run.arms["attribute"]
     pairs = {name: c for name, c in run.contrasts["attribute"].items() if name != "trend"}
@@ -492,7 +456,8 @@ def _differences(run: PairedResult, attributes: list[str], level: float):
     import pandas as pd
 
     frame = pd.DataFrame(rows)
-    frame["reject"], frame["p_holm"] = multipletests(frame.p_value.to_numpy(), alpha=alpha, method="holm")[:2]
+    frame["p_holm"] = holm(frame.p_value.to_numpy())
+    frame["reject"] = frame["p_holm"] <= alpha  # statsmodels' rule: reject where the adjusted p <= alpha
     order = [
         "contrast",
         "condition_a",

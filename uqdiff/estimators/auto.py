@@ -25,21 +25,20 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from scipy import stats as _scipy_stats
 
 from uqdiff.designs import IID, Antithetic, KAntithetic, NoiseDesign, SobolRQMC, as_design
 from uqdiff.designs.features import DCTFeatures, NoiseFeatures
-from uqdiff.designs.seeds import SeedLike, substream
+from uqdiff.designs.seeds import substream
 from uqdiff.designs.sobol_points import MAX_DIM
 from uqdiff.designs.subspace import subspace_rqmc
-from uqdiff.estimators.control_variates import MIN_PILOT_GROUPS, ControlVariates, against_mc, fit_control
-from uqdiff.estimators.estimate import FEATURES, GroupEvaluator, calls_per_noise, estimate, noise_device
-from uqdiff.estimators.results import EstimateResult
+from uqdiff.estimators.control_variates import MIN_PILOT_GROUPS, against_mc, fit_control
+from uqdiff.estimators.engine import FEATURES, Engine, Strategy, groups_for_budget
+from uqdiff.estimators.results import StatisticResult
 
 #: One-sided level of the lower confidence bound a candidate must show to replace MC.
 SELECTION_LEVEL = 0.8
@@ -130,106 +129,93 @@ class _Candidate:
         return self.design.name + (" + control variates" if self.control else "")
 
 
-def run_auto(
-    generator: Any,
-    stats: Mapping[str, Any],
-    *,
-    auto: AutoDesign,
-    budget: int,
-    noise_shape: tuple[int, ...],
-    batch_size: int,
-    seed: SeedLike,
-    confidence_level: float,
-    interval_method: str,
-    device: torch.device | str | None,
-    dtype: torch.dtype,
-    progress: bool,
-    executor: Any,
-) -> EstimateResult:
-    """The pilot, the choice and the main stage of ``design="auto"`` (called by :func:`estimate`)."""
-    weights = target_weights(auto.target, list(stats))
-    features = auto.control_variates
-    if features is not None:  # features of x_T, the first draw, for every kind of sampler
-        features.check_shape(noise_shape)
-    pilot_budget = int(auto.pilot_share * budget)
-    others = (
-        [as_design(c) for c in auto.candidates]
-        if auto.candidates is not None
-        else default_candidates(pilot_budget, budget - pilot_budget, noise_shape)
-    )
-    others = [d for d in others if d.name not in (IID().name, Antithetic().name)]
-    tried = pilot_plan(others, pilot_budget)
-    pair_noises = pilot_budget - sum(n * d.group_size for d, n in tried)
-    n_pairs = pair_noises // 2
-    if n_pairs < MIN_PILOT_GROUPS:
-        need = math.ceil(2 * MIN_PILOT_GROUPS / auto.pilot_share)
-        raise ValueError(
-            f"design='auto' needs a pilot of at least {2 * MIN_PILOT_GROUPS} noises: budget {budget} x pilot_share "
-            f"{auto.pilot_share} gives {pilot_budget}; raise the budget to at least {need} or pilot_share"
+class AutoChoice(Strategy):
+    """The strategy of ``design="auto"``: the pilot, the choice and the main stage, within ``budget`` noises.
+
+    The pilot's stages are redrawn on resume (the same noise, so the same choice); the main
+    stage is checkpointed like any other.
+    """
+
+    def __init__(self, auto: AutoDesign, budget: int) -> None:
+        self.auto, self.max_budget = auto, budget
+
+    def __repr__(self) -> str:
+        return f"AutoChoice({self.auto!r}, {self.max_budget})"
+
+    def check(self, engine: Engine) -> None:
+        groups_for_budget(self.max_budget, IID())
+        target_weights(self.auto.target, list(engine.statistics))
+        if self.auto.control_variates is not None:  # features of x_T, the first draw, for every kind of sampler
+            self.auto.control_variates.check_shape(engine.noise_shape)
+        self.plan(engine)
+
+    def plan(self, engine: Engine) -> tuple[list[tuple[NoiseDesign, int]], int]:
+        """The other designs the pilot tries (with their groups), and the number of antithetic pairs."""
+        auto, budget = self.auto, self.max_budget
+        pilot_budget = int(auto.pilot_share * budget)
+        others = (
+            [as_design(c) for c in auto.candidates]
+            if auto.candidates is not None
+            else default_candidates(pilot_budget, budget - pilot_budget, engine.noise_shape)
         )
-    base = GroupEvaluator(
-        generator, stats, Antithetic(), noise_shape, substream(seed, PILOT_TAG), batch_size,
-        noise_device(generator, device), dtype,
-    )  # fmt: skip
-    if features is not None:
-        base = base.with_control(features, None)
-    candidates, sigma2 = pair_candidates(member_values(base, n_pairs), stats, features, noise_shape)
-    pilot_noises = 2 * n_pairs
-    for d, n in tried:
-        run = base.with_design(d)
-        run.seed = substream(seed, PILOT_TAG, zlib.crc32(d.name.encode()))
-        values = {key: v.mean(axis=1) for key, v in member_values(run, n).items()}
-        pilot_noises += n * d.group_size
-        candidates += design_candidates(d, values, stats, features is not None)
-    evidence, chosen = choose(candidates, sigma2, weights, n_pairs)
-    main_budget = (budget - pilot_noises) // chosen.design.group_size * chosen.design.group_size
-    control = None
-    if chosen.control:
-        control = ControlVariates(features, coefficients=chosen.coefficients)
-    result = estimate(
-        generator,
-        stats,
-        budget=main_budget,
-        design=chosen.design,
-        noise_shape=noise_shape,
-        batch_size=batch_size,
-        seed=substream(seed, MAIN_TAG),
-        confidence_level=confidence_level,
-        interval_method=interval_method,
-        device=device,
-        dtype=dtype,
-        progress=progress,
-        executor=executor,
-        control_variates=control,
-    )
-    total = pilot_noises + result.budget
-    results = {
-        # sigma^2 comes from the pairs' 2 n_pairs noises; the efficiency counts every noise spent
-        name: against_mc(replace(r, design=f"auto: {chosen.label}"), sigma2[name], 2 * n_pairs, total_noises=total)
-        for name, r in result.results.items()
-    }
-    config = {
-        **result.config,
-        "auto": {
-            "chosen": chosen.label,
-            "design": chosen.design.name,
-            "control_variates": None if not chosen.control else result.config.get("control_variates"),
-            "pilot_budget": pilot_noises,
-            "main_budget": result.budget,
-            "target": weights,
-            "selection_level": SELECTION_LEVEL,
-            "candidates": evidence,
-        },
-    }
-    config.pop("control_variates", None)
-    return EstimateResult(
-        results=results,
-        design=f"auto: {chosen.label}",
-        seed=seed,
-        budget=total,
-        generator_calls=total * calls_per_noise(generator),
-        config=config,
-    )
+        others = [d for d in others if d.name not in (IID().name, Antithetic().name)]
+        tried = pilot_plan(others, pilot_budget)
+        n_pairs = (pilot_budget - sum(n * d.group_size for d, n in tried)) // 2
+        if n_pairs < MIN_PILOT_GROUPS:
+            need = math.ceil(2 * MIN_PILOT_GROUPS / auto.pilot_share)
+            raise ValueError(
+                f"design='auto' needs a pilot of at least {2 * MIN_PILOT_GROUPS} noises: budget {budget} x "
+                f"pilot_share {auto.pilot_share} gives {pilot_budget}; raise the budget to at least {need} or pilot_share"
+            )
+        return tried, n_pairs
+
+    def run(self, engine: Engine) -> tuple[dict[str, StatisticResult], dict[str, Any]]:
+        stats, features, seed = engine.statistics, self.auto.control_variates, engine.seed
+        weights = target_weights(self.auto.target, list(stats))
+        tried, n_pairs = self.plan(engine)
+        pilot = engine.values(0, n_pairs, design=Antithetic(), seed=substream(seed, PILOT_TAG), features=features)
+        candidates, sigma2 = pair_candidates(pilot, stats, features, engine.noise_shape)
+        for d, n in tried:
+            values = engine.values(
+                0, n, design=d, seed=substream(seed, PILOT_TAG, zlib.crc32(d.name.encode())), features=features
+            )
+            candidates += design_candidates(
+                d, {key: v.mean(axis=1) for key, v in values.items()}, stats, features is not None
+            )
+        evidence, chosen = choose(candidates, sigma2, weights, n_pairs)
+        pilot_noises = engine.pilot_noises
+        k = chosen.design.group_size
+        n_main = (self.max_budget - pilot_noises) // k
+        control = (features, chosen.coefficients) if chosen.control else None
+        main = engine.stage("main", 0, n_main, design=chosen.design, seed=substream(seed, MAIN_TAG), control=control)
+        label = f"auto: {chosen.label}"
+        total = pilot_noises + n_main * k
+        results = {
+            # sigma^2 comes from the pairs' 2 n_pairs noises; the efficiency counts every noise spent
+            name: against_mc(r, sigma2[name], 2 * n_pairs, total_noises=total)
+            for name, r in engine.results(main, design=chosen.design, label=label).items()
+        }
+        used = None
+        if chosen.control:
+            used = {
+                "features": features.name,
+                "feature_names": features.names(engine.noise_shape),
+                "coefficients": {name: np.asarray(beta).tolist() for name, beta in chosen.coefficients.items()},
+            }
+        info = {
+            "group_size": k,
+            "auto": {
+                "chosen": chosen.label,
+                "design": chosen.design.name,
+                "control_variates": used,
+                "pilot_budget": pilot_noises,
+                "main_budget": n_main * k,
+                "target": weights,
+                "selection_level": SELECTION_LEVEL,
+                "candidates": evidence,
+            },
+        }
+        return results, info
 
 
 #: Fewest Sobol' points per replicate for an RQMC candidate: with fewer, RQMC is rarely better than pairs
@@ -255,14 +241,6 @@ def pilot_plan(others: Sequence[NoiseDesign], pilot_budget: int) -> list[tuple[N
             plan.append((d, MIN_PILOT_GROUPS))
             room -= need
     return plan
-
-
-def member_values(evaluator: GroupEvaluator, n_groups: int) -> dict[str, np.ndarray]:
-    """Every key's values per group member, (groups, group size, ...), for the evaluator's first ``n_groups`` groups."""
-    members: dict[str, list[np.ndarray]] = {}
-    for _ in evaluator.batches(0, n_groups, members=members):
-        pass
-    return {key: np.concatenate(parts) for key, parts in members.items()}
 
 
 def default_candidates(pilot_budget: int, main_budget: int, noise_shape: tuple[int, ...]) -> list[NoiseDesign]:

@@ -23,7 +23,9 @@ import numpy as np
 
 from uqdiff._util import scalar
 from uqdiff.designs.features import DCTFeatures, NoiseFeatures
-from uqdiff.estimators.results import StatisticResult, implied_efficiency
+from uqdiff.estimators.engine import FEATURES, Engine, Strategy, groups_for_budget
+from uqdiff.estimators.intervals import implied_efficiency
+from uqdiff.estimators.results import StatisticResult
 
 #: Ridge penalties tried by cross-validation, relative to the number of groups (standardized
 #: features); ``inf`` means no control variate.
@@ -197,3 +199,85 @@ def against_mc(
         implied_efficiency_low=scalar(low),
         implied_efficiency_high=scalar(high),
     )
+
+
+def as_control(control_variates: ControlVariates | NoiseFeatures | None) -> ControlVariates | None:
+    """The control-variate options: bare features get the default pilot."""
+    if control_variates is None or isinstance(control_variates, ControlVariates):
+        return control_variates
+    if isinstance(control_variates, NoiseFeatures):
+        return ControlVariates(control_variates)
+    raise TypeError(
+        f"control_variates must be ControlVariates(...) or NoiseFeatures such as DCTFeatures(), "
+        f"got {type(control_variates).__name__}"
+    )
+
+
+class ControlledBudget(Strategy):
+    """A fixed budget with noise control variates: a pilot fits them (unless given), the rest estimates.
+
+    The main groups' statistics are S - beta . f(z) with beta fixed before they are drawn, so the
+    estimate is the mean of iid group means of a statistic with the same expectation as S. The
+    pilot's noises count in the budget; it is not checkpointed (a resumed run redraws it, the same
+    noise, so the same beta) and its groups are not reused.
+    """
+
+    def __init__(self, budget: int, control: ControlVariates) -> None:
+        self.max_budget, self.control = budget, control
+
+    def __repr__(self) -> str:
+        return f"ControlledBudget({self.max_budget}, {self.control!r})"
+
+    def check(self, engine: Engine) -> None:
+        n_groups = groups_for_budget(self.max_budget, engine.design)
+        self.control.features.check_shape(engine.noise_shape)
+        if self.control.coefficients is None:
+            pilot_groups(n_groups, self.control.pilot_share)
+        else:
+            self.fixed_coefficients(engine)
+
+    def fixed_coefficients(self, engine: Engine) -> dict[str, np.ndarray]:
+        """The given coefficients, checked against the statistics and the features."""
+        names = self.control.features.names(engine.noise_shape)
+        coefficients = {}
+        for name in engine.statistics:
+            if name not in self.control.coefficients:
+                raise ValueError(f"control_variates.coefficients has no entry for statistic {name!r}")
+            beta = np.asarray(self.control.coefficients[name], dtype=np.float64)
+            if beta.ndim == 0 or len(beta) != len(names):
+                raise ValueError(
+                    f"coefficients of {name!r} must have {len(names)} rows (one per feature), got {beta.shape}"
+                )
+            coefficients[name] = beta
+        return coefficients
+
+    def run(self, engine: Engine) -> tuple[dict[str, StatisticResult], dict[str, Any]]:
+        design, features = engine.design, self.control.features
+        k, n_groups = design.group_size, groups_for_budget(self.max_budget, design)
+        raw_marginal, fits = {}, {}
+        if self.control.coefficients is None:
+            n_pilot = pilot_groups(n_groups, self.control.pilot_share)
+            values = engine.values(0, n_pilot, features=features)
+            means = {key: v.mean(axis=1) for key, v in values.items()}
+            for name in engine.statistics:
+                within = ((values[name] - means[name][:, None]) ** 2).sum(axis=(0, 1))  # law of total variance
+                raw_marginal[name] = within / (n_pilot * k) + means[name].var(axis=0, ddof=1)
+                fits[name] = fit_control(means[name], means[FEATURES])
+            coefficients = {name: fit.coefficients for name, fit in fits.items()}
+        else:
+            n_pilot, coefficients = 0, self.fixed_coefficients(engine)
+        main = engine.stage("main", n_pilot, n_groups, control=(features, coefficients))
+        results = engine.results(main)
+        if fits:
+            results = {name: against_mc(r, raw_marginal[name], n_pilot * k) for name, r in results.items()}
+        info = {
+            "features": features.name,
+            "feature_names": features.names(engine.noise_shape),
+            "pilot_budget": n_pilot * k,
+            "coefficients": {name: beta.tolist() for name, beta in coefficients.items()},
+            "ridge": {name: fit.ridge for name, fit in fits.items()},
+            "predicted_gain": {
+                name: 1.0 / fit.variance_ratio if fit.variance_ratio > 0 else None for name, fit in fits.items()
+            },
+        }
+        return results, {"control_variates": info}

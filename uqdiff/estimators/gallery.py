@@ -15,40 +15,36 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-from scipy import stats as sps
 
 from uqdiff._util import plain, scalar
 from uqdiff.designs import Equicorrelated, NoiseDesign, as_design
 from uqdiff.designs.seeds import SeedLike
-from uqdiff.estimators.checkpoint import Checkpoint
-from uqdiff.estimators.estimate import CheckpointLike, StatisticsLike, estimate, named_statistics, run_designs
-from uqdiff.estimators.results import ConfidenceInterval, EstimateResult, Exportable, StatisticResult, quantile
+from uqdiff.estimators.engine import StatisticsLike, named_statistics
+from uqdiff.estimators.estimate import estimate, run_designs
+from uqdiff.estimators.intervals import interval_p_value, quantile, welch_df
+from uqdiff.estimators.results import ConfidenceInterval, EstimateResult, Exportable, StatisticResult
+from uqdiff.estimators.settings import RunSettings, takes_run_settings
 from uqdiff.statistics.gallery import PerImage
 
 
+@takes_run_settings
 def estimate_gallery(
-    generator: Callable,
+    sampler: Callable,
     gallery_statistics: StatisticsLike,
     *,
     budget: int,
     design: NoiseDesign | str,
     noise_shape: tuple[int, ...] | None = None,
-    batch_size: int = 64,
     seed: SeedLike = 0,
     confidence_level: float = 0.95,
     interval_method: str = "skew-t",
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-    progress: bool = False,
-    checkpoint: CheckpointLike | None = None,
-    executor: Any = None,
+    run: RunSettings | None = None,
 ) -> EstimateResult:
     """Estimate E[gallery statistic] when each group of ``design`` is one gallery, with intervals.
 
     Parameters
     ----------
-    generator : callable
+    sampler : callable
         As for :func:`uqdiff.estimate`.
     gallery_statistics : GalleryStatistic, list or dict of them
         Images of G galleries (G*K, ...) -> one value per gallery (G,).
@@ -57,10 +53,11 @@ def estimate_gallery(
     design : NoiseDesign or str
         A design of group size K >= 2; each group is one gallery. For K independent images
         use ``Equicorrelated(K, 0.0)`` (its coupling matrix is the identity).
-    batch_size : int
-        At least K, so every batch holds whole galleries.
-    noise_shape, seed, confidence_level, interval_method, device, dtype, progress, checkpoint, executor
+    noise_shape, seed, confidence_level, interval_method
         As for :func:`uqdiff.estimate`.
+    run : RunSettings, optional
+        As for :func:`uqdiff.estimate`; its ``batch_size`` must be at least K, so every batch
+        holds whole galleries.
 
     Returns
     -------
@@ -74,7 +71,7 @@ def estimate_gallery(
     ValueError, TypeError
         For inputs that cannot work (budget, seed, design, statistics, options), before any model call.
     GeneratorError
-        When a generator fails; the message names the groups and the seed.
+        When a sampler fails; the message names the groups and the seed.
 
     Examples
     --------
@@ -94,27 +91,23 @@ def estimate_gallery(
             f"design {design.name!r} has group size {k}; a gallery needs group size >= 2 "
             "(for K independent images use Equicorrelated(K, 0.0))"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < k:
+    batch_size = RunSettings.of(run).batch_size
+    if batch_size < k:
         raise ValueError(
             f"batch_size must be an int >= the gallery size {k} so batches hold whole galleries, got {batch_size!r}"
         )
     named = named_statistics(gallery_statistics, kind="gallery statistic")
     stats = {name: PerImage(s, gallery_size=k, name=name) for name, s in named.items()}
     result = estimate(
-        generator,
+        sampler,
         stats,
         budget=budget,
         design=design,
         noise_shape=noise_shape,
-        batch_size=batch_size,
+        run=run,
         seed=seed,
         confidence_level=confidence_level,
         interval_method=interval_method,
-        device=device,
-        dtype=dtype,
-        progress=progress,
-        checkpoint=checkpoint,
-        executor=executor,
     )
     results = {
         name: dataclasses.replace(
@@ -145,10 +138,9 @@ class GalleryDifference(Exportable):
         va, vb = a.standard_error**2, b.standard_error**2
         se = math.sqrt(va + vb)
         diff = float(a.estimate - b.estimate)
-        denom = va**2 / a.df + vb**2 / b.df
-        df = (va + vb) ** 2 / denom if denom > 0 else float(a.df + b.df)
+        df = welch_df([va, vb], [a.df + 1, b.df + 1])
         q = quantile(confidence_level, df, "t")
-        p = float(2 * sps.t.sf(abs(diff) / se, df)) if se > 0 else float(diff == 0)
+        p = float(interval_p_value(diff, se, 0.0, 1.0, df, 0.0, "t"))
         return cls(
             statistic=a.statistic,
             design=a.design,
@@ -204,29 +196,25 @@ class GalleryComparison(Exportable):
         return rows
 
 
+@takes_run_settings
 def compare_galleries(
-    generator: Callable,
+    sampler: Callable,
     gallery_statistics: StatisticsLike,
     *,
     budget: int,
     designs: Sequence[NoiseDesign | str],
     baseline: NoiseDesign | str | None = None,
     noise_shape: tuple[int, ...] | None = None,
-    batch_size: int = 64,
     seed: SeedLike = 0,
     confidence_level: float = 0.95,
     interval_method: str = "skew-t",
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-    progress: bool = False,
-    checkpoint: CheckpointLike | None = None,
-    executor: Any = None,
+    run: RunSettings | None = None,
 ) -> GalleryComparison:
     """Estimate gallery statistics under several designs and compare each with the baseline.
 
     Parameters
     ----------
-    generator, gallery_statistics
+    sampler, gallery_statistics
         As for :func:`estimate_gallery`.
     budget : int
         Noises (images) per design: a multiple of the gallery size.
@@ -239,7 +227,7 @@ def compare_galleries(
         Each design runs on its own stream ``[*seed, crc32(design name)]`` as in
         :func:`uqdiff.compare`, so the runs are independent and a difference gets a Welch
         t interval and p-value.
-    noise_shape, batch_size, confidence_level, interval_method, device, dtype, progress, checkpoint, executor
+    noise_shape, confidence_level, interval_method, run
         As for :func:`uqdiff.compare` (one checkpoint per design).
 
     Returns
@@ -252,7 +240,7 @@ def compare_galleries(
     ValueError, TypeError
         For inputs that cannot work (budget, seed, design, statistics, options), before any model call.
     GeneratorError
-        When a generator fails; the message names the groups and the seed.
+        When a sampler fails; the message names the groups and the seed.
 
     Examples
     --------
@@ -273,28 +261,22 @@ def compare_galleries(
                 "compare one size at a time or pass baseline=..."
             )
         baseline = Equicorrelated(sizes[0], 0.0)
-    checkpoint = Checkpoint.of(checkpoint)
     runs, base = run_designs(
         chosen,
-        lambda d, s, ckpt: estimate_gallery(
-            generator,
+        lambda d, s, each: estimate_gallery(
+            sampler,
             gallery_statistics,
             budget=budget,
             design=d,
             noise_shape=noise_shape,
-            batch_size=batch_size,
             seed=s,
             confidence_level=confidence_level,
             interval_method=interval_method,
-            device=device,
-            dtype=dtype,
-            progress=progress,
-            checkpoint=ckpt,
-            executor=executor,
+            run=each,
         ),
         seed=seed,
         baseline=baseline,
-        checkpoint=checkpoint,
+        run=run,
     )
     if len(runs) < 2:
         raise ValueError(f"designs must hold at least one design besides the baseline {base!r}")

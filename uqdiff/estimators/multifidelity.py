@@ -27,28 +27,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from uqdiff.designs import NoiseDesign, as_design
-from uqdiff.designs.seeds import SeedLike, entropy, substream
-from uqdiff.estimators.estimate import (
-    GeneratorError,
-    StatisticsLike,
-    evaluate_groups,
-    named_statistics,
-    noise_device,
-)
-from uqdiff.estimators.results import (
-    DEFAULT_INTERVAL_METHOD,
-    ByStatistic,
-    ConfidenceInterval,
-    Exportable,
-    corrected_interval,
-    quantile,
-    trust_warning,
-)
+from uqdiff.designs.seeds import SeedLike, substream
+from uqdiff.estimators.accumulator import Moments
+from uqdiff.estimators.engine import Engine, FixedBudget, GeneratorError, StatisticsLike
+from uqdiff.estimators.intervals import DEFAULT_INTERVAL_METHOD, corrected_interval, trust_warning, welch_df
+from uqdiff.estimators.paired import ContrastStatistic
+from uqdiff.estimators.results import ByStatistic, ConfidenceInterval, Exportable
+from uqdiff.estimators.settings import RunSettings, takes_run_settings
 from uqdiff.samplers.base import Sampler, as_sampler
-from uqdiff.samplers.repeat import check_first_batch, wants_check
+from uqdiff.samplers.wrappers import CommonNoise
 
 #: Groups of the pilot at least, whatever ``pilot_share``: fewer give no usable covariance.
 MIN_PILOT_GROUPS = 4
@@ -151,9 +140,10 @@ class TwoFidelityResult(ByStatistic, Exportable):
         return "\n".join([head, *(str(r) for r in self.results.values())])
 
 
+@takes_run_settings
 def estimate_two_fidelity(
-    generator: Callable,
-    cheap_generator: Callable,
+    sampler: Callable,
+    cheap_sampler: Callable,
     statistics: StatisticsLike,
     *,
     budget: int,
@@ -161,12 +151,10 @@ def estimate_two_fidelity(
     pilot_share: float = 0.1,
     cost_ratio: float | None = None,
     noise_shape: tuple[int, ...] | None = None,
-    batch_size: int = 64,
     seed: SeedLike = 0,
     confidence_level: float = 0.95,
     interval_method: str = DEFAULT_INTERVAL_METHOD,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
+    run: RunSettings | None = None,
 ) -> TwoFidelityResult:
     """Estimate E[S(G(z))] with a cheaper sampler of the same noise as control variate, with an interval.
 
@@ -199,9 +187,9 @@ def estimate_two_fidelity(
 
     Parameters
     ----------
-    generator : callable
+    sampler : callable
         The expensive sampler: noise batch (B, *noise_shape) -> images (B, ...).
-    cheap_generator : callable
+    cheap_sampler : callable
         A cheaper sampler taking the same noise (e.g. fewer steps of the same model): its
         statistic needs to be correlated with the expensive one at the same noise, not equal
         in mean (its bias cancels).
@@ -224,8 +212,6 @@ def estimate_two_fidelity(
     noise_shape : tuple of int, optional
         Shape of one noise; default the generator's ``noise_shape`` attribute. The cheap generator
         must take the same shape.
-    batch_size : int
-        Noises per generator call.
     seed : int or sequence of int
         Stage s runs on ``[*seed, tag_s]`` (pilot 0, main 1, extra 2).
     confidence_level : float
@@ -233,8 +219,11 @@ def estimate_two_fidelity(
     interval_method : {"skew-t", "t", "normal"}
         As in :func:`uqdiff.estimate` (skew-t by default), on the Welch-Satterthwaite degrees of
         freedom of the two independent means; the same warnings for few or skewed groups.
-    device, dtype
-        Where and in which floating dtype the noise is made; default the generator's device, float32.
+    run : RunSettings, optional
+        As for :func:`uqdiff.estimate`: every stage runs on the engine, with its progress bar,
+        executor and checkpoint (one file per sampler and stage beside the given path; a
+        checkpointed run needs ``cost_ratio``, so that a resumed run plans the same stages). The
+        pilot runs in this process and is redrawn on resume.
 
     Returns
     -------
@@ -277,24 +266,23 @@ def estimate_two_fidelity(
     >>> r["x"].low < 0.5 < r["x"].high, r.total_cost <= 400
     (True, True)
     """
-    for name, g in (("generator", generator), ("cheap_generator", cheap_generator)):
+    for name, g in (("sampler", sampler), ("cheap_sampler", cheap_sampler)):
         if not callable(g):
-            raise TypeError(f"{name} must be a callable from a noise batch to images, got {type(g).__name__}")
+            raise TypeError(f"{name} must be a callable from a noise batch to outputs, got {type(g).__name__}")
     design = as_design(design)
-    stats = named_statistics(statistics)
-    generator = as_sampler(generator, noise_shape=noise_shape, device=device)
-    given = getattr(generator, "tensor_shape", generator.noise_shape)
-    declared = isinstance(cheap_generator, Sampler) or getattr(cheap_generator, "noise_shape", None) is not None
-    cheap_generator = as_sampler(cheap_generator, noise_shape=None if declared else given, device=device)
-    noise_shape = generator.noise_shape
-    if cheap_generator.noise_shape != noise_shape:
+    settings = RunSettings.of(run)
+    hi_sampler = as_sampler(sampler, noise_shape=noise_shape, device=settings.device)
+    given = getattr(hi_sampler, "tensor_shape", hi_sampler.noise_shape)
+    declared = isinstance(cheap_sampler, Sampler) or getattr(cheap_sampler, "noise_shape", None) is not None
+    lo_sampler = as_sampler(cheap_sampler, noise_shape=None if declared else given, device=settings.device)
+    noise_shape = hi_sampler.noise_shape
+    if lo_sampler.noise_shape != noise_shape:
         raise ValueError(
-            f"cheap_generator draws x_T of shape {cheap_generator.noise_shape} but generator {noise_shape}; a control "
+            f"cheap_sampler draws x_T of shape {lo_sampler.noise_shape} but sampler {noise_shape}; a control "
             "variate needs both samplers on the same noise (same model, fewer steps)"
         )
-    design.check_dim(math.prod(noise_shape))
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
-        raise ValueError(f"budget must be a positive int (cost in expensive-generator calls), got {budget!r}")
+        raise ValueError(f"budget must be a positive int (cost in expensive-sampler calls), got {budget!r}")
     budget = int(budget)
     if not _is_number(pilot_share) or not 0.0 < pilot_share <= 0.5:
         raise ValueError(f"pilot_share must be a number in (0, 0.5], got {pilot_share!r}")
@@ -303,13 +291,11 @@ def estimate_two_fidelity(
             f"cost_ratio must be a number in (0, 1), the cost of a cheap call in expensive calls, got {cost_ratio!r}; "
             "a cheap model that costs as much as the full one is no control variate (use uqdiff.estimate)"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    batch_size = int(batch_size)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating-point torch dtype (the noise is Gaussian), got {dtype!r}")
-    quantile(confidence_level, 1, interval_method)  # validates both before any model call
-    entropy(seed)
+    if settings.checkpoint is not None and cost_ratio is None:
+        raise TypeError(
+            "a checkpointed two-fidelity run needs cost_ratio=...: a cost ratio timed on the pilot differs from run "
+            "to run, and a resumed run must plan the same stages as the interrupted one"
+        )
     k = design.group_size
     w_plan = 1.0 if cost_ratio is None else float(cost_ratio)
     n_pilot = max(MIN_PILOT_GROUPS, int(pilot_share * budget / (k * (1 + w_plan))))
@@ -318,34 +304,38 @@ def estimate_two_fidelity(
         assumed = "" if cost_ratio is not None else " (w = 1 until measured; pass cost_ratio= to plan with the real w)"
         raise ValueError(
             f"budget {budget} is too small: the pilot needs {MIN_PILOT_GROUPS} groups of {k} noise(s) through both "
-            f"generators, cost {MIN_PILOT_GROUPS * k * (1 + w_plan):.4g} at cost ratio {w_plan:g}{assumed}, and the "
+            f"samplers, cost {MIN_PILOT_GROUPS * k * (1 + w_plan):.4g} at cost ratio {w_plan:g}{assumed}, and the "
             f"main stage at least 2 groups ({2 * k}); use budget >= {needed}"
         )
-
     seeds = {stage: substream(seed, tag) for stage, tag in STAGE_TAGS.items()}
-    run = _Stages(
-        generator, cheap_generator, stats, design, noise_shape, batch_size, noise_device(generator, device), dtype
-    )
-    pilot_hi, pilot_lo, times = run.pilot(n_pilot, seeds["pilot"])
+    engines = {
+        role: Engine(
+            s, statistics, design=design, seed=seed, noise_shape=noise_shape, settings=settings.for_part(role),
+            confidence_level=confidence_level, interval_method=interval_method, strategy=FixedBudget(budget),
+        )
+        for role, s in (("sampler", hi_sampler), ("cheap_sampler", lo_sampler))
+    }  # fmt: skip
+    stats = engines["sampler"].statistics
+    pilot_hi, pilot_lo, times = _pilot(engines["sampler"], engines["cheap_sampler"], n_pilot, seeds["pilot"])
     if cost_ratio is None:
         w, measured = _measured_ratio(times), True
         if w >= 1:
             warnings.warn(
-                f"cheap_generator took {w:.3g} x the time of generator per noise in the pilot: it is no control "
-                "variate here; going on with the expensive generator alone",
-                stacklevel=2,
+                f"cheap_sampler took {w:.3g} x the time of sampler per noise in the pilot: it is no control "
+                "variate here; going on with the expensive sampler alone",
+                stacklevel=3,
             )
     else:
         w, measured = float(cost_ratio), False
 
-    fits = {name: _fit(pilot_hi[name][0], pilot_lo[name][0]) for name in stats}
+    fits = {name: _fit(pilot_hi[name].mean(axis=1), pilot_lo[name].mean(axis=1)) for name in stats}
     flat = [name for name, f in fits.items() if f["var_lo"] <= 0]
     if flat:
         warnings.warn(
             f"the cheap statistic(s) {', '.join(map(repr, flat))} did not vary over the {n_pilot} pilot groups: "
             "no control variate for them (alpha = 0)"
             + (" and no extra cheap groups are run" if next(iter(stats)) in flat else ""),
-            stacklevel=2,
+            stacklevel=3,
         )
     pilot_cost = n_pilot * k * (1 + w)
     n, m = _allocate(fits[next(iter(stats))], remaining=budget - pilot_cost, k=k, w=w)
@@ -353,28 +343,46 @@ def estimate_two_fidelity(
         warnings.warn(
             f"the pilot cost {pilot_cost:.4g} of budget {budget} at the measured cost ratio {w:.3g}; the main stage "
             f"still runs 2 groups, so the run costs more than the budget",
-            stacklevel=2,
+            stacklevel=3,
         )
-
-    main_hi = run.stage(generator, "generator", np.arange(n), seeds["main"])
-    main_lo = run.stage(cheap_generator, "cheap_generator", np.arange(n), seeds["main"]) if m else None
-    extra_lo = run.stage(cheap_generator, "cheap_generator", np.arange(m), seeds["extra"]) if m else None
+    alphas = {name: fits[name]["beta"] * m / (n + m) if m else 0.0 for name in stats}
+    plan = f"two-fidelity: pilot {n_pilot}, main {n}, extra {m}, alpha {alphas}"
+    if m:  # both samplers on the main stage's noise: per noise [hi, lo, hi - alpha lo, hi + lo] of each statistic
+        main_engine = Engine(
+            CommonNoise({"sampler": hi_sampler, "cheap_sampler": lo_sampler}),
+            {name: ContrastStatistic(stat, np.array([[1.0, -alphas[name]], [1.0, 1.0]])) for name, stat in stats.items()},
+            design=design, seed=seeds["main"], noise_shape=noise_shape, settings=settings.for_part("main"),
+            confidence_level=confidence_level, interval_method=interval_method, strategy=_Planned(n * k, plan),
+        )  # fmt: skip
+        main_engine.evaluator.check_pending = False  # both samplers passed the repeat check in the pilot
+        main = _run_stage(main_engine, "main", n)
+        main_d = {name: _component(main[name], 2) for name in stats}
+        main_hi = {name: _component(main[name], 0) for name in stats}
+        main_lo = {name: _component(main[name], 1) for name in stats}
+        main_sum = {name: _component(main[name], 3) for name in stats}
+        extra_engine = engines["cheap_sampler"]
+        extra_engine.strategy = _Planned(m * k, plan)
+        extra = _run_stage(extra_engine, "extra", m, seed=seeds["extra"])
+    else:
+        hi_engine = engines["sampler"]
+        hi_engine.strategy = _Planned(n * k, plan)
+        main_hi = main_d = _run_stage(hi_engine, "main", n, seed=seeds["main"])
     n_expensive = (n_pilot + n) * k
     n_cheap = (n_pilot + (n + m if m else 0)) * k
     total_cost = n_expensive + w * n_cheap
     results = {}
     for name in stats:
-        alpha = fits[name]["beta"] * m / (n + m) if m else 0.0
-        hi_means = np.concatenate([pilot_hi[name][0], main_hi[name][0]])
-        lo_means = np.concatenate([pilot_lo[name][0], main_lo[name][0]]) if m else pilot_lo[name][0]
-        rho = _correlation(hi_means[: len(lo_means)], lo_means)
-        within = float(pilot_hi[name][1].sum() + main_hi[name][1].sum())
-        sigma2 = within / (len(hi_means) * k) + float(np.var(hi_means, ddof=1))
+        hi_p, lo_p, sum_p = (_moments(v) for v in (pilot_hi[name], pilot_lo[name], pilot_hi[name] + pilot_lo[name]))
+        hi_all = hi_p.merge(main_hi[name])
+        rho = _correlation(hi_p, lo_p, sum_p)  # without a cheap main stage, from the pilot alone
+        if m:
+            rho = _correlation(hi_all, lo_p.merge(main_lo[name]), sum_p.merge(main_sum[name]))
+        sigma2 = float(hi_all.within) / (hi_all.count * k) + float(hi_all.m2) / (hi_all.count - 1)
         results[name] = _interval(
             name,
-            main_hi[name][0] - alpha * (main_lo[name][0] if m else 0.0),
-            extra_lo[name][0] if m else None,
-            alpha=alpha,
+            main_d[name],
+            extra[name] if m else None,
+            alpha=alphas[name],
             rho=rho,
             sigma2=sigma2,
             total_cost=total_cost,
@@ -405,100 +413,93 @@ def _is_number(value: Any) -> bool:
     return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
 
 
-class _Stages:
-    """Runs groups of the design through either generator, a batch of groups at a time."""
+class _Planned(FixedBudget):
+    """A stage of a planned two-fidelity run: its repr (in a checkpoint) is the plan, so a resume must match it."""
 
-    def __init__(self, generator, cheap, stats, design, noise_shape, batch_size, device, dtype) -> None:
-        self.generator, self.cheap, self.stats, self.design = generator, cheap, stats, design
-        self.noise_shape, self.batch_size, self.device, self.dtype = noise_shape, batch_size, device, dtype
-        self.shapes: dict[str, dict[str, tuple[int, ...]]] = {"generator": {}, "cheap_generator": {}}
+    def __init__(self, budget: int, plan: str) -> None:
+        super().__init__(budget)
+        self.plan = plan
 
-    def _batch(self, generator, role, indices, seed, first=None):
-        return evaluate_groups(
-            generator,
-            self.stats,
-            self.design,
-            indices,
-            noise_shape=self.noise_shape,
-            seed=seed,
-            batch_size=self.batch_size,
-            device=self.device,
-            dtype=self.dtype,
-            output_shapes=self.shapes[role],
-            first=first,
-        )
+    def __repr__(self) -> str:
+        return self.plan
 
-    def _chunks(self, indices: np.ndarray):
-        per = max(1, self.batch_size // self.design.group_size)
-        return [indices[lo : lo + per] for lo in range(0, len(indices), per)]
 
-    def stage(self, generator, role: str, indices: np.ndarray, seed) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """{name: (group means, within-group sums of squares)} of the given groups."""
-        return self._join([self._batch(generator, role, chunk, seed) for chunk in self._chunks(indices)])
+def _pilot(hi: Engine, lo: Engine, n_groups: int, seed) -> tuple[dict, dict, list[tuple[float, float]]]:
+    """Both samplers on the pilot's groups, batch by batch: values per member (hi, lo) and each batch's times.
 
-    def _join(self, parts: list[dict[str, tuple[np.ndarray, np.ndarray]]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        return {name: tuple(np.concatenate([p[name][i] for p in parts]) for i in range(2)) for name in self.stats}
-
-    def pilot(self, n_groups: int, seed):
-        """Both generators on the pilot's groups, batch by batch; (hi, lo, [(time hi, time lo) per batch]).
-
-        The first batch is checked before the rest is spent: the cheap generator must take the same
-        noise and return as many rows, the statistics must be scalar, and both generators must pass
-        the repeat check (as in :func:`uqdiff.estimate`).
-        """
-        hi_parts, lo_parts, times = [], [], []
-        chunks = self._chunks(np.arange(n_groups))
-        if len(chunks) == 1 and n_groups >= 2:  # two batches, so the first (warm-up) can be left out of the timing
-            chunks = [chunks[0][: n_groups // 2], chunks[0][n_groups // 2 :]]
-        for b, chunk in enumerate(chunks):
-            probes = {}
-            t0 = time.perf_counter()
-            probes["generator"] = [] if b == 0 and wants_check(self.generator) else None
-            hi = self._batch(self.generator, "generator", chunk, seed, probes["generator"])
-            t1 = time.perf_counter()
-            probes["cheap_generator"] = [] if b == 0 and wants_check(self.cheap) else None
-            try:
-                lo = self._batch(self.cheap, "cheap_generator", chunk, seed, probes["cheap_generator"])
-            except GeneratorError as exc:
-                if b:
-                    raise
-                raise GeneratorError(
-                    f"cheap_generator failed on the first pilot batch, noise of shape (B, *{self.noise_shape}) that "
-                    f"generator took: it must take the same noise (same model, fewer steps). {exc}"
+    The first batch is checked before the rest is spent: the cheap sampler must take the same noise
+    and return as many rows, and the statistics must be scalar. The engines run the repeat check.
+    """
+    hi_parts, lo_parts, times = [], [], []
+    per = hi.evaluator.groups_per_batch
+    chunks = [(a, min(a + per, n_groups)) for a in range(0, n_groups, per)]
+    if len(chunks) == 1 and n_groups >= 2:  # two batches, so the first (warm-up) can be left out of the timing
+        chunks = [(0, n_groups // 2), (n_groups // 2, n_groups)]
+    for b, (a, z) in enumerate(chunks):
+        t0 = time.perf_counter()
+        hi_values = hi.values(a, z, seed=seed)
+        t1 = time.perf_counter()
+        try:
+            lo_values = lo.values(a, z, seed=seed)
+        except GeneratorError as exc:
+            if b:
+                raise
+            raise GeneratorError(
+                f"cheap_sampler failed on the first pilot batch, noise of shape (B, *{hi.noise_shape}) that "
+                f"sampler took: it must take the same noise (same model, fewer steps). {exc}"
+            ) from exc
+        except Exception as exc:
+            if b:
+                raise
+            shapes = [e.evaluator.output_shapes.get("generator output") for e in (hi, lo)]
+            if None not in shapes and shapes[0] != shapes[1]:
+                raise ValueError(
+                    f"cheap_sampler returns outputs of shape {shapes[1]} per image, sampler {shapes[0]}: the "
+                    f"statistics must apply to both, so the cheap sampler must return images of the same shape "
+                    f"(same model, fewer steps). {type(exc).__name__}: {exc}"
                 ) from exc
-            except Exception as exc:
-                if b:
-                    raise
-                shapes = {role: self.shapes[role].get("generator output") for role in self.shapes}
-                if None not in shapes.values() and shapes["generator"] != shapes["cheap_generator"]:
+            if not isinstance(exc, (ValueError, TypeError)):
+                raise
+            raise (TypeError if isinstance(exc, TypeError) else ValueError)(
+                f"cheap_sampler does not fit sampler on the first pilot batch: {exc}; it must take the same "
+                f"noise batch (B, *{hi.noise_shape}) and return one output per noise"
+            ) from exc
+        t2 = time.perf_counter()
+        if b == 0:
+            for name, v in hi_values.items():
+                if v.ndim > 2:
                     raise ValueError(
-                        f"cheap_generator returns outputs of shape {shapes['cheap_generator']} per image, generator "
-                        f"{shapes['generator']}: the statistics must apply to both, so the cheap sampler must return "
-                        f"images of the same shape (same model, fewer steps). {type(exc).__name__}: {exc}"
-                    ) from exc
-                if not isinstance(exc, (ValueError, TypeError)):
-                    raise
-                raise (TypeError if isinstance(exc, TypeError) else ValueError)(
-                    f"cheap_generator does not fit generator on the first pilot batch: {exc}; it must take the same "
-                    f"noise batch (B, *{self.noise_shape}) and return one output per noise"
-                ) from exc
-            t2 = time.perf_counter()
-            if b == 0:
-                for name, (means, _) in hi.items():
-                    if means.ndim > 1:
-                        raise ValueError(
-                            f"statistic {name!r} returns maps of shape {means.shape[1:]} per image; "
-                            "estimate_two_fidelity takes scalar statistics (one number per image): "
-                            "reduce the map (e.g. its mean) or estimate maps with uqdiff.estimate"
-                        )
-                for role, g in (("generator", self.generator), ("cheap_generator", self.cheap)):
-                    if probes[role]:
-                        noise_one, output_one, batch, where = probes[role]
-                        check_first_batch(g, noise_one, output_one, batch=batch, where=f"{role}, {where}")
-            hi_parts.append(hi)
-            lo_parts.append(lo)
-            times.append((t1 - t0, t2 - t1))
-        return self._join(hi_parts), self._join(lo_parts), times
+                        f"statistic {name!r} returns maps of shape {v.shape[2:]} per image; "
+                        "estimate_two_fidelity takes scalar statistics (one number per image): "
+                        "reduce the map (e.g. its mean) or estimate maps with uqdiff.estimate"
+                    )
+        hi_parts.append(hi_values)
+        lo_parts.append(lo_values)
+        times.append((t1 - t0, t2 - t1))
+    join = lambda parts: {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}  # noqa: E731
+    return join(hi_parts), join(lo_parts), times
+
+
+def _run_stage(engine: Engine, name: str, n_groups: int, seed: SeedLike | None = None) -> dict[str, Moments]:
+    """One checkpointed stage of ``n_groups`` groups on ``engine``: each statistic's moments."""
+    engine.open()
+    try:
+        accumulators = engine.stage(name, 0, n_groups, seed=seed)
+        engine.save()
+    finally:
+        engine.close()
+    return {stat: acc.moments() for stat, acc in accumulators.items()}
+
+
+def _moments(values: np.ndarray) -> Moments:
+    """Moments of the group means of per-member values (groups, group size)."""
+    means = values.mean(axis=1)
+    return Moments.of(means, ((values - means[:, None]) ** 2).sum(axis=1))
+
+
+def _component(m: Moments, i: int) -> Moments:
+    """Element ``i`` of the moments of a vector statistic."""
+    return Moments(m.count, m.mean[i], m.m2[i], m.within[i], m.m3[i], m.m4[i])
 
 
 def _measured_ratio(times: list[tuple[float, float]]) -> float:
@@ -546,17 +547,18 @@ def _allocate(fit: dict[str, float], *, remaining: float, k: int, w: float) -> t
     return (n, m) if var_cv < var_hi / n_plain else (n_plain, 0)
 
 
-def _correlation(a: np.ndarray, b: np.ndarray) -> float:
-    sa, sb = float(np.std(a)), float(np.std(b))
-    if sa <= 0 or sb <= 0:
+def _correlation(hi: Moments, lo: Moments, total: Moments) -> float:
+    """Correlation of the hi and lo group means from the moments of hi, lo and hi + lo (NaN without spread)."""
+    a, b = float(hi.m2), float(lo.m2)
+    if a <= 0 or b <= 0:
         return math.nan
-    return float(np.corrcoef(a, b)[0, 1])
+    return float(np.clip((float(total.m2) - a - b) / 2 / math.sqrt(a * b), -1.0, 1.0))
 
 
 def _interval(
     name: str,
-    d: np.ndarray,
-    extra: np.ndarray | None,
+    d: Moments,
+    extra: Moments | None,
     *,
     alpha: float,
     rho: float,
@@ -573,17 +575,14 @@ def _interval(
     """
     parts = [(d, 1.0)] + ([] if extra is None else [(extra, alpha)])
     variances, cumulants = [], []  # of each weighted mean: sample variance / n, third cumulant (population)
-    for values, weight in parts:
-        k, dev = len(values), values - values.mean()
-        m2, m3 = float((dev**2).sum()), float((dev**3).sum())
-        variances.append(weight**2 * m2 / (k - 1) / k)
-        cumulants.append(weight**3 * m3 / k / k**2)
-    estimate = float(d.mean()) + (0.0 if extra is None else alpha * float(extra.mean()))
-    df = float(len(d) - 1)
-    if extra is not None and variances[0] ** 2 / (len(d) - 1) + variances[1] ** 2 / (len(extra) - 1) > 0:
-        df = sum(variances) ** 2 / (variances[0] ** 2 / (len(d) - 1) + variances[1] ** 2 / (len(extra) - 1))
+    for moments, weight in parts:
+        k = moments.count
+        variances.append(weight**2 * float(moments.m2) / (k - 1) / k)
+        cumulants.append(weight**3 * float(moments.m3) / k / k**2)
+    estimate = float(d.mean) + (0.0 if extra is None else alpha * float(extra.mean))
+    df = float(d.count - 1) if extra is None else welch_df(variances, [d.count, extra.count])
     se = math.sqrt(sum(variances))
-    population = sum(v * (len(p) - 1) / len(p) for v, (p, _) in zip(variances, parts))
+    population = sum(v * (p.count - 1) / p.count for v, (p, _) in zip(variances, parts))
     gamma = sum(cumulants) / population**1.5 * math.sqrt(df + 1) if population > 0 else 0.0
     low, high = corrected_interval(estimate, se, gamma, df + 1, df, confidence_level, interval_method)
     message = trust_warning(name, df + 1, gamma, interval_method, se > 0)

@@ -27,8 +27,10 @@ import torch
 from uqdiff._util import scalar, to_numpy
 from uqdiff.designs import NoiseDesign
 from uqdiff.designs.seeds import SeedLike
-from uqdiff.estimators.estimate import CheckpointLike, StatisticsLike, estimate, named_statistics
+from uqdiff.estimators.engine import StatisticsLike, named_statistics
+from uqdiff.estimators.estimate import estimate
 from uqdiff.estimators.results import ConfidenceInterval, Exportable, StatisticResult, p_value
+from uqdiff.estimators.settings import RunSettings, takes_run_settings
 from uqdiff.samplers.wrappers import CommonNoise
 
 
@@ -155,8 +157,9 @@ class PairedResult(Exportable):
         return frame[[c for c in cols if c in frame]].to_string(index=False, float_format=lambda x: f"{x:.4g}")
 
 
+@takes_run_settings
 def paired_estimate(
-    generators: Mapping[str, Callable],
+    samplers: Mapping[str, Callable],
     statistics: StatisticsLike,
     *,
     budget: int,
@@ -164,33 +167,28 @@ def paired_estimate(
     reference: str | None = None,
     contrasts: Mapping[str, Sequence[float]] | None = None,
     noise_shape: tuple[int, ...] | None = None,
-    batch_size: int = 64,
     seed: SeedLike = 0,
     confidence_level: float = 0.95,
     interval_method: str = "skew-t",
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-    progress: bool = False,
-    checkpoint: CheckpointLike | None = None,
-    executor: Any = None,
+    run: RunSettings | None = None,
 ) -> PairedResult:
     """Estimate E[S(G_i(z))] for every generator and their differences, all on common noise.
 
     Parameters
     ----------
-    generators : mapping of name to generator
+    samplers : mapping of name to generator
         At least two; each gets the same noise (the leading coordinates where its noise is smaller).
     statistics : callable, list or dict of callables
         As for :func:`uqdiff.estimate`.
     budget : int
-        Noises drawn; every generator runs on each, so the run makes len(generators) x budget calls.
+        Noises drawn; every generator runs on each, so the run makes len(samplers) x budget calls.
     design : NoiseDesign or str
         The design of the common noise.
     reference : str, optional
         Differences are all pairs ``"a - b"`` (in the order given) or, with ``reference``, every ``"a - ref"``.
     contrasts : mapping of name to weights, optional
-        Extra named weight vectors over the generators (e.g. a linear trend).
-    noise_shape, batch_size, seed, confidence_level, interval_method, device, dtype, progress, checkpoint, executor
+        Extra named weight vectors over the samplers (e.g. a linear trend).
+    noise_shape, seed, confidence_level, interval_method, run
         As for :func:`uqdiff.estimate`.
 
     Returns
@@ -214,12 +212,12 @@ def paired_estimate(
     ...       f"implied efficiency {c.implied_efficiency:.0f}")
     0.52 in [0.38, 0.64], implied efficiency 9
     """
-    joint = CommonNoise(generators, noise_shape=noise_shape)
+    joint = CommonNoise(samplers, noise_shape=noise_shape)
     names = joint.names
     weights = _contrast_weights(names, reference, contrasts)
     matrix = np.stack(list(weights.values()))
     stats = {name: ContrastStatistic(s, matrix) for name, s in named_statistics(statistics).items()}
-    run = estimate(
+    result = estimate(
         joint,
         stats,
         budget=budget,
@@ -227,28 +225,23 @@ def paired_estimate(
         seed=seed,
         confidence_level=confidence_level,
         interval_method=interval_method,
-        batch_size=batch_size,
-        device=device,
-        dtype=dtype,
-        progress=progress,
-        checkpoint=checkpoint,
-        executor=executor,
+        run=run,
     )
     arms, out = {}, {}
     for stat in stats:
-        joint_result = run[stat]
+        joint_result = result[stat]
         arms[stat] = {arm: _component(joint_result, i, arm) for i, arm in enumerate(names)}
         out[stat] = {}
         for j, (cname, w) in enumerate(weights.items()):
             r = _component(joint_result, len(names) + j, cname)
-            out[stat][cname] = _contrast(cname, dict(zip(names, w)), r, arms[stat], run.budget)
+            out[stat][cname] = _contrast(cname, dict(zip(names, w)), r, arms[stat], result.budget)
     return PairedResult(
         arms=arms,
         contrasts=out,
-        design=run.design,
+        design=result.design,
         seed=seed,
-        budget=run.budget,
-        generator_calls=run.generator_calls,
+        budget=result.budget,
+        generator_calls=result.generator_calls,
         common_noise=joint.shared,
     )
 
@@ -289,7 +282,18 @@ def _component(r: StatisticResult, index: int, name: str) -> StatisticResult:
         return float(v) if v.ndim == 0 else v
 
     arrays = {
-        f: pick(getattr(r, f)) for f in ("estimate", "standard_error", "marginal_variance", "implied_efficiency", "rho")
+        f: pick(getattr(r, f))
+        for f in (
+            "estimate",
+            "standard_error",
+            "marginal_variance",
+            "implied_efficiency",
+            "implied_efficiency_low",
+            "implied_efficiency_high",
+            "rho",
+            "skewness",
+            "kurtosis",
+        )
     }
     return dataclasses.replace(
         r, statistic=name, confidence_interval=ConfidenceInterval(pick(r.low), pick(r.high)), **arrays

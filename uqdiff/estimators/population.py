@@ -34,21 +34,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats as scipy_stats
 
 from uqdiff.designs import NoiseDesign
 from uqdiff.designs.seeds import SeedLike, entropy, substream
-from uqdiff.estimators.estimate import named_statistics
+from uqdiff.estimators.engine import named_statistics
+from uqdiff.estimators.intervals import excess_kurtosis, holm, interval_p_value, mean_interval, skewness, trust_warning
 from uqdiff.estimators.paired import paired_estimate
-from uqdiff.estimators.results import (
-    ConfidenceInterval,
-    Exportable,
-    excess_kurtosis,
-    markdown_table,
-    mean_interval,
-    skewness,
-    trust_warning,
-)
+from uqdiff.estimators.results import ConfidenceInterval, Exportable, markdown_table
+from uqdiff.estimators.settings import RunSettings, takes_run_settings
 from uqdiff.inverse.measurement import Measurement, measure
 from uqdiff.statistics import L1, PSNR, SSIM
 
@@ -179,6 +172,7 @@ class SolverComparison(Exportable):
         return self.to_markdown()
 
 
+@takes_run_settings
 def evaluate_solvers(
     solvers: Mapping[str, SolverFactory],
     images: Sequence[torch.Tensor | np.ndarray] | torch.Tensor | np.ndarray,
@@ -191,10 +185,9 @@ def evaluate_solvers(
     operator_params: dict[str, Any] | None = None,
     image_cost: float = 1.0,
     initial_images: int | None = None,
-    batch_size: int = 16,
     seed: SeedLike = 0,
     confidence_level: float = 0.95,
-    progress: bool = False,
+    run: RunSettings | None = None,
 ) -> SolverComparison:
     """Compare inverse solvers over a population of images: two-level intervals, common noise, Holm.
 
@@ -227,9 +220,11 @@ def evaluate_solvers(
         1 - (1 - confidence_level) / L (Bonferroni over looks), so the intervals and the ranking
         keep ``confidence_level`` whichever look the run stops at; ``confidence_level`` of the
         result says the level used and ``looks`` the image counts seen.
-    batch_size, seed, confidence_level, progress
+    seed, confidence_level
         As for :func:`uqdiff.estimate`. Image i's measurement uses ``[*seed, i]`` (as
         :func:`evaluate_solver`) and its noise ``[*seed, i, 1]``.
+    run : RunSettings, optional
+        As for :func:`uqdiff.estimate`; a checkpoint becomes one file per image.
 
     Returns
     -------
@@ -283,6 +278,7 @@ def evaluate_solvers(
     if not (isinstance(image_cost, (int, float)) and math.isfinite(image_cost) and image_cost > 0):
         raise ValueError(f"image_cost must be a positive number of sample-equivalents, got {image_cost!r}")
     seed = entropy(seed)
+    settings = RunSettings.of(run)
     looks = _looks(len(truths), initial_images)
     # Bonferroni over the planned looks: each look is tested and reported at level 1 - alpha / L,
     # so whichever look the run stops at, its intervals and tests keep 1 - alpha (union bound).
@@ -299,20 +295,19 @@ def evaluate_solvers(
             with warnings.catch_warnings():  # one image's interval is not this result's: nor its warnings
                 for text in PER_IMAGE_WARNINGS:
                     warnings.filterwarnings("ignore", message=text, category=UserWarning)
-                run = paired_estimate(
+                paired = paired_estimate(
                     {name: solvers[name](m) for name in names},
                     stats,
                     budget=budget,
                     design=design,
-                    batch_size=batch_size,
                     seed=substream(seed, i, 1),
                     confidence_level=confidence_level,
-                    progress=progress,
+                    run=settings.for_part(f"image {i}"),
                 )
-            common, design_name = run.common_noise, run.design
-            arms.append(run.arms)
-            contrasts.append(run.contrasts)
-            for stat, per in run.arms.items():
+            common, design_name = paired.common_noise, paired.design
+            arms.append(paired.arms)
+            contrasts.append(paired.contrasts)
+            for stat, per in paired.arms.items():
                 for solver, r in per.items():
                     per_image.append(
                         {
@@ -360,21 +355,6 @@ def _looks(n_images: int, initial: int | None) -> list[int]:
     while looks[-1] < n_images:
         looks.append(min(2 * looks[-1], n_images))
     return looks
-
-
-def _holm(p: Mapping[str, float]) -> dict[str, float]:
-    """Holm's step-down adjusted p-values (monotone, capped at 1).
-
-    The same numbers as statsmodels' ``multipletests(method="holm")`` (used by audits and pixel
-    maps), written out because that call costs about 15 ms, and a sequential run makes one per
-    look and metric.
-    """
-    order = sorted(p, key=p.get)
-    m, running, out = len(order), 0.0, {}
-    for rank, name in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[name]))
-        out[name] = running
-    return out
 
 
 def from_inference(make_algorithm: Callable[[Measurement], Any], *, max_batch: int | None = None) -> SolverFactory:
@@ -460,13 +440,12 @@ def _differences(stat, names, contrasts, level) -> dict[str, SolverDifference]:
             low, high, se = mean_interval(
                 n, d.mean(), (dev**2).sum(), (dev**3).sum(), confidence_level=level, interval_method="t"
             )
-            t = abs(d.mean()) / se if se > 0 else (0.0 if d.mean() == 0 else math.inf)
-            p = float(2 * scipy_stats.t.sf(t, n - 1))  # the test of the same t law as the interval
+            p = float(interval_p_value(d.mean(), se, 0.0, n, n - 1, 0.0, "t"))  # inverts the same t interval
             between = max(s2 - float(se2.mean()), 0.0)
             eff = (between + independent.mean()) / (between + se2.mean()) if between + se2.mean() > 0 else math.nan
             noise_eff = independent.mean() / se2.mean() if se2.mean() > 0 else math.nan
             raw[f"{a} - {b}"] = (a, b, float(d.mean()), (low, high), p, eff, noise_eff)
-    holm = _holm({name: v[4] for name, v in raw.items()})
+    adjusted = dict(zip(raw, holm(np.array([v[4] for v in raw.values()]))))
     return {
         name: SolverDifference(
             first=a,
@@ -475,8 +454,8 @@ def _differences(stat, names, contrasts, level) -> dict[str, SolverDifference]:
             estimate=est,
             confidence_interval=ConfidenceInterval(float(ci[0]), float(ci[1])),
             p_value=p,
-            p_holm=holm[name],
-            resolved=holm[name] < 1 - level,
+            p_holm=float(adjusted[name]),
+            resolved=bool(adjusted[name] < 1 - level),
             efficiency=float(eff),
             noise_efficiency=float(noise_eff),
         )

@@ -4,26 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy import stats
 
 from uqdiff._util import plain, scalar
 from uqdiff.designs import NoiseDesign
 from uqdiff.estimators.accumulator import Moments
-
-#: How an interval is made from the group means (see :func:`mean_interval`): Student-t corrected for the
-#: skewness of the group means (the default), plain Student-t on groups - 1 df, or the normal quantile.
-INTERVAL_METHODS = ("skew-t", "t", "normal")
-DEFAULT_INTERVAL_METHOD = "skew-t"
-#: Share of the (soft-thresholded) sample skewness that the skew-t interval corrects for (see mean_interval).
-SKEW_SHRINK = 0.75
-#: Fewer groups than this: efficiencies are flagged in every table and every interval is warned (see trust_warning).
-FEW_GROUPS = 16
+from uqdiff.estimators.intervals import (
+    DEFAULT_INTERVAL_METHOD,
+    FEW_GROUPS,
+    excess_kurtosis,
+    implied_efficiency,
+    interval_p_value,
+    mean_interval,
+    skewness,
+    variance_ratio_interval,
+)
 
 
 class ConfidenceInterval(NamedTuple):
@@ -78,24 +77,6 @@ def export(value: Any) -> Any:
     if hasattr(value, "to_dict") and hasattr(value, "columns"):  # a pandas DataFrame
         return plain(value.to_dict("records"))
     return plain(value)
-
-
-def implied_efficiency(
-    ratio: np.ndarray | float, n_groups: int, marginal_df: int, confidence_level: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(efficiency, low, high) from a raw ratio marginal variance / (k x variance of group means).
-
-    The efficiency is ``ratio * (n - 3) / (n - 1)`` (NaN for n <= 3), which removes the upward bias
-    of a reciprocal variance for normal group means; the interval is the F interval of two
-    independent variance estimates on ``marginal_df`` and n - 1 degrees of freedom.
-    """
-    n = n_groups
-    alpha = 1.0 - confidence_level
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eff = ratio * (n - 3) / (n - 1) if n > 3 else np.full(np.shape(ratio), np.nan)
-        low = ratio / stats.f.ppf(1 - alpha / 2, marginal_df, n - 1)
-        high = ratio / stats.f.ppf(alpha / 2, marginal_df, n - 1)
-    return eff, low, high
 
 
 @dataclass(frozen=True)
@@ -236,175 +217,20 @@ class StatisticResult(Exportable):
         )
 
 
-def skewness(n: int, m2: np.ndarray, m3: np.ndarray) -> np.ndarray:
-    """Sample skewness (M3 / n) / (M2 / n)^1.5 of n values from their central sums; 0 where they do not vary."""
-    m2, m3 = np.asarray(m2, dtype=np.float64), np.asarray(m3, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = (m3 / n) / (m2 / n) ** 1.5
-    return np.where(m2 > 0, g, 0.0)
-
-
-def excess_kurtosis(n: int, m2: np.ndarray, m4: np.ndarray) -> np.ndarray:
-    """Sample excess kurtosis (M4 / n) / (M2 / n)^2 - 3 of n values from their central sums; 0 where they do not vary."""
-    m2, m4 = np.asarray(m2, dtype=np.float64), np.asarray(m4, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = (m4 / n) / (m2 / n) ** 2 - 3.0
-    return np.where(m2 > 0, g, 0.0)
-
-
-def mean_interval(
-    n: int | np.ndarray,
-    mean: np.ndarray,
-    m2: np.ndarray,
-    m3: np.ndarray,
-    *,
-    confidence_level: float = 0.95,
-    interval_method: str = DEFAULT_INTERVAL_METHOD,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(low, high, standard error) of the mean of n iid values from their mean and central sums M2, M3.
-
-    Vectorized over any shape (maps, or many runs at once in a coverage study).
-
-    * ``"t"``: mean +- t_{n-1} s / sqrt(n): exact for normal group means; under skew it
-      undercovers by O(n^-1/2) (``benchmarks/interval_coverage.py``: 0.924-0.928 on exp(Z) with
-      128 groups of K-antithetic or equicorrelated noise).
-    * ``"normal"``: the normal quantile instead of t (the paper's choice for MC and AMC).
-    * ``"skew-t"`` (the default): the t interval corrected for the skewness of the group
-      means by Hall's (1992) monotone cubic transformation of the studentized mean,
-      g(x) = x + a x^2 + a^2 x^3 / 3 + a / (2n) with a = gamma / 3, inverted in closed
-      form. The sample skewness is soft-thresholded by half its null standard error,
-      0.5 sqrt(6 / n), so for symmetric group means the interval is the t interval (at most
-      1.014x wider on the symmetric statistics of the coverage benchmark), and then multiplied by
-      :data:`SKEW_SHRINK` = 0.75: the full correction overcovers lattice data (a 2.3 %
-      indicator: 0.97-0.98 at 64-512 groups in a trial run of that benchmark with the full correction), less of it leaves continuous skew
-      undercovered; 0.75 kept both within 95 % +- 2 % in ``benchmarks/interval_coverage.py``.
-      In that benchmark it covered 0.924-0.974 where t covered 0.915-0.966 (0.3's noise). With fewer than
-      about 16 strongly skewed groups (not in the benchmark) no interval built from the group
-      means alone is reliable: results warn then.
-    """
-    n_arr = np.asarray(n, dtype=np.float64)
-    m2 = np.asarray(m2, dtype=np.float64)
-    se = np.sqrt(m2 / (n_arr - 1)) / np.sqrt(n_arr)
-    low, high = corrected_interval(mean, se, skewness(n, m2, m3), n_arr, n_arr - 1, confidence_level, interval_method)
-    return low, high, se
-
-
-def corrected_interval(
-    mean: np.ndarray,
-    se: np.ndarray,
-    gamma: np.ndarray,
-    n: np.ndarray | float,
-    df: np.ndarray | float,
-    confidence_level: float,
-    interval_method: str,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The interval of :func:`mean_interval` from a standard error, a skewness and a number of values.
-
-    ``gamma`` is the skewness of one value and ``n`` the number of values, so the estimate's own
-    skewness is gamma / sqrt(n); an estimate made of several independent means (two-fidelity)
-    passes its skewness times sqrt(n) with n its effective number of values (df + 1).
-    """
-    q = quantile(confidence_level, df, interval_method)
-    if interval_method != "skew-t":
-        return mean - q * se, mean + q * se
-    n = np.asarray(n, dtype=np.float64)
-    s = se * np.sqrt(n)
-    gamma = SKEW_SHRINK * np.sign(gamma) * np.maximum(np.abs(gamma) - 0.5 * np.sqrt(6.0 / n), 0.0)
-    a, b = gamma / 3.0, gamma / (6.0 * n)
-
-    def inverse(y):  # g^-1(y) for g(x) = ((1 + a x)^3 - 1) / (3 a) + b
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x = (np.cbrt(1.0 + 3.0 * a * (y - b)) - 1.0) / a
-        return np.where(np.abs(a) > 1e-12, x, y - b)
-
-    upper, lower = inverse(q / np.sqrt(n)), inverse(-q / np.sqrt(n))
-    return mean - s * upper, mean - s * lower
-
-
-#: Sarle's bimodality coefficient above which group means count as lumped in few values: a two-valued
-#: sample gives exactly 1, a normal one about 1/3, a uniform 0.56. At 0.7 the rules together warn 3.3 %
-#: of normal samples of 16 groups, 3.5 % of 24, 0.6 % of 32 (uniform: 12 %, 5 %, 2 %); 0.6 warned 13 %
-#: of the normal ones at 16, 0.8 missed the lumped hard cells (benchmarks/hard_coverage.py).
-LUMPED = 0.7
-
-
-def trust_warning(
-    name: str, n_groups: float, gamma: Any, interval_method: str, spread: bool, kurtosis: Any = None
-) -> str | None:
-    """Why the interval of ``name`` may not keep its level, naming the remedy; None when nothing shows.
-
-    Rules, each measured in ``benchmarks/hard_coverage.py``:
-
-    * fewer than :data:`FEW_GROUPS` groups that vary: their shape cannot be checked (RQMC with
-      8 replicates of a two-valued statistic covered 0.69, ``benchmarks/results/coverage/bounded.md``);
-    * Cochran's rule for skew: a t interval needs n > 25 gamma^2 groups, applied where the
-      skewness is clearly not noise (|gamma| > 2 sqrt(6 / n));
-    * with fewer than 64 groups, two shapes that the skewness alone misses: heavy tails (excess
-      kurtosis above both 2 sqrt(24 / n), its null noise, and n / 10), and a lumped, two-valued
-      shape (Sarle's bimodality coefficient (gamma^2 + 1) / (kurtosis + 3) above :data:`LUMPED`;
-      a uniform gives 0.56, two values 1).
-    """
-    n = float(n_groups)
-    if n < FEW_GROUPS and spread:
-        return (
-            f"{name!r} has only {n:.3g} groups: its interval ({interval_method}) rests on nearly normal group means, "
-            f"which {n:.3g} groups cannot check (a skewed or two-valued statistic undercovers unseen). Use at least "
-            f"{FEW_GROUPS} groups (for RQMC: more replicates of fewer points), or for a bounded statistic the "
-            f"betting interval (uqdiff.betting_interval on uqdiff.group_means), valid at every n"
-        )
-    gamma = np.abs(np.asarray(gamma, dtype=np.float64))
-    bad = (n < 25 * gamma**2) & (gamma > 2 * math.sqrt(6 / n))
-    shape = f"skewed (skewness {float(gamma.max()):.2g}"
-    remedy = f"groups > 25 x skewness^2 = {int(25 * float(gamma.max()) ** 2) + 1}"
-    if not bad.any() and kurtosis is not None and n < 64 and spread:
-        g2 = np.asarray(kurtosis, dtype=np.float64)
-        heavy = (g2 > 2 * math.sqrt(24 / n)) & (g2 > n / 10)
-        lumped = (gamma**2 + 1) / np.maximum(g2 + 3, 1e-12) > LUMPED
-        bad = heavy | lumped
-        if heavy.any():
-            shape, remedy = f"heavy-tailed (excess kurtosis {float(g2.max()):.2g}", "at least 64 groups"
-        else:
-            shape, remedy = "lumped in few values (two-valued or bimodal", "at least 64 groups"
-    if not bad.any():
-        return None
-    where = "" if np.ndim(gamma) == 0 else f" at {int(bad.sum())} of {bad.size} elements"
-    return (
-        f"the group means of {name!r} are {shape}{where} over {n:.3g} groups): its interval ({interval_method}) "
-        f"may undercover; use more groups (a larger budget, or a design with smaller groups) so that {remedy}, "
-        f"or for a bounded statistic the betting interval"
-    )
-
-
-def quantile(confidence_level: float, df: float, interval_method: str) -> float:
-    """Two-sided critical value: Student-t on ``df`` degrees of freedom or the normal one."""
-    if (
-        isinstance(confidence_level, bool)
-        or not isinstance(confidence_level, (int, float, np.floating))
-        or not 0.0 < confidence_level < 1.0
-    ):
-        raise ValueError(f"confidence_level must be a number in (0, 1), got {confidence_level!r}")
-    if interval_method not in INTERVAL_METHODS:
-        raise ValueError(f"interval_method must be one of {INTERVAL_METHODS}, got {interval_method!r}")
-    p = 0.5 + confidence_level / 2
-    if interval_method == "normal":
-        return float(stats.norm.ppf(p))
-    q = stats.t.ppf(p, df)
-    return float(q) if np.ndim(q) == 0 else q
-
-
 def p_value(result: StatisticResult, null: float | np.ndarray = 0.0) -> float | np.ndarray:
-    """Two-sided p-value of E[S] = ``null`` from the result's own reference law (t or normal).
+    """Two-sided p-value of E[S] = ``null`` that inverts the result's own interval.
 
-    A zero standard error gives 1 when the estimate equals the null and 0
+    The smallest alpha at which the result's 1 - alpha interval (skew-t, t or normal, as the
+    result was made) excludes ``null``: p < 1 - confidence_level exactly when ``null`` lies outside
+    ``confidence_interval``. A zero standard error gives 1 when the estimate equals the null and 0
     otherwise (every group mean agreed).
     """
-    diff = np.asarray(result.estimate) - null
-    se = np.asarray(result.standard_error)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.abs(diff) / se
-    t = np.where(se > 0, t, np.where(diff == 0, 0.0, np.inf))
-    law = stats.norm() if result.interval_method == "normal" else stats.t(result.df)
-    return scalar(2 * law.sf(t))
+    gamma = 0.0 if result.skewness is None else result.skewness
+    return scalar(
+        interval_p_value(
+            result.estimate, result.standard_error, gamma, result.n_groups, result.df, null, result.interval_method
+        )
+    )
 
 
 class ByStatistic:
@@ -464,6 +290,23 @@ class ComparisonResult(Exportable):
         with np.errstate(divide="ignore", invalid="ignore"):  # 0/0: both widths zero
             return float((base / width) ** 2)
 
+    def efficiency_interval(self, statistic: str, design: str) -> ConfidenceInterval:
+        """F interval of :meth:`efficiency`, at the baseline run's confidence level.
+
+        The two runs are independent, so (se_baseline / se_design)^2 is a ratio of two independent
+        variance estimates on (groups - 1) degrees of freedom each: exactly F-distributed for normal
+        group means (the quantiles and group counts in the widths are constants; 0.95 measured in
+        ``tests/test_intervals.py``). Like every F interval it is too narrow for heavy-tailed group
+        means (a squared or thresholded statistic over few groups). The baseline against itself is
+        exactly 1.
+        """
+        eff = self.efficiency(statistic, design)
+        if design == self.baseline:
+            return ConfidenceInterval(eff, eff)
+        a, b = self.estimates[self.baseline][statistic], self.estimates[design][statistic]
+        low, high = variance_ratio_interval(eff, a.n_groups - 1, b.n_groups - 1, a.confidence_level)
+        return ConfidenceInterval(float(low), float(high))
+
     def _rows(self) -> list[dict[str, Any]]:
         """Rows (statistic, design) with estimate, interval, width, both efficiencies and the design's seed.
 
@@ -485,6 +328,8 @@ class ComparisonResult(Exportable):
                         "high": float(np.mean(r.high)),
                         "width": float(np.mean(r.width)),
                         "efficiency": self.efficiency(name, design),
+                        "efficiency_low": self.efficiency_interval(name, design).low,
+                        "efficiency_high": self.efficiency_interval(name, design).high,
                         "implied_efficiency": None if implied is None else float(np.nanmedian(implied)),
                         "implied_low": _median_or_none(r.implied_efficiency_low),
                         "implied_high": _median_or_none(r.implied_efficiency_high),
@@ -503,7 +348,8 @@ class ComparisonResult(Exportable):
         frame = frame.drop(columns=["flag"]).assign(flag=np.where(frame["flag"].astype(bool), "*", ""))
         lines = [
             frame.to_string(index=False, float_format=lambda x: f"{x:.4g}"),
-            f"efficiency = (CI width of {self.baseline} / CI width)^2 from these side-by-side runs; "
+            f"efficiency = (CI width of {self.baseline} / CI width)^2 from these side-by-side runs (F interval: "
+            "efficiency_low .. efficiency_high); "
             "implied_efficiency (low .. high) = the same ratio read from each design's own run; "
             "each design on its own seed (column seed)",
         ]

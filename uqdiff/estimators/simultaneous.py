@@ -26,7 +26,7 @@ probability:
   independent of the number of groups; not needed for the maps here.
 
 :func:`holm_pixels` gives the matching test map: pixels where the mean
-differs from a null map, Holm-corrected over all pixels (statsmodels).
+differs from a null map, Holm-corrected over all pixels.
 """
 
 from __future__ import annotations
@@ -37,14 +37,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from scipy import stats as sps
 
 from uqdiff._util import callable_name, scalar, to_numpy
 from uqdiff.designs import NoiseDesign, as_design
 from uqdiff.designs.seeds import SeedLike, entropy
 from uqdiff.estimators.estimate import estimate
-from uqdiff.estimators.results import ConfidenceInterval, Exportable, StatisticResult, p_value, quantile
+from uqdiff.estimators.intervals import holm, quantile
+from uqdiff.estimators.results import ConfidenceInterval, Exportable, StatisticResult, p_value
+from uqdiff.estimators.settings import RunSettings, takes_run_settings
 
 METHODS = ("max-t", "bonferroni")
 #: Fewer groups than this and "max-t" falls back to Bonferroni (see the module docstring).
@@ -128,20 +129,18 @@ class MapBands(Exportable):
         return fig
 
 
+@takes_run_settings
 def group_means(
-    generator: Callable,
+    sampler: Callable,
     statistic: Callable,
     *,
     budget: int,
     design: NoiseDesign | str = "mc",
     noise_shape: tuple[int, ...] | None = None,
-    batch_size: int = 64,
     seed: SeedLike = 0,
     confidence_level: float = 0.95,
     interval_method: str = "skew-t",
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-    progress: bool = False,
+    run: RunSettings | None = None,
 ) -> tuple[StatisticResult, np.ndarray]:
     """The result of :func:`uqdiff.estimate` for one statistic, and its group means (groups, ...).
 
@@ -149,7 +148,7 @@ def group_means(
     the statistic wrapped to keep its values: ``estimate`` evaluates the
     noises in group order, so they fold into group means the way it does.
     Memory: noises x statistic size. The options are those of
-    :func:`uqdiff.estimate` except checkpoints and executors: the group
+    :func:`uqdiff.estimate`; ``run`` may not hold a checkpoint or an executor: the group
     means are kept in this process, so a resumed or sharded run would miss some.
 
     Returns
@@ -170,23 +169,26 @@ def group_means(
     ((32, 2, 2), True)
     """
     design = as_design(design)
+    settings = RunSettings.of(run)
+    if settings.checkpoint is not None or settings.executor is not None:
+        raise TypeError(
+            "group_means keeps the group means in this process: run it without a checkpoint or executor "
+            "(a resumed or sharded run would miss some)"
+        )
     recorder = _Recorder(statistic)
-    run = estimate(
-        generator,
+    result = estimate(
+        sampler,
         {recorder.name: recorder},
         budget=budget,
         design=design,
         noise_shape=noise_shape,
-        batch_size=batch_size,
+        run=run,
         seed=seed,
         confidence_level=confidence_level,
         interval_method=interval_method,
-        device=device,
-        dtype=dtype,
-        progress=progress,
     )
     values = np.concatenate(recorder.values)
-    return run[recorder.name], values.reshape(-1, design.group_size, *values.shape[1:]).mean(axis=1)
+    return result[recorder.name], values.reshape(-1, design.group_size, *values.shape[1:]).mean(axis=1)
 
 
 class _Recorder:
@@ -357,12 +359,8 @@ def holm_pixels(
     default): the test companion of the bands, sharper than Bonferroni for
     the pixels with the strongest evidence.
     """
-    from statsmodels.stats.multitest import multipletests
-
     level = result.confidence_level if confidence_level is None else confidence_level
-    p = np.asarray(p_value(result, null), dtype=np.float64)
-    reject = multipletests(p.ravel(), alpha=1 - level, method="holm")[0]
-    return reject.reshape(p.shape)
+    return holm(np.asarray(p_value(result, null), dtype=np.float64)) <= 1 - level
 
 
 def _image(values: np.ndarray) -> np.ndarray:

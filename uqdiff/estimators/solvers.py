@@ -24,8 +24,10 @@ from scipy import stats as scipy_stats
 from uqdiff._util import callable_name
 from uqdiff.designs import NoiseDesign
 from uqdiff.designs.seeds import SeedLike, entropy, substream
-from uqdiff.estimators.estimate import comparison_designs, estimate, named_statistics, run_designs
+from uqdiff.estimators.engine import named_statistics
+from uqdiff.estimators.estimate import comparison_designs, estimate, run_designs
 from uqdiff.estimators.results import ComparisonResult, Exportable, markdown_table
+from uqdiff.estimators.settings import RunSettings, takes_run_settings
 from uqdiff.inverse.measurement import Measurement, measure
 from uqdiff.samplers.base import Recording
 from uqdiff.statistics import L1, PSNR, SSIM, PixelMap, pn_rr_correlations
@@ -94,6 +96,7 @@ class SolverEvaluation(Exportable):
         return self.to_markdown()
 
 
+@takes_run_settings
 def evaluate_solver(
     solver: SolverFactory,
     images: Sequence[torch.Tensor | np.ndarray] | torch.Tensor | np.ndarray,
@@ -105,13 +108,12 @@ def evaluate_solver(
     statistics: Sequence[StatisticFactory] = DEFAULT_STATISTICS,
     sigma_y: float = 0.05,
     operator_params: dict[str, Any] | None = None,
-    batch_size: int = 16,
     seed: SeedLike = 0,
     confidence_level: float = 0.95,
     interval_method: str = "skew-t",
     correlation_pairs: int = 50,
     name: str | None = None,
-    progress: bool = False,
+    run: RunSettings | None = None,
 ) -> SolverEvaluation:
     """Run ``solver`` on every image under every design at ``budget`` noises per image and design.
 
@@ -139,8 +141,10 @@ def evaluate_solver(
     seed : int or sequence of int
         Image j's measurement uses ``[*seed, j]``; its run of design d ``[*seed, j, crc32(d)]``, so
         runs are independent across images and designs and any single image can be re-run alone.
-    batch_size, confidence_level, interval_method, progress
+    confidence_level, interval_method
         As for :func:`uqdiff.estimate`.
+    run : RunSettings, optional
+        As for :func:`uqdiff.estimate`; a checkpoint becomes one file per image and design.
     correlation_pairs : int
         Pairs of samples kept per image for the PN vs RR correlations.
     name : str, optional
@@ -183,6 +187,7 @@ def evaluate_solver(
     if not truths:
         raise ValueError("give at least one ground-truth image")
     chosen = comparison_designs(designs, baseline=baseline)
+    settings = RunSettings.of(run)
     names = [d.name for d in chosen]
     seed = entropy(seed)
     rows, corr_rows, sanity_rows, stat_names = [], [], [], []
@@ -199,25 +204,25 @@ def evaluate_solver(
         }
         runs, base = run_designs(
             chosen,
-            lambda d, s, _, recorders=recorders, stats=stats: estimate(
+            lambda d, s, each, recorders=recorders, stats=stats: estimate(
                 recorders[d.name],
                 stats,
                 budget=budget,
                 design=d,
-                batch_size=batch_size,
                 seed=s,
                 confidence_level=confidence_level,
                 interval_method=interval_method,
-                progress=progress,
+                run=each,
             ),
             seed=substream(seed, j),
             baseline=baseline,
+            run=settings.for_part(f"image {j}"),
         )
         recorded = {d: torch.as_tensor(rec.images()) for d, rec in recorders.items()}
         comparison = ComparisonResult(estimates=runs, baseline=base)
-        for d, run in runs.items():
+        for d, result in runs.items():
             for s in stat_names:
-                r = run[s]
+                r = result[s]
                 rows.append(
                     {
                         "image": j,
@@ -233,7 +238,7 @@ def evaluate_solver(
                         "marginal_variance": r.marginal_variance,
                     }
                 )
-        mean_image = np.mean([run[_MEAN_IMAGE].estimate for run in runs.values()], axis=0) * 2 - 1
+        mean_image = np.mean([result[_MEAN_IMAGE].estimate for result in runs.values()], axis=0) * 2 - 1
         psnr = PSNR(m.truth)
         sanity_rows.append(
             {
@@ -255,7 +260,7 @@ def evaluate_solver(
         "sigma_y": sigma_y,
         "operator_params": operator_params or {},
         "seed": seed,
-        "batch_size": batch_size,
+        "batch_size": settings.batch_size,
         "confidence_level": confidence_level,
         "n_images": len(truths),
     }

@@ -34,8 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,31 +42,27 @@ import numpy as np
 
 from uqdiff._util import plain, scalar
 from uqdiff.designs.sobol import SobolBlock, SobolRQMC
-from uqdiff.designs.streams import MAX_INDEX
 from uqdiff.estimators.accumulator import Moments
-from uqdiff.estimators.results import ConfidenceInterval, StatisticResult, quantile
+from uqdiff.estimators.engine import Engine, Strategy, groups_for_budget
+from uqdiff.estimators.intervals import quantile
+from uqdiff.estimators.results import ConfidenceInterval, StatisticResult
 
 DEFAULT_PILOT_GROUPS = 32
 #: The default pilot draws at least this many noises (qmcpy's CubMCCLT pilot is 1024 samples).
 DEFAULT_PILOT_NOISES = 1024
 DEFAULT_INFLATION = 1.2
 
-#: ``stage(name, lo, hi, design=None)`` fills stage ``name`` with groups lo..hi-1 (of ``design``, by
-#: default the run's own) and returns its accumulators.
-StageRunner = Callable[..., Mapping[str, Any]]
 
+class StoppingRule(Strategy):
+    """When to stop drawing groups: a :class:`~uqdiff.estimators.engine.Strategy` that may stop early.
 
-class StoppingRule(ABC):
-    """When to stop drawing groups; :func:`uqdiff.estimate` runs the stages the rule asks for."""
+    ``run(engine)`` asks ``engine.stage(name, lo, hi, design=...)`` for stages of groups (a
+    checkpoint keeps them) and turns their accumulators into results at ``engine.confidence_level``.
+    """
 
     #: The most noises (pilot included) the rule may draw.
     max_budget: int
-
-    @abstractmethod
-    def run(
-        self, stage: StageRunner, *, design: Any, confidence_level: float, interval_method: str
-    ) -> tuple[dict[str, StatisticResult], dict[str, Any]]:
-        """Draw the stages; return one result per statistic and what the rule did (for ``result.config``)."""
+    stops_early = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,10 +103,10 @@ class TargetPrecision(StoppingRule):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive number of noises, got {value!r}")
 
-    def run(
-        self, stage: StageRunner, *, design: Any, confidence_level: float, interval_method: str
-    ) -> tuple[dict[str, StatisticResult], dict[str, Any]]:
+    def run(self, engine: Engine) -> tuple[dict[str, StatisticResult], dict[str, Any]]:
         """Pilot, plan, main stage; the interval comes from the main stage with the pilot's spread."""
+        design, stage = engine.design, engine.stage
+        confidence_level, interval_method = engine.confidence_level, engine.interval_method
         k = design.group_size
         n_max = groups_for_budget(self.max_budget, design, "max_budget")
         if self.pilot_budget is not None:
@@ -155,7 +150,7 @@ class TargetPrecision(StoppingRule):
                 f"the group means of {', '.join(map(repr, flat))} did not vary in a pilot of {n_pilot} groups: "
                 "either the statistic is exact under this design (e.g. linear under antithetic pairs) or it is a "
                 "rare event not yet seen; the target is reported as not met. Raise max_budget for a rare event.",
-                stacklevel=3,
+                stacklevel=5,
             )
         missed = [n for n, ok in met.items() if not ok and n not in flat]
         if missed:
@@ -163,7 +158,7 @@ class TargetPrecision(StoppingRule):
                 f"{n} (half-width {np.max(np.asarray(results[n].width) / 2):.3g} > {np.min(tol[n]):.3g})"
                 for n in missed
             )
-            warnings.warn(f"max_budget {n_max * k} was reached before the target: {text}", stacklevel=3)
+            warnings.warn(f"max_budget {n_max * k} was reached before the target: {text}", stacklevel=5)
         info = {
             "rule": "target_precision",
             "pilot_groups": n_pilot,
@@ -175,7 +170,7 @@ class TargetPrecision(StoppingRule):
             "pilot_without_spread": flat,
             "stopped_by": "target" if all(met.values()) else ("no spread" if flat and not missed else "max_budget"),
         }
-        return results, info
+        return results, {"stopping": info}
 
 
 def _without_spread(pilot: Mapping[str, Moments]) -> list[str]:
@@ -216,23 +211,27 @@ class RQMCDoubling(StoppingRule):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
                 raise ValueError(f"{name} must be an int >= 2, got {value!r}")
 
-    def run(
-        self, stage: StageRunner, *, design: Any, confidence_level: float, interval_method: str
-    ) -> tuple[dict[str, StatisticResult], dict[str, Any]]:
+    def check(self, engine: Engine) -> None:
+        design = engine.design
         if not isinstance(design, SobolRQMC) or design.scramble != "lms+shift":
             raise ValueError(
                 f"RQMCDoubling runs on design=SobolRQMC(n_init) (LMS + shift scrambling), got {design.name!r}"
             )
+        if self.replicates * design.n > self.max_budget:
+            raise ValueError(
+                f"max_budget {self.max_budget} is below one level: {self.replicates} replicates x {design.n} points"
+            )
+
+    def run(self, engine: Engine) -> tuple[dict[str, StatisticResult], dict[str, Any]]:
+        design, confidence_level, interval_method = engine.design, engine.confidence_level, engine.interval_method
         n_init, r = design.n, int(self.replicates)
-        if r * n_init > self.max_budget:
-            raise ValueError(f"max_budget {self.max_budget} is below one level: {r} replicates x {n_init} points")
         q = quantile(confidence_level, r - 1, "t")
         sums: dict[str, list] = {}  # statistic -> per replicate [points, sum, sum of squares about 0]
         level, met = 0, {}
         while True:
             block = SobolBlock(n_init, level, lead=design.lead)
             for g in range(r):  # one stage per replicate and level: the rule needs each replicate's mean
-                for name, acc in stage(f"level {level} replicate {g}", g, g + 1, block).items():
+                for name, acc in engine.stage(f"level {level} replicate {g}", g, g + 1, design=block).items():
                     m = acc.moments()
                     n_b = block.group_size
                     reps = sums.setdefault(name, [[0, 0.0, 0.0] for _ in range(r)])
@@ -283,7 +282,7 @@ class RQMCDoubling(StoppingRule):
                 f"max_budget {self.max_budget} was reached before the target (or the reported interval is wider "
                 f"than the rule's t check): {missed}; {why}"
                 f"stopped at {points} points x {r} replicates",
-                stacklevel=3,
+                stacklevel=5,
             )
         info = {
             "rule": "rqmc_doubling",
@@ -295,32 +294,7 @@ class RQMCDoubling(StoppingRule):
             "target_met": met,
             "stopped_by": "target" if all(met.values()) else ("no spread" if any(flat.values()) else "max_budget"),
         }
-        return results, info
-
-
-def groups_for_budget(budget: int, design: Any, field: str = "budget") -> int:
-    """The number of groups ``budget`` noises make under ``design``; refuses a budget that does not fit."""
-    k = design.group_size
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
-        raise ValueError(f"{field} must be a positive number of noises, got {budget!r}")
-    if budget % k:
-        lower, upper = budget // k * k, (budget // k + 1) * k
-        raise ValueError(
-            f"{field} {budget} is not a multiple of the group size {k} of design {design.name!r}; "
-            f"use {lower or upper} or {upper}"
-        )
-    if budget // k < 2:
-        raise ValueError(
-            f"{field} {budget} gives {budget // k} group(s) of {k} for design {design.name!r}; "
-            f"an interval needs at least 2 groups (budget >= {2 * k})"
-        )
-    if budget // k > MAX_INDEX + 1:
-        raise ValueError(
-            f"{field} {budget} gives {budget // k:.3g} groups of {k}; the noise stream numbers groups with one 32-bit "
-            f"word, at most {MAX_INDEX + 1} groups ({(MAX_INDEX + 1) * k:.4g} noises), and no model runs that many "
-            f"calls: use a smaller budget, or a stopping rule (TargetPrecision) to stop at a precision"
-        )
-    return int(budget // k)
+        return results, {"stopping": info}
 
 
 def tolerances(
@@ -387,6 +361,9 @@ def two_stage_result(
         standard_error=scalar(se),
         confidence_interval=ConfidenceInterval(scalar(main.mean - q * se), scalar(main.mean + q * se)),
         df=pilot.count - 1,
+        # Stein's interval is a t interval on the pilot's df (no skew correction): say so, so that
+        # p_value inverts this interval
+        interval_method="t" if interval_method == "skew-t" else interval_method,
     )
 
 

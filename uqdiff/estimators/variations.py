@@ -32,8 +32,10 @@ import torch
 from uqdiff._util import scalar, to_numpy
 from uqdiff.designs import IID, NoiseDesign
 from uqdiff.designs.seeds import SeedLike
-from uqdiff.estimators.estimate import CheckpointLike, StatisticsLike, estimate, named_statistics
+from uqdiff.estimators.engine import StatisticsLike, named_statistics
+from uqdiff.estimators.estimate import estimate
 from uqdiff.estimators.results import ConfidenceInterval, EstimateResult, Exportable, StatisticResult
+from uqdiff.estimators.settings import RunSettings, takes_run_settings
 from uqdiff.samplers.wrappers import Variations
 
 
@@ -84,22 +86,19 @@ class VariationResult(Exportable):
         return [row for v in self.summaries.values() for row in v._rows()]
 
 
+@takes_run_settings
 def estimate_variations(
-    generator: Callable,
+    sampler: Callable,
     z0: Any,
     statistics: StatisticsLike,
     *,
     c: float,
     budget: int,
     design: NoiseDesign | str = "mc",
-    batch_size: int = 64,
     seed: SeedLike = 0,
     confidence_level: float = 0.95,
     interval_method: str = "skew-t",
-    dtype: torch.dtype = torch.float32,
-    progress: bool = False,
-    checkpoint: CheckpointLike | None = None,
-    executor: Any = None,
+    run: RunSettings | None = None,
 ) -> VariationResult:
     """How much scalar statistics of G(z0) vary over variations G(blend(z0, w, c)), with intervals.
 
@@ -108,10 +107,10 @@ def estimate_variations(
 
     Parameters
     ----------
-    generator : callable
+    sampler : callable
         As for :func:`uqdiff.estimate`; it runs on its own device.
     z0 : tensor
-        The chosen noise, of the generator's noise shape.
+        The chosen noise, of the sampler's noise shape.
     statistics : callable, list or dict of callables
         Scalar per image.
     c : float
@@ -121,7 +120,7 @@ def estimate_variations(
     design : NoiseDesign or str
         The design of w. Plain MC by default, as everywhere; ``"antithetic"`` mirrors each
         variation around c z0 and cancels the odd part of S.
-    batch_size, seed, confidence_level, interval_method, dtype, progress, checkpoint, executor
+    seed, confidence_level, interval_method, run
         As for :func:`uqdiff.estimate`.
 
     Returns
@@ -134,7 +133,7 @@ def estimate_variations(
     ValueError, TypeError
         For inputs that cannot work (budget, seed, design, statistics, options), before any model call.
     GeneratorError
-        When a generator fails; the message names the groups and the seed.
+        When a sampler fails; the message names the groups and the seed.
 
     Examples
     --------
@@ -148,9 +147,9 @@ def estimate_variations(
     (-0.4, True)
     """
     named = named_statistics(statistics)
-    variations = Variations(generator, z0, c)
+    variations = Variations(sampler, z0, c)
     with torch.no_grad():  # c = 1: the sample at z0 itself, through the same sampler path
-        image = Variations(generator, z0, 1.0)(IID().stream([0], seed=0))
+        image = Variations(sampler, z0, 1.0)(IID().stream([0], seed=0))
     anchors = {}
     for name, s in named.items():
         value = to_numpy(s(image)).reshape(-1)
@@ -158,33 +157,29 @@ def estimate_variations(
             raise ValueError(f"statistic {name!r} must be scalar per image for variations, got {value.shape} per image")
         anchors[name] = float(value[0])
     deviations = {f"{name} sq. deviation": _SquaredDeviation(s, anchors[name]) for name, s in named.items()}
-    run = estimate(
+    result = estimate(
         variations,
         {**named, **deviations},
         budget=budget,
         design=design,
-        batch_size=batch_size,
+        run=run,
         seed=seed,
         confidence_level=confidence_level,
         interval_method=interval_method,
-        dtype=dtype,
-        progress=progress,
-        checkpoint=checkpoint,
-        executor=executor,
     )
     summaries = {}
     for name in named:
-        sq = run[f"{name} sq. deviation"]
+        sq = result[f"{name} sq. deviation"]
         lo, hi = (math.sqrt(max(float(v), 0.0)) for v in (sq.low, sq.high))
         summaries[name] = VariationSummary(
             statistic=name,
             c=variations.c,
             anchor=anchors[name],
-            mean=run[name],
+            mean=result[name],
             rms_deviation=math.sqrt(max(float(sq.estimate), 0.0)),
             rms_interval=ConfidenceInterval(lo, hi),
         )
-    return VariationResult(summaries=summaries, run=run)
+    return VariationResult(summaries=summaries, run=result)
 
 
 class _SquaredDeviation:

@@ -3,8 +3,8 @@ diffusers adapters, the DPS/DDS posterior samplers, wrappers that change a gener
 :class:`Captured`, which runs a sampler someone else wrote with every Gaussian draw taken from
 the design (checked by the repeat check, :func:`check_repeatable`).
 
-A generator is any callable from a noise batch (B, *noise_shape) to images (B, ...);
-see :mod:`uqdiff.samplers.base`. diffusers is imported only when a diffusers adapter is built,
+A sampler is any callable from a noise batch (B, *noise_shape) to outputs (B, ...),
+:class:`SamplerLike`; see :mod:`uqdiff.samplers.base`. diffusers is imported only when a diffusers adapter is built,
 so the pure-torch parts (oracles, DPS, DDS, wrappers) import without it.
 """
 
@@ -12,6 +12,7 @@ from uqdiff.samplers.base import (
     NumpyGenerator,
     Recording,
     Sampler,
+    SamplerLike,
     TensorSampler,
     as_sampler,
     device_of,
@@ -41,6 +42,7 @@ __all__ = [
     "PosteriorSampler",
     "Recording",
     "Sampler",
+    "SamplerLike",
     "TensorSampler",
     "as_sampler",
     "RepeatCheckError",

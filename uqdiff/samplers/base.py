@@ -19,12 +19,45 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from uqdiff.designs.streams import NoiseStream
+
+
+@runtime_checkable
+class SamplerLike(Protocol):
+    """What every uqdiff runner accepts as its ``sampler``: noise in, one output per noise out.
+
+    The call takes a noise tensor of shape (B, *noise_shape) (or, for a :class:`Sampler`, a
+    :class:`~uqdiff.designs.streams.NoiseStream`) and returns a torch tensor or numpy array with
+    B rows. Optional attributes, read when present:
+
+    ``noise_shape`` : tuple of int
+        Shape of one noise (x_T); otherwise the runner's ``noise_shape=`` must say it.
+    ``noise_layout`` : tuple of shapes
+        The per-sample shapes of the draws a packed tensor holds, x_T first (one stream slot each).
+    ``device`` : torch.device
+        Where to make the noise (``torch.nn.Module`` samplers are placed by their parameters).
+    ``calls_per_noise`` : int
+        Model evaluations per noise (e.g. 2 for two samplers on common noise), for costs and progress.
+    ``repeat_tolerance`` : float
+        How far two calls on the same noise may differ before the repeat check refuses the sampler
+        (``None``: exempt, for samplers whose own randomness is deliberate).
+    ``max_batch`` : int
+        The largest batch the sampler takes in one call.
+
+    The word is ``sampler``, not ``generator``: to a torch or diffusers user a generator is a
+    ``torch.Generator`` (a random state), which uqdiff replaces rather than accepts.
+
+    >>> from uqdiff.samplers import LinearGenerator
+    >>> isinstance(LinearGenerator([0.0]), SamplerLike), isinstance("not a sampler", SamplerLike)
+    (True, False)
+    """
+
+    def __call__(self, noise: Any) -> Any: ...
 
 
 def noise_shape_of(generator: Any, noise_shape: tuple[int, ...] | None) -> tuple[int, ...]:
