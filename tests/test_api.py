@@ -34,6 +34,9 @@ BUDGETED = [
     uqdiff.gradient_directions,
 ]
 TASKS = [*BUDGETED, uqdiff.simultaneous_bands, uqdiff.learn_coupling, uqdiff.fixed_object_gallery]
+#: The runners: each takes run=RunSettings(...) once and declares no run setting of its own
+#: (gradient_directions is not a run: its batch_size is that of its gradient passes).
+RUNNERS = [f for f in BUDGETED if f is not uqdiff.gradient_directions] + [uqdiff.evaluate_solvers]
 RESULTS = [
     uqdiff.StatisticResult,
     uqdiff.EstimateResult,
@@ -200,3 +203,13 @@ def test_the_baseline_is_mc_unless_named():
     assert c.baseline == "antithetic" and c.efficiency("sq", "antithetic") == 1.0
     gal = uqdiff.compare_galleries(G, MeanPairwiseL2(value_range=(0, 1)), budget=64, designs=["k-antithetic:4"])
     assert gal.baseline == "equicorrelated(k=4, c=0)"
+
+
+@pytest.mark.parametrize("runner", RUNNERS, ids=lambda f: f.__name__)
+def test_every_runner_takes_the_run_settings_once(runner):
+    from uqdiff.estimators.settings import MOVED
+
+    parameters = inspect.signature(runner).parameters
+    assert "run" in parameters and parameters["run"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert not set(MOVED) & set(parameters), "a run setting declared again"
+    assert "generator" not in parameters and "cheap_generator" not in parameters

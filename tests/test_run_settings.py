@@ -1,44 +1,17 @@
 """Run settings said once: RunSettings, the 0.2 spellings' deprecation path, and every strategy on the engine."""
 
-import inspect
-
 import numpy as np
 import pytest
 import torch
 
-import uqdiff
 from uqdiff import CallbackError, Checkpoint, RunSettings, SamplerLike, estimate
 from uqdiff.designs import DCTFeatures
 from uqdiff.estimators import ControlVariates, estimate_two_fidelity
 from uqdiff.estimators.checkpoint import load
-from uqdiff.estimators.settings import MOVED
 from uqdiff.samplers import LinearGenerator
 
 G = LinearGenerator([0.2, -0.1], [[1.0, 0.3, 0.0], [0.2, 0.5, 0.4]])
 STAT = {"sq": lambda x: (x**2).sum(dim=1)}  # truth: 0.05 + 1.09 + 0.45 = 1.59
-
-#: Every public runner: each takes run=RunSettings(...) and none declares a run keyword of its own.
-RUNNERS = [
-    uqdiff.estimate,
-    uqdiff.compare,
-    uqdiff.paired_estimate,
-    uqdiff.audit,
-    uqdiff.estimate_gallery,
-    uqdiff.compare_galleries,
-    uqdiff.group_means,
-    uqdiff.estimate_variations,
-    uqdiff.evaluate_solver,
-    uqdiff.evaluate_solvers,
-    estimate_two_fidelity,
-]
-
-
-@pytest.mark.parametrize("runner", RUNNERS, ids=lambda f: f.__name__)
-def test_every_runner_takes_the_settings_once(runner):
-    parameters = inspect.signature(runner).parameters
-    assert "run" in parameters and parameters["run"].kind is inspect.Parameter.KEYWORD_ONLY
-    assert not set(MOVED) & set(parameters), "a run setting declared again"
-    assert "generator" not in parameters and "cheap_generator" not in parameters
 
 
 def test_the_old_keywords_still_work_for_one_release_with_the_new_spelling_in_the_warning():
