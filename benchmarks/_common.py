@@ -28,12 +28,13 @@ RESULTS = ROOT / "benchmarks" / "results"
 MODELS = ("terrain", "fashion")
 
 
-def add_common_arguments(parser, script: str) -> None:
-    """--seed, --threads, --out and --quick, the same in every script."""
-    parser.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+def add_common_arguments(parser, script: str, *, seed: int = 0, out: Path | None = None) -> None:
+    """--seed, --threads, --out and --quick, the same in every script; --out defaults to ``out`` or results/script."""
+    out = RESULTS / script if out is None else out
+    parser.add_argument("--seed", type=int, default=seed, help=f"root seed (default {seed})")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument(
-        "--out", type=Path, default=RESULTS / script, help=f"output folder (default benchmarks/results/{script})"
+        "--out", type=Path, default=out, help=f"output folder (default {out.relative_to(ROOT).as_posix()})"
     )
     parser.add_argument("--quick", action="store_true", help="a tiny run that finishes in seconds (smoke test)")
 

@@ -1,6 +1,7 @@
 """Why DPS's default step size is scaled by sqrt(1000 / steps).
 
     python benchmarks/dps_step_size.py
+    python benchmarks/dps_step_size.py --quick   # 4 steps, 2 samples per row: dps_step_size_quick (seconds)
 
 DPS's per-task step sizes (0.5 inpainting, 0.3 super-resolution and blur) are
 for 1000 steps. On the Fashion-MNIST DDPM at 50 steps this compares them,
@@ -12,12 +13,14 @@ benchmarks/results/inverse/dps_step_size.{md,json}.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
-from pathlib import Path
 
+import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
 import pandas as pd
 import torch
+from _common import add_common_arguments, command_line
 
 from uqdiff.estimators.results import markdown_table
 from uqdiff.inverse import measure
@@ -26,18 +29,23 @@ from uqdiff.samplers.posterior import DPS_ZETA
 from uqdiff.statistics import PSNR
 
 STEPS, SAMPLES = 50, 8
+QUICK_STEPS, QUICK_SAMPLES = 4, 2  # --quick: a smoke run, its PSNRs mean nothing
 
 
-def main() -> None:
-    torch.set_num_threads(2)
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser, "inverse")
+    args = parser.parse_args(argv)
+    steps, samples = (QUICK_STEPS, QUICK_SAMPLES) if args.quick else (STEPS, SAMPLES)
+    torch.set_num_threads(args.threads or 2)
     truths, source = ground_truths("fashion", 1)
     rows = []
     for task in ("inpainting", "super_resolution"):
-        m = measure(truths[0], task, seed=[0, 0], **TASKS["fashion"][task])
+        m = measure(truths[0], task, seed=[args.seed, 0], **TASKS["fashion"][task])
         psnr = PSNR(m.truth)
-        for label, zeta in (("unscaled", DPS_ZETA[task]), ("default", DPS_ZETA[task] * math.sqrt(1000 / STEPS))):
-            g = solver_factory("fashion", "dps", steps=STEPS, zeta=zeta)(m)
-            out = g(torch.randn(SAMPLES, *g.noise_shape, generator=torch.Generator().manual_seed(0)))
+        for label, zeta in (("unscaled", DPS_ZETA[task]), ("default", DPS_ZETA[task] * math.sqrt(1000 / steps))):
+            g = solver_factory("fashion", "dps", steps=steps, zeta=zeta)(m)
+            out = g(torch.randn(samples, *g.noise_shape, generator=torch.Generator().manual_seed(args.seed)))
             rows.append(
                 {
                     "task": task,
@@ -49,15 +57,17 @@ def main() -> None:
                 }
             )
             print(rows[-1], flush=True)
-    table = markdown_table(pd.DataFrame(rows).round(2))
-    out_dir = Path(__file__).resolve().parent / "results" / "inverse"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "dps_step_size.md").write_text(
-        f"# DPS step size at {STEPS} steps\n\n`python benchmarks/dps_step_size.py` (Fashion-MNIST test image "
-        f"{source['test_indices'][0]}, {SAMPLES} samples per row, seed 0)\n\n{table}\n"
+    frame = pd.DataFrame(rows)
+    table = markdown_table(frame.round(2))
+    name = "dps_step_size_quick" if args.quick else "dps_step_size"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.md").write_text(
+        f"# DPS step size at {steps} steps\n\n`{command_line()}` (Fashion-MNIST test image "
+        f"{source['test_indices'][0]}, {samples} samples per row, seed {args.seed})\n\n{table}\n"
     )
-    (out_dir / "dps_step_size.json").write_text(json.dumps(rows, indent=1))
+    (args.out / f"{name}.json").write_text(json.dumps(rows, indent=1))
     print(table)
+    return frame
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ time over one forward call's), and the efficiency of one run of 400 with that
 cost added to the budget.
 
     python benchmarks/gradient_subspace.py          # about 5 minutes on 2 CPU cores
+    python benchmarks/gradient_subspace.py --quick  # DDIM 2 steps, pilot 16, budget 64: fashion_quick
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Differentiable:
         return self.generator.readout(self.generator.sampler.run(noise))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", type=int, default=400)
     parser.add_argument("--seeds", default="0,1,2")
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     steps = 50
     if args.quick:
-        args.budget, args.seeds, args.pilot, steps = 64, "0", 8, 2
+        args.budget, args.seeds, args.pilot, steps = 64, "0", 16, 2  # the pilot needs a noise per direction
     generator, description = load_model("fashion", steps=steps)
     stats = beyond_paper_statistics()
     pooled = json.loads((RESULTS / "beyond_paper" / "fashion_400.json").read_text())
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         table=markdown_table(frame),
         data={"pilot_seconds": pilot_seconds, "pilot_cost": pilot_cost, "table": frame.to_dict(orient="records")},
     )
+    return frame
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ interquartile range. Each design is warmed up first; the first call (numba's com
 load from the ``__pycache__`` cache) is reported separately.
 
     python benchmarks/noise_speed.py            # 15 pairs, writes benchmarks/results/noise_speed/
-    python benchmarks/noise_speed.py --quick    # 5 pairs, a smoke test
+    python benchmarks/noise_speed.py --quick    # 5 pairs, a smoke test: noise_speed_quick
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 
 import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
 import numpy as np
+import pandas as pd
 import torch
 from _common import add_common_arguments, write_results
 
@@ -65,7 +66,7 @@ def measure(design, shape: tuple[int, ...], pairs: int, seed: int) -> dict:
     )
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser, "noise_speed")
     parser.add_argument("--pairs", type=int, default=None, help="alternating timing pairs (default 15, --quick 5)")
@@ -92,7 +93,7 @@ def main(argv=None) -> None:
         )
     write_results(
         args.out,
-        "noise_speed",
+        "noise_speed_quick" if args.quick else "noise_speed",
         title="Stream noise vs torch.randn, one CPU thread",
         intro=[
             f"Batch {BATCH}, float32; each ratio is the median over {pairs} alternating pairs of "
@@ -103,6 +104,7 @@ def main(argv=None) -> None:
         data=dict(batch=BATCH, pairs=pairs, threads=torch.get_num_threads(), rows=rows),
         notes=["SobolRQMC's slot 0 is its Sobol' replicate (scrambled points and the inverse normal CDF)."],
     )
+    return pd.DataFrame(rows)
 
 
 if __name__ == "__main__":

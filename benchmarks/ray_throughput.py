@@ -9,7 +9,8 @@ in-process run (checked). Reported: model evaluations per second and the
 ratio t(1 worker) / t(2 workers).
 
     flock /tmp/uqdiff-cpu.lock python benchmarks/ray_throughput.py
-    python benchmarks/ray_throughput.py --budget 2000 --repeats 1 --out /tmp/ray_bench   # quick check
+    python benchmarks/ray_throughput.py --budget 2000 --repeats 1 --out /tmp/ray_bench
+    python benchmarks/ray_throughput.py --quick      # width-64 MLP, 1024 evaluations, 1 repeat: ray_throughput_quick
 """
 
 from __future__ import annotations
@@ -19,18 +20,17 @@ import datetime as _dt
 import json
 import os
 import platform
-import sys
 import time
-from pathlib import Path
 
+import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
 import torch
+from _common import add_common_arguments
 
-try:
-    from uqdiff import estimate
-except ImportError:  # run from a checkout without installing the package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from uqdiff import estimate
+from uqdiff import estimate
 from uqdiff.estimators.distributed import RayExecutor
+
+#: --quick: a narrow MLP and a small budget, so the run is mostly Ray's start-up (a smoke test, not a timing).
+QUICK = {"budget": 1024, "repeats": 1, "width": 64}
 
 
 class MLPGenerator:
@@ -51,19 +51,23 @@ class MLPGenerator:
         return x
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=int, default=40_000, help="model evaluations per run")
-    parser.add_argument("--repeats", type=int, default=2)
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", type=int, default=40_000, help="model evaluations per run (default 40000)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per configuration (default 2)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "ray_throughput"))
-    args = parser.parse_args()
+    parser.add_argument("--width", type=int, default=768, help="width of the MLP's hidden layers (default 768)")
+    add_common_arguments(parser, "ray_throughput", seed=1)  # seed 1: the committed results
+    args = parser.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
     import ray
 
-    torch.set_num_threads(1)
-    gen = MLPGenerator()
+    torch.set_num_threads(1)  # one thread per worker, whatever --threads says
+    gen = MLPGenerator(width=args.width)
     stats = {"mean": lambda x: x.mean(dim=1), "energy": lambda x: (x**2).mean(dim=1)}
-    kw = dict(budget=args.budget, design="antithetic", seed=1, batch_size=args.batch_size, dtype=torch.float64)
+    kw = dict(budget=args.budget, design="antithetic", seed=args.seed, batch_size=args.batch_size, dtype=torch.float64)
 
     load_before = os.getloadavg()
     t0 = time.perf_counter()
@@ -96,7 +100,9 @@ def main() -> None:
             "ray": ray.__version__,
         },
         "setup": {
-            "generator": "8-layer tanh MLP, width 768, float64, 1 torch thread per worker",
+            "generator": f"8-layer tanh MLP, width {args.width}, float64, 1 torch thread per worker",
+            "quick": args.quick,
+            "seed": args.seed,
             "budget": args.budget,
             "design": "antithetic",
             "batch_size": args.batch_size,
@@ -114,9 +120,10 @@ def main() -> None:
         # other processes on the 2 cores lower the 2-worker gain: the 1-minute load average (before, after)
         "load_average_1min": [load_before[0], os.getloadavg()[0]],
     }
-    out = Path(args.out)
+    name = "ray_throughput_quick" if args.quick else "ray_throughput"
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ray_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     eps = result["evaluations_per_second"]
     table = "\n".join(
         [
@@ -131,8 +138,9 @@ def main() -> None:
             f"1-minute load average {result['load_average_1min'][0]:.2f} before, {result['load_average_1min'][1]:.2f} after).",
         ]
     )
-    (out / "ray_throughput.md").write_text(table + "\n")
+    (out / f"{name}.md").write_text(table + "\n")
     print(table)
+    return result
 
 
 if __name__ == "__main__":

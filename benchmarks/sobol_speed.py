@@ -13,6 +13,7 @@ followed by ``scipy.special.ndtri`` for Gaussian rows.
 
     python benchmarks/sobol_speed.py                       # full size, writes benchmarks/results/
     python benchmarks/sobol_speed.py --dim 256 --reps 4 --repeats 1 --out /tmp/sobol_bench
+    python benchmarks/sobol_speed.py --quick               # d = 256, n = 16, R = 4, one timed run: sobol_speed_quick
 """
 
 from __future__ import annotations
@@ -23,19 +24,20 @@ import json
 import os
 import time
 import warnings
-from pathlib import Path
 
 import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
 import numpy as np
 import scipy
 import scipy.special
 import torch
+from _common import RESULTS, add_common_arguments
 from _common import machine_info as _machine_info
 from scipy.stats import qmc
 
 from uqdiff.designs.sobol_points import scrambled_sobol, scrambled_sobol_normal, to_uniform
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+DEFAULT_OUT = RESULTS  # the committed results sit at benchmarks/results/sobol_speed.{md,json}
+QUICK = {"dim": 256, "n": 16, "reps": 4, "repeats": 1, "qmcpy_repeats": 1, "warmup": 0}
 
 
 def _rngs(seed: int, count: int) -> list[np.random.Generator]:
@@ -105,14 +107,14 @@ def make_methods(dim: int, n: int, reps: int, qmcpy_mode: str, scipy_bits: int =
     return methods
 
 
-def best_time(fn, repeats: int, warmup: int = 1) -> float:
+def best_time(fn, repeats: int, warmup: int = 1, seed: int = 0) -> float:
     for w in range(warmup):
-        out = fn(1000 + w)
+        out = fn(seed + 1000 + w)
         del out
     times = []
     for r in range(repeats):
         start = time.perf_counter()
-        out = fn(r)
+        out = fn(seed + r)
         times.append(time.perf_counter() - start)
         del out
     return min(times)
@@ -176,9 +178,11 @@ def main(argv: list[str] | None = None) -> dict:
         default="replications",
         help="qmcpy: one DigitalNetB2(replications=R) or R separately seeded nets (default replications)",
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    add_common_arguments(parser, "sobol_speed", out=DEFAULT_OUT)
     args = parser.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
     if args.n < 1 or args.n & (args.n - 1):
         parser.error(f"--n must be a power of two, got {args.n}")
     if args.threads:
@@ -190,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name, spec in methods.items():
         repeats = {"qmcpy": qmcpy_repeats, "scipy": args.scipy_repeats}.get(name.split()[0], args.repeats)
         warmup = 0 if name.startswith("scipy") else args.warmup
-        seconds[name] = best_time(spec["fn"], repeats, warmup)
+        seconds[name] = best_time(spec["fn"], repeats, warmup, args.seed)
         print(f"  {name:<50s} {seconds[name]:9.4f} s", flush=True)
 
     refs = {spec["kind"]: seconds[name] for name, spec in methods.items() if spec.get("reference")}
@@ -219,6 +223,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": {
+            "quick": args.quick,
+            "seed": args.seed,
             "dim": args.dim,
             "n": args.n,
             "reps": args.reps,
@@ -240,10 +246,11 @@ def main(argv: list[str] | None = None) -> dict:
         ratio = "n/a" if row["ratio_qmcpy_over_method"] is None else f"{row['ratio_qmcpy_over_method']:.2f}"
         print(f"{row['method']:<50s} {row['kind']:<9s} {row['seconds']:10.4f} {ratio:>13s}")
 
+    name = "sobol_speed_quick" if args.quick else "sobol_speed"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sobol_speed.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "sobol_speed.md").write_text(to_markdown(result))
-    print(f"\nwrote {args.out / 'sobol_speed.json'} and {args.out / 'sobol_speed.md'}")
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{name}.md").write_text(to_markdown(result))
+    print(f"\nwrote {args.out / name}.json and .md")
     return result
 
 

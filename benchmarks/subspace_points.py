@@ -7,6 +7,7 @@ interval of the ratio. This is why ``design="auto"`` tries RQMC candidates only
 with n >= 16 points (``uqdiff.estimators.auto.MIN_POINTS``).
 
     python benchmarks/subspace_points.py            # about 4 minutes on 2 CPU cores
+    python benchmarks/subspace_points.py --quick    # budget 8, n = 2 and 4: terrain_quick (seconds)
 """
 
 from __future__ import annotations
@@ -31,14 +32,14 @@ from uqdiff import estimate, subspace_rqmc
 from uqdiff.estimators.results import markdown_table
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", type=int, default=512)
     parser.add_argument("--points", default="4,8,16,32")
     add_common_arguments(parser, "subspace_points")
     args = parser.parse_args(argv)
     if args.quick:
-        args.budget, args.points = 64, "4,8"
+        args.budget, args.points = 8, "2,4"  # 4 and 2 replicates: 16 terrain calls
     pooled = json.loads((RESULTS / "beyond_paper" / "terrain_800.json").read_text())
     sigma2, df_sigma = np.array(pooled["sigma2"]), pooled["df_sigma"]
     generator, description = load_model("terrain")
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         table=markdown_table(frame),
         data={"budget": args.budget, "table": frame.to_dict(orient="records")},
     )
+    return frame
 
 
 if __name__ == "__main__":
