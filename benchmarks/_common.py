@@ -62,10 +62,15 @@ def block_moments(generator, statistic, design, *, reps: int, budget: int, seed)
     Groups are iid, so consecutive blocks are independent runs; returns the blocks (reps, groups),
     their means and central sums m2, m3, m4, vectorized over the runs.
     """
-    from uqdiff.estimators import group_means
+    from uqdiff.estimators import RunSettings, group_means
 
     _, means = group_means(
-        generator, statistic, budget=reps * budget, design=design, seed=seed, batch_size=4096, dtype=torch.float64
+        generator,
+        statistic,
+        budget=reps * budget,
+        design=design,
+        seed=seed,
+        run=RunSettings(batch_size=4096, dtype=torch.float64),
     )
     groups = budget // design.group_size
     blocks = means.reshape(reps, groups)

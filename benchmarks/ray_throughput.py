@@ -28,6 +28,7 @@ from _common import add_common_arguments
 
 from uqdiff import estimate
 from uqdiff.estimators.distributed import RayExecutor
+from uqdiff.estimators.settings import RunSettings
 
 #: --quick: a narrow MLP and a small budget, so the run is mostly Ray's start-up (a smoke test, not a timing).
 QUICK = {"budget": 1024, "repeats": 1, "width": 64}
@@ -67,7 +68,12 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)  # one thread per worker, whatever --threads says
     gen = MLPGenerator(width=args.width)
     stats = {"mean": lambda x: x.mean(dim=1), "energy": lambda x: (x**2).mean(dim=1)}
-    kw = dict(budget=args.budget, design="antithetic", seed=args.seed, batch_size=args.batch_size, dtype=torch.float64)
+    kw = dict(
+        budget=args.budget,
+        design="antithetic",
+        seed=args.seed,
+        run=RunSettings(batch_size=args.batch_size, dtype=torch.float64),
+    )
 
     load_before = os.getloadavg()
     t0 = time.perf_counter()
@@ -77,12 +83,12 @@ def main(argv: list[str] | None = None) -> dict:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     executors = {1: RayExecutor(1), 2: RayExecutor(2)}
     for ex in executors.values():  # start and warm the worker processes
-        estimate(gen, stats, **{**kw, "budget": 256}, executor=ex)
+        estimate(gen, stats, **{**kw, "budget": 256, "run": kw["run"].replace(executor=ex)})
     times: dict[int, list[float]] = {1: [], 2: []}
     for _ in range(args.repeats):
         for workers, ex in executors.items():
             t0 = time.perf_counter()
-            got = estimate(gen, stats, **kw, executor=ex)
+            got = estimate(gen, stats, **{**kw, "run": kw["run"].replace(executor=ex)})
             times[workers].append(time.perf_counter() - t0)
             if got.to_json() != reference.to_json():
                 raise AssertionError(f"{workers} worker(s) differ from the in-process result")
