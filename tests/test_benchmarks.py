@@ -6,6 +6,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -30,6 +31,7 @@ SCRIPTS = [
     "solver_population",
     "sequential_coverage",
     "comparison_coverage",
+    "efficiency_interval_coverage",
     "audit_examples",
     "dps_step_size",
     "ray_throughput",
@@ -150,6 +152,14 @@ def test_older_coverage_benchmarks_quick(load, tmp_path, name, written):
         warnings.simplefilter("ignore", UserWarning)
         load(name).main(["--quick", "--out", str(tmp_path)])
     assert (tmp_path / f"{written}.md").is_file() and (tmp_path / f"{written}.json").is_file()
+
+
+def test_efficiency_interval_coverage_quick_covers_both_cases(load, tmp_path):
+    frame = load("efficiency_interval_coverage").main(["--quick", "--out", str(tmp_path)])
+    assert len(frame) == 2 and (frame["runs"] == 50).all() and frame["coverage"].between(0, 1).all()
+    # the median measured efficiency sits near the closed-form truth in both cases
+    assert np.allclose(frame["median efficiency"], frame["true efficiency"], rtol=0.25)
+    assert (tmp_path / "efficiency_interval_coverage_quick.md").is_file()
 
 
 def needs_terrain():
