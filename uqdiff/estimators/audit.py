@@ -6,7 +6,7 @@ boolean or a probability per image, possibly one per class), and the
 contrasts are the differences between conditions. Two things are added on
 top: proportion intervals that stay inside [0, 1] (:func:`proportion_interval`)
 and a multiplicity correction over all differences (Holm's step-down
-p-values from statsmodels, with Bonferroni simultaneous intervals).
+p-values, with Bonferroni simultaneous intervals).
 """
 
 from __future__ import annotations
