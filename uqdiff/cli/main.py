@@ -293,8 +293,11 @@ def _evaluate(config: RunConfig) -> int:
     return 0
 
 
-def _write_evaluation(config: RunConfig, result, source, *, title: str, samples: str, per: str) -> None:
-    """results.json, config.yaml and report.md of an ``evaluate`` run (one solver or several)."""
+def _write_evaluation(
+    config: RunConfig, result, source, *, title: str, samples: str, per: str, figures: dict[str, str] | None = None
+) -> None:
+    """results.json, config.yaml and report.md of an ``evaluate`` run (one solver or several); ``figures``:
+    the PNGs written to the output folder, each with a caption for the report."""
     import json
     from pathlib import Path
 
@@ -302,6 +305,7 @@ def _write_evaluation(config: RunConfig, result, source, *, title: str, samples:
     from uqdiff.cli.runs import environment
 
     out, versions = Path(config.out), environment()
+    plots = "".join(f"![{name}]({name})\n\n{caption}\n\n" for name, caption in (figures or {}).items())
     (out / "results.json").write_text(
         json.dumps(
             {**result.to_dict(), "ground_truth": source, "versions": versions, "run_config": config.to_dict()},
@@ -315,7 +319,8 @@ def _write_evaluation(config: RunConfig, result, source, *, title: str, samples:
         f"# uqdiff evaluate: {title} on {config.model} {config.task}\n\n"
         f"{samples} ({json.dumps(source)}), {config.budget} posterior samples per image and {per}, seed "
         f"{config.seed}, confidence level {config.confidence_level}.\n\n{result.to_markdown()}\n"
-        f"## Config\n\n```yaml\n{yaml_text(config.to_dict())}```\n\n## Versions\n\n"
+        + (f"## Plots\n\n{plots}" if plots else "")
+        + f"## Config\n\n```yaml\n{yaml_text(config.to_dict())}```\n\n## Versions\n\n"
         + "".join(f"- {k}: {v}\n" for k, v in versions.items())
     )
 
@@ -354,6 +359,11 @@ def _rank_solvers(config: RunConfig, truths, source) -> int:
     frame = c.to_frame()
     frame[frame.kind == "mean"].dropna(axis=1, how="all").to_csv(out / "leaderboard.csv", index=False)
     frame[frame.kind == "difference"].dropna(axis=1, how="all").to_csv(out / "differences.csv", index=False)
+    figures = {}
+    if config.plots:
+        from uqdiff.cli.solver_plots import CAPTIONS, write_solver_plots
+
+        figures = {p.name: CAPTIONS[p.name] for p in write_solver_plots(c, out)}
     _write_evaluation(
         config,
         c,
@@ -361,10 +371,12 @@ def _rank_solvers(config: RunConfig, truths, source) -> int:
         title=", ".join(factories),
         samples=f"{len(truths)} ground truths",
         per=f"solver on common noise ({design})",
+        figures=figures,
     )
     if not config.quiet:
         print(c.conclusion())
-        print(f"wrote report.md, leaderboard.csv, differences.csv, results.json and config.yaml to {out}/")
+        plots = "".join(f", {name}" for name in figures)
+        print(f"wrote report.md, leaderboard.csv, differences.csv{plots}, results.json and config.yaml to {out}/")
     return 0
 
 
