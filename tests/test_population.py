@@ -87,7 +87,14 @@ def test_components_ranking_and_common_noise():
     # common noise: the solvers' noise parts cancel in a difference, so it beats independent MC
     assert c.differences[stat]["A - B"].noise_efficiency > 10
     assert "C >" in c.conclusion() and "Population means" in c.to_markdown()
-    assert {"kind", "solver", "statistic", "estimate", "low", "high"} <= set(c.to_frame().columns)
+    frame = c.to_frame()
+    assert {"kind", "solver", "statistic", "estimate", "low", "high"} <= set(frame.columns)
+    # the exported ends are the intervals' numbers (0.3's first export wrote the words "low" and "high")
+    row = frame[(frame.kind == "mean") & (frame.solver == "A") & (frame.statistic == stat)].iloc[0]
+    assert (row.low, row.high) == (a.low, a.high) and row.low < row.estimate < row.high
+    diff = c.differences[stat]["A - C"]
+    exported = next(d for d in c.to_dict()["differences"][stat].values() if d["estimate"] == diff.estimate)
+    assert (exported["low"], exported["high"]) == (diff.low, diff.high)
 
 
 @pytest.mark.parametrize(

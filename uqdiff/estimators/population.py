@@ -67,7 +67,8 @@ class _WithInterval(Exportable):
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
-        out["low"], out["high"] = out.pop("confidence_interval")
+        interval = out.pop("confidence_interval")  # exported as {"low": ..., "high": ...}
+        out["low"], out["high"] = interval["low"], interval["high"]
         return out
 
 
