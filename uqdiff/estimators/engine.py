@@ -113,6 +113,15 @@ def evaluate_groups(
     k = design.group_size
     generator = as_sampler(generator, noise_shape=noise_shape, device=device)
     batch_size = min(batch_size, getattr(generator, "max_batch", None) or batch_size)  # a sampler's largest batch
+    particles = int(getattr(generator, "particles", None) or 1)  # outputs that interact in sets of K noises
+    if k % particles:
+        raise ValueError(
+            f"the sampler moves {particles} particles together (its `particles`), so each set of {particles} "
+            f"noises must lie inside one group, or groups would not be independent; design {design.name} has "
+            f"groups of {k}. Use a design whose group size is a multiple of {particles}, e.g. "
+            f"uqdiff.Equicorrelated({particles}, 0.0) (independent noises) or uqdiff.KAntithetic({particles})"
+        )
+    batch_size = max(particles, batch_size - batch_size % particles)  # whole particle sets per call
     noise = design.stream(indices, seed=seed, dtype=dtype)
     values: dict[str, list[np.ndarray]] = {name: [] for name in statistics}
     if features is not None and coefficients is None:
@@ -328,11 +337,13 @@ class GroupEvaluator:
         self.shared["check_pending"] = value
 
     def probe_output(self) -> np.ndarray:
-        """The sampler's output for group 0's first noise, run alone (batch 1): a fingerprint of the sampler."""
+        """The sampler's output for group 0's first noise, run alone (batch 1, or its first particle set):
+        a fingerprint of the sampler."""
         generator = self.generator.generator if isinstance(self.generator, Recording) else self.generator
         sampler = as_sampler(generator, noise_shape=self.noise_shape, device=self.device)
         noise = self.design.stream(np.arange(1), seed=self.seed, dtype=self.dtype)
-        return to_numpy(sampler(noise[0:1]))
+        rows = int(getattr(sampler, "particles", None) or 1)  # a particle sampler runs whole sets
+        return to_numpy(sampler(noise[0:rows]))[:1]
 
     @property
     def groups_per_batch(self) -> int:

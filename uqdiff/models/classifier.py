@@ -7,6 +7,7 @@ package (no pickle) and load offline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -57,3 +58,25 @@ def load_fashion_classifier(
     model = FashionClassifier()
     model.load_state_dict(load_file(str(path)))
     return model.to(device).eval()
+
+
+def classifier_features(
+    model: FashionClassifier | None = None, *, device: str | torch.device = "cpu"
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The classifier's 288 penultimate activations as a differentiable feature map, (B, 1, 28, 28) -> (B, 288).
+
+    For the repulsion kernel of :class:`uqdiff.samplers.RSD` (``features=``), in place of the
+    DINO features of the paper: two particles far apart in these features look like different
+    garments to a trained network, where pixel distance also counts shifts and noise. Gradients
+    flow to the images only (the weights are frozen, the model in eval mode).
+
+    Parameters
+    ----------
+    model : FashionClassifier, optional
+        Default: the committed classifier (:func:`load_fashion_classifier`).
+    device : str or torch.device
+        Where the default classifier is loaded.
+    """
+    model = load_fashion_classifier(device=device) if model is None else model
+    model.eval().requires_grad_(False)
+    return model.features

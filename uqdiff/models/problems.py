@@ -4,7 +4,8 @@ Shared by ``uqdiff evaluate`` and ``benchmarks/inverse_solvers.py`` so both
 run the same problems:
 
 * ``fashion``: the Fashion-MNIST DDPM as the prior; ground truths drawn from
-  the Fashion-MNIST test set (indices from ``seed``); DPS and DDS.
+  the Fashion-MNIST test set (indices from ``seed``); DPS, DDS and RSD (whose
+  repulsion kernel works on the Fashion-MNIST classifier's features by default).
 * ``terrain``: the terrain consistency model's denoiser as a black-box prior
   (DDS only); ground truths are terrains generated from held-out noise.
 """
@@ -18,15 +19,20 @@ import numpy as np
 import torch
 
 from uqdiff.samplers.posterior import DDS, DPS
+from uqdiff.samplers.repulsive import RSD
 
 PROBLEM_MODELS = ("fashion", "terrain")
 SOLVERS = ("dps", "dds")
+#: Solvers whose K particles per measurement interact, so they are one group of a design of group
+#: size K (``Equicorrelated(4, 0.0)``): built here for Python and the benchmarks, not offered by
+#: the command line, whose designs do not have such groups.
+PARTICLE_SOLVERS = ("rsd",)
 #: Per model, the tasks and their operator parameters (see the benchmark's docstring for why).
 TASKS: dict[str, dict[str, dict[str, Any]]] = {
     "fashion": {"inpainting": {}, "super_resolution": {"factor": 2}, "gaussian_blur": {"std": 1.0, "kernel_size": 7}},
     "terrain": {"inpainting": {"missing": (0.92, 0.96)}, "super_resolution": {"factor": 4, "mode": "avgpool"}},
 }
-DEFAULT_STEPS = {("fashion", "dps"): 50, ("fashion", "dds"): 50, ("terrain", "dds"): 10}
+DEFAULT_STEPS = {("fashion", "dps"): 50, ("fashion", "dds"): 50, ("fashion", "rsd"): 50, ("terrain", "dds"): 10}
 FASHION_TRUTH_SEED = 2024
 TERRAIN_TRUTH_SEED = 909_090
 
@@ -35,11 +41,12 @@ def check_problem(model: str, solver: str, task: str | None = None) -> None:
     """One-line errors for a model/solver(/task) combination that does not exist."""
     if model not in PROBLEM_MODELS:
         raise ValueError(f"model must be one of {', '.join(PROBLEM_MODELS)} for inverse problems, got {model!r}")
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    if solver not in SOLVERS + PARTICLE_SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(SOLVERS + PARTICLE_SOLVERS)}, got {solver!r}")
     if (model, solver) not in DEFAULT_STEPS:
         supported = ", ".join(s for m, s in DEFAULT_STEPS if m == model)
-        raise ValueError(f"solver {solver!r} needs a differentiable prior; the {model} model supports: {supported}")
+        why = "needs a differentiable prior" if solver == "dps" else "is not set up"
+        raise ValueError(f"solver {solver!r} {why} for the {model} model; it supports: {supported}")
     if task is not None and task not in TASKS[model]:
         raise ValueError(f"task must be one of {', '.join(TASKS[model])} for the {model} model, got {task!r}")
 
@@ -65,7 +72,12 @@ def ground_truths(model: str, n: int, *, seed: int | None = None) -> tuple[torch
 def solver_factory(
     model: str, solver: str, *, steps: int | None = None, device: str | None = None, **options: Any
 ) -> Callable:
-    """``measurement -> generator`` for ``solver`` on ``model``'s prior; ``options`` go to DPS or DDS."""
+    """``measurement -> generator`` for ``solver`` on ``model``'s prior; ``options`` go to DPS, DDS or RSD.
+
+    RSD's repulsion kernel defaults to the Fashion-MNIST classifier's features
+    (:func:`uqdiff.models.classifier.classifier_features`); pass ``features=None`` for pixels.
+    Run RSD with a design whose groups are its particle sets (``Equicorrelated(4, 0.0)``).
+    """
     check_problem(model, solver)
     steps = DEFAULT_STEPS[model, solver] if steps is None else steps
     if model == "fashion":
@@ -77,6 +89,12 @@ def solver_factory(
         from uqdiff.models.terrain import SIZE
 
         prior = VEDenoiserPrior(_terrain().denoise, (1, SIZE, SIZE), num_steps=steps)
+    if solver == "rsd":
+        from uqdiff.models.classifier import classifier_features
+
+        if "features" not in options:
+            options["features"] = classifier_features(device=prior.device)
+        return lambda m: RSD(prior, m, **options)
     cls = DPS if solver == "dps" else DDS
     return lambda m: cls(prior, m, **options)
 

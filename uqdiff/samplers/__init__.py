@@ -1,6 +1,6 @@
 """Samplers: noise -> image. The generator protocol, oracle generators with known answers,
-diffusers adapters, the DPS/DDS posterior samplers, wrappers that change a generator, and
-:class:`Captured`, which runs a sampler someone else wrote with every Gaussian draw taken from
+diffusers adapters, the DPS/DDS posterior samplers, the RSD particle solver, wrappers that change
+a generator, and :class:`Captured`, which runs a sampler someone else wrote with every Gaussian draw taken from
 the design (checked by the repeat check, :func:`check_repeatable`).
 
 A sampler is any callable from a noise batch (B, *noise_shape) to outputs (B, ...),
@@ -23,6 +23,7 @@ from uqdiff.samplers.diffusers_adapters import DiffusersSampler, PipelineGenerat
 from uqdiff.samplers.oracles import ClippedGaussianDDIM, GaussianDDIM, LinearGenerator, landscape_oracle
 from uqdiff.samplers.posterior import DDS, DPS, PosteriorSampler, ddim_step, implied_eps
 from uqdiff.samplers.repeat import RepeatCheckError, RepeatReport, check_repeatable
+from uqdiff.samplers.repulsive import RSD, rbf_bandwidth, repulsion_gradient
 from uqdiff.samplers.wrappers import CommonNoise, SkipGradient, Variations, blend
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "SamplerLike",
     "TensorSampler",
     "as_sampler",
+    "RSD",
     "RepeatCheckError",
     "RepeatReport",
     "SkipGradient",
@@ -56,4 +58,6 @@ __all__ = [
     "implied_eps",
     "landscape_oracle",
     "noise_shape_of",
+    "rbf_bandwidth",
+    "repulsion_gradient",
 ]

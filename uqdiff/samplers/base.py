@@ -48,6 +48,10 @@ class SamplerLike(Protocol):
         (``None``: exempt, for samplers whose own randomness is deliberate).
     ``max_batch`` : int
         The largest batch the sampler takes in one call.
+    ``particles`` : int
+        K for a sampler whose outputs interact in sets of K consecutive noises (a particle solver
+        such as :class:`~uqdiff.samplers.repulsive.RSD`): such a set must be one group, so the
+        estimators refuse a design whose group size is not a multiple of K.
 
     The word is ``sampler``, not ``generator``: to a torch or diffusers user a generator is a
     ``torch.Generator`` (a random state), which uqdiff replaces rather than accepts.
@@ -147,7 +151,7 @@ class TensorSampler(Sampler):
         self.noise_shape = self.layout[0]
         self.device = device_of(generator, device)
         self.calls_per_noise = int(getattr(generator, "calls_per_noise", 1))
-        for name in ("repeat_check", "repeat_tolerance", "max_batch"):
+        for name in ("repeat_check", "repeat_tolerance", "max_batch", "particles"):
             if hasattr(generator, name):
                 setattr(self, name, getattr(generator, name))
 
@@ -238,7 +242,7 @@ class Recording(Sampler):
         self.keep, self._kept = keep, []
         self.noise_shape, self.device = self.generator.noise_shape, self.generator.device
         self.calls_per_noise = self.generator.calls_per_noise
-        for name in ("repeat_check", "repeat_tolerance", "max_batch"):
+        for name in ("repeat_check", "repeat_tolerance", "max_batch", "particles"):
             if hasattr(self.generator, name):
                 setattr(self, name, getattr(self.generator, name))
 
