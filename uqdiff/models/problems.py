@@ -83,7 +83,10 @@ def solver_factory(
     if model == "fashion":
         from uqdiff.models.fashion import fashion_prior
 
-        prior = fashion_prior(steps, device=device)
+        # DPS in float64: its guided steps grow float32 rounding into batch-dependent outputs that the
+        # repeat check refuses (a 16-image CLI run stopped on image 7); see docs/capture.md
+        dtype = torch.float64 if solver == "dps" else torch.float32
+        prior = fashion_prior(steps, device=device, dtype=dtype)
     else:
         from uqdiff.inverse.priors import VEDenoiserPrior
         from uqdiff.models.terrain import SIZE
