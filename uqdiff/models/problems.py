@@ -75,7 +75,8 @@ def solver_factory(
     """``measurement -> generator`` for ``solver`` on ``model``'s prior; ``options`` go to DPS, DDS or RSD.
 
     RSD's repulsion kernel defaults to the Fashion-MNIST classifier's features
-    (:func:`uqdiff.models.classifier.classifier_features`); pass ``features=None`` for pixels.
+    (:func:`uqdiff.models.classifier.classifier_features`; ``features=None`` for pixels) and its
+    weight to ``gamma=3.0``, a mild repulsion on those features (see :class:`~uqdiff.samplers.RSD`).
     Run RSD with a design whose groups are its particle sets (``Equicorrelated(4, 0.0)``).
     """
     check_problem(model, solver)
@@ -97,6 +98,7 @@ def solver_factory(
 
         if "features" not in options:
             options["features"] = classifier_features(device=prior.device)
+        options.setdefault("gamma", 3.0)
         return lambda m: RSD(prior, m, **options)
     cls = DPS if solver == "dps" else DDS
     return lambda m: cls(prior, m, **options)

@@ -138,8 +138,12 @@ class RSD(PosteriorSampler):
         it with (``uqdiff.Equicorrelated(K, 0.0)`` for independent starts and eps). K = 1 is plain
         RED-diff (then gamma must be 0).
     gamma : float
-        Repulsion weight, >= 0. 0 is the non-repulsive baseline: K independent RED-diff runs.
-        Larger values trade fidelity for diversity (the paper's figure 3).
+        Repulsion weight, >= 0, required: no value suits every feature map and task. 0 is the
+        non-repulsive baseline, K independent RED-diff runs; larger values trade fidelity for
+        diversity (the paper's figure 3). Measured on inpainting of 4 Fashion-MNIST test images (50
+        steps, 2 sets of K = 4 per image): the classifier's features at gamma = 3 or the pixels at
+        30 add about a fifth to the mean pairwise distance for under 1 dB of PSNR; at 10 and 100
+        they multiply it by 3.6 and 7 for 4 and 6 dB.
     lam : float
         Weight of the denoiser regulariser, lambda_t = lam sigma_t / alpha_t (RED-diff's 0.25).
     lr : float
@@ -186,7 +190,7 @@ class RSD(PosteriorSampler):
         measurement: Measurement,
         *,
         particles: int = 4,
-        gamma: float = 0.0,
+        gamma: float,
         lam: float = 0.25,
         lr: float = 0.1,
         obs_weight: float = 1.0,

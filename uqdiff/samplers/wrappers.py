@@ -48,6 +48,15 @@ class CommonNoise(Sampler):
         #: Images made per noise (one per arm): results count generator calls with it.
         self.calls_per_noise = sum(s.calls_per_noise for s in self.generators.values())
         self.shared = shared_noise(draws)
+        arms = list(self.generators.values())
+        # an arm's interacting particle sets (``particles``) are sets of the joint sampler too, so the
+        # engine keeps them inside groups; an arm exempt from the repeat check exempts the joint
+        # sampler, whose check would run that arm on one noise
+        particles = math.lcm(*(int(getattr(s, "particles", None) or 1) for s in arms))
+        if particles > 1:
+            self.particles = particles
+        if any(getattr(s, "repeat_check", True) is False for s in arms):
+            self.repeat_check = False
 
     @property
     def names(self) -> list[str]:
