@@ -46,6 +46,7 @@ SCRIPTS = [
     "rqmc_stopping",
     "sequential_hard_cases",
     "within_run_diagnostics",
+    "repulsive",
 ]
 
 
@@ -324,6 +325,15 @@ def test_solver_population_quick(load, tmp_path):
     frame = load("solver_population").main(["--quick", "--out", str(tmp_path)])
     assert set(frame["row"]) >= {"DPS", "DDS"} and (frame["low"] <= frame["high"]).all()
     assert (tmp_path / "solver_population_quick.json").is_file()
+
+
+@needs_fashion_data
+def test_repulsive_quick(load, tmp_path):
+    frame = load("repulsive").main(["--quick", "--out", str(tmp_path)])
+    means = frame[~frame["row"].str.contains(" - ")]
+    assert set(means["row"]) == {"DPS", "DDS", "RSD0", "RSD3", "RSD10"}
+    assert set(frame["statistic"]) == {"l1", "psnr", "diversity"} and (frame["low"] <= frame["high"]).all()
+    assert (tmp_path / "repulsive_quick.json").is_file()
 
 
 @needs_fashion_data

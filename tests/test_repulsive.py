@@ -257,6 +257,9 @@ def test_classifier_features_drive_the_fashion_solver():
     phi = classifier_features()
     images = torch.rand(3, 1, 28, 28) * 2 - 1
     assert phi(images).shape == (3, 288)
+    doubles = images.double().requires_grad_(True)  # a float64 prior's particles
+    (grad,) = torch.autograd.grad(phi(doubles).sum(), doubles)
+    assert phi(doubles).dtype == torch.float64 and grad.dtype == torch.float64 and bool(grad.abs().sum() > 0)
     truth = torch.zeros(1, 28, 28)
     g = solver_factory("fashion", "rsd", steps=2, gamma=10.0)(measure(truth, "inpainting", seed=0))
     assert isinstance(g, RSD) and g.features is not None and g.particles == 4

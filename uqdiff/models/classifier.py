@@ -68,7 +68,8 @@ def classifier_features(
     For the repulsion kernel of :class:`uqdiff.samplers.RSD` (``features=``), in place of the
     DINO features of the paper: two particles far apart in these features look like different
     garments to a trained network, where pixel distance also counts shifts and noise. Gradients
-    flow to the images only (the weights are frozen, the model in eval mode).
+    flow to the images only (the weights are frozen, the model in eval mode); images of another
+    dtype (a float64 prior's particles) run in the model's and get features in their own.
 
     Parameters
     ----------
@@ -79,4 +80,9 @@ def classifier_features(
     """
     model = load_fashion_classifier(device=device) if model is None else model
     model.eval().requires_grad_(False)
-    return model.features
+    dtype = next(model.parameters()).dtype
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        return model.features(images.to(dtype)).to(images.dtype)
+
+    return features
