@@ -48,7 +48,7 @@ DPI = 110
 FLAG_COLOR = "firebrick"
 
 
-def _subplots(rows: int, cols: int, *, figsize: tuple[float, float], **kwargs):
+def subplots(rows: int, cols: int, *, figsize: tuple[float, float], **kwargs):
     """A figure and its axes, without pyplot."""
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(rows, cols, **kwargs)
@@ -103,7 +103,7 @@ def _grid(n: int, width: float = 4.2, height: float = 3.4):
     """A grid of ``n`` panels; ``width`` and ``height`` per panel in inches."""
     cols = 2 if n == 4 else min(n, 3)
     rows = -(-n // cols)
-    fig, axes = _subplots(rows, cols, figsize=(width * cols, height * rows + 0.6), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(width * cols, height * rows + 0.6), squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, axes.flat[:n]
@@ -147,7 +147,7 @@ def width_figure(output: RunOutput, frame, colors) -> Figure:
     title = f"{level:.0%} confidence-interval width per design ({output.config.budget} model calls each)"
     if flagged:
         title += f"\nhatched: interval from fewer than {FEW_GROUPS} groups, its width rough"
-    _suptitle(fig, title)
+    suptitle(fig, title)
     fig.tight_layout()
     return fig
 
@@ -260,8 +260,8 @@ def efficiency_figure(output: RunOutput, frame, colors) -> Figure:
             )
         )
     what = "Efficiency" if side else "Implied efficiency (read within the run)"
-    _suptitle(fig, f"{what} against plain MC at the same budget ({output.config.budget} model calls each)")
-    _legend_below(fig, handles)
+    suptitle(fig, f"{what} against plain MC at the same budget ({output.config.budget} model calls each)")
+    legend_below(fig, handles)
     return fig
 
 
@@ -271,13 +271,13 @@ def _num(row, column: str) -> float:
     return np.nan if value is None else float(value)
 
 
-def _suptitle(fig, text: str, fontsize: float = 11) -> None:
+def suptitle(fig, text: str, fontsize: float = 11) -> None:
     """The figure's title, each line wrapped to the figure's width (one panel is narrow)."""
     chars = max(30, int(fig.get_size_inches()[0] / (0.0085 * fontsize)))
     fig.suptitle("\n".join(textwrap.fill(line, chars) for line in text.split("\n")), fontsize=fontsize)
 
 
-def _legend_below(fig, handles):
+def legend_below(fig, handles):
     """A legend under the panels, as many columns as the figure's width holds, and room left for it."""
     width, height = fig.get_size_inches()
     entry = 0.6 + 0.075 * max(len(h.get_label()) for h in handles)  # inches at font size 9
@@ -365,8 +365,8 @@ def running_figure(output: RunOutput, colors) -> Figure:
         handles.append(
             Line2D([], [], color="gray", ls=":", marker="o", ms=3.5, label=f"dotted, faded band: < {FEW_GROUPS} groups")
         )
-    _suptitle(fig, f"Running estimate with its {level:.0%} confidence band (after each batch)")
-    legend = _legend_below(fig, handles)
+    suptitle(fig, f"Running estimate with its {level:.0%} confidence band (after each batch)")
+    legend = legend_below(fig, handles)
     for text in legend.get_texts():
         if "rough" in text.get_text():
             text.set_color(FLAG_COLOR)
@@ -387,7 +387,7 @@ def pixel_map_figure(output: RunOutput, name: str) -> Figure:
     groups = [output.estimates[d][name].n_groups for d in designs]
     shape = np.shape(output.estimates[designs[0]][name].estimate)
     channels = f", mean over {shape[-3]} channels" if len(shape) >= 3 and shape[-3] > 1 else ""
-    fig, axes = _subplots(2, len(designs), figsize=(2.6 * len(designs) + 1.2, 6.0), squeeze=False)
+    fig, axes = subplots(2, len(designs), figsize=(2.6 * len(designs) + 1.2, 6.0), squeeze=False)
     unit = unit_of(output.statistics[name])
     level = output.config.confidence_level
     for row, (maps, cmap, what) in enumerate([(means, "gray", "mean"), (widths, "magma", f"{level:.0%} CI width")]):
@@ -419,7 +419,7 @@ def _hw(output: RunOutput, design: str, name: str) -> tuple[int, int]:
 def correlation_figure(output: RunOutput) -> Figure:
     """Histograms of the per-pair correlations of PN (antithetic) and RR (independent) image pairs."""
     c = output.correlations
-    fig, axes = _subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    fig, axes = subplots(1, 2, figsize=(10, 3.8), sharey=True)
     bins = np.linspace(-1, 1, 41)
     for ax, kind, pn, rr in [
         (axes[0], "standard", c.pn_standard, c.rr_standard),

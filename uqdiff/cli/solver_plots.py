@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from uqdiff.cli.plots import DPI, FLAG_COLOR, STYLE, UNITS, _legend_below, _subplots, _suptitle
+from uqdiff.cli.plots import DPI, FLAG_COLOR, STYLE, UNITS, legend_below, subplots, suptitle
 from uqdiff.estimators.intervals import FEW_GROUPS
 from uqdiff.estimators.population import SolverComparison
 
@@ -115,7 +115,7 @@ def forest_figure(comparison: SolverComparison, directions: Mapping[str, bool | 
     metrics = list(comparison.differences)
     pairs = list(comparison.differences[metrics[0]])
     longest = max(len(p) for p in pairs)
-    fig, axes = _subplots(
+    fig, axes = subplots(
         1,
         len(metrics),
         figsize=(4.0 * len(metrics) + 0.07 * longest, 2.6 + 0.5 * len(pairs)),
@@ -172,7 +172,7 @@ def forest_figure(comparison: SolverComparison, directions: Mapping[str, bool | 
         if len(looks) > 1
         else ""
     )
-    _suptitle(
+    suptitle(
         fig,
         f"Differences between solvers over {comparison.n_images} images ({comparison.samples_per_image} samples "
         f"per image on common noise, {comparison.design}): {level_text(level)} t interval of each pair, not adjusted "
@@ -192,7 +192,7 @@ def forest_figure(comparison: SolverComparison, directions: Mapping[str, bool | 
     ]
     if _few_images(comparison):
         handles.append(_flag_handle(comparison))
-    _colour_flag(_legend_below(fig, handles))
+    _colour_flag(legend_below(fig, handles))
     return fig
 
 
@@ -222,7 +222,7 @@ def variance_figure(comparison: SolverComparison) -> Figure:
     solvers = list(comparison.means[metrics[0]])
     n = comparison.samples_per_image
     width = max(3.6, 0.8 + 0.9 * len(solvers) + 0.05 * sum(len(s) for s in solvers))
-    fig, axes = _subplots(1, len(metrics), figsize=(width * len(metrics), 4.4), squeeze=False)
+    fig, axes = subplots(1, len(metrics), figsize=(width * len(metrics), 4.4), squeeze=False)
     x = np.arange(len(solvers))
     for ax, stat in zip(axes[0], metrics):
         means = [comparison.means[stat][s] for s in solvers]
@@ -256,7 +256,7 @@ def variance_figure(comparison: SolverComparison) -> Figure:
         if cost is None
         else f"an image costs {cost:.3g} sample{'' if math.isclose(cost, 1) else 's'}"
     )
-    _suptitle(
+    suptitle(
         fig,
         f"Where the variance of one image's estimate comes from, over {comparison.n_images} images at n = {n} "
         f"samples per image. n* = the samples per image that minimize the population mean's variance per unit "
@@ -281,5 +281,5 @@ def variance_figure(comparison: SolverComparison) -> Figure:
         )
     if _few_images(comparison):
         handles.append(_flag_handle(comparison))
-    _colour_flag(_legend_below(fig, handles))
+    _colour_flag(legend_below(fig, handles))
     return fig
