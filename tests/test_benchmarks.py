@@ -29,6 +29,7 @@ SCRIPTS = [
     "hard_coverage",
     "noise_speed",
     "solver_population",
+    "solver_designs",
     "sequential_coverage",
     "comparison_coverage",
     "efficiency_interval_coverage",
@@ -325,6 +326,19 @@ def test_solver_population_quick(load, tmp_path):
     frame = load("solver_population").main(["--quick", "--out", str(tmp_path)])
     assert set(frame["row"]) >= {"DPS", "DDS"} and (frame["low"] <= frame["high"]).all()
     assert (tmp_path / "solver_population_quick.json").is_file()
+
+
+@needs_fashion_data
+def test_solver_designs_quick(load, tmp_path):
+    frame = load("solver_designs").main(["--quick", "--out", str(tmp_path)])
+    assert set(frame["solver"]) == {"DPS", "DDS"} and set(frame["statistic"]) == {"l1", "psnr"}
+    assert len(frame) == 2 * 2 * 4 and (frame["images"] == 2).all()  # solvers x metrics x designs
+    finite = frame.dropna(subset=["low"])
+    assert (
+        (finite["low"] <= finite["efficiency (geometric mean)"])
+        & (finite["efficiency (geometric mean)"] <= finite["high"])
+    ).all()
+    assert "goal 2" in (tmp_path / "solver_designs_quick.md").read_text()
 
 
 @needs_fashion_data
