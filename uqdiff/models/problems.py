@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from uqdiff.inverse.priors import DiffusionPrior
 from uqdiff.samplers.posterior import DDS, DPS
 from uqdiff.samplers.repulsive import RSD
 
@@ -81,18 +82,9 @@ def solver_factory(
     """
     check_problem(model, solver)
     steps = DEFAULT_STEPS[model, solver] if steps is None else steps
-    if model == "fashion":
-        from uqdiff.models.fashion import fashion_prior
-
-        # DPS in float64: its guided steps grow float32 rounding into batch-dependent outputs that the
-        # repeat check refuses (a 16-image CLI run stopped on image 7); see docs/capture.md
-        dtype = torch.float64 if solver == "dps" else torch.float32
-        prior = fashion_prior(steps, device=device, dtype=dtype)
-    else:
-        from uqdiff.inverse.priors import VEDenoiserPrior
-        from uqdiff.models.terrain import SIZE
-
-        prior = VEDenoiserPrior(_terrain().denoise, (1, SIZE, SIZE), num_steps=steps)
+    # DPS in float64: its guided steps grow float32 rounding into batch-dependent outputs that the
+    # repeat check refuses (a 16-image CLI run stopped on image 7); see docs/capture.md
+    prior = model_prior(model, steps, device=device, dtype=torch.float64 if solver == "dps" else torch.float32)
     if solver == "rsd":
         from uqdiff.models.classifier import classifier_features
 
@@ -102,6 +94,27 @@ def solver_factory(
         return lambda m: RSD(prior, m, **options)
     cls = DPS if solver == "dps" else DDS
     return lambda m: cls(prior, m, **options)
+
+
+def model_prior(
+    model: str, steps: int, *, device: str | None = None, dtype: torch.dtype = torch.float32
+) -> DiffusionPrior:
+    """``model``'s diffusion prior on ``steps`` solver steps: what a solver of one's own needs.
+
+    ``fashion``: the Fashion-MNIST DDPM (a differentiable UNet prior, in ``dtype``, on ``device``,
+    default CUDA when available); ``terrain``: the terrain consistency model's denoiser as a
+    black-box variance-exploding prior (CPU, no gradients).
+    """
+    if model == "fashion":
+        from uqdiff.models.fashion import fashion_prior
+
+        return fashion_prior(steps, device=device, dtype=dtype)
+    if model == "terrain":
+        from uqdiff.inverse.priors import VEDenoiserPrior
+        from uqdiff.models.terrain import SIZE
+
+        return VEDenoiserPrior(_terrain().denoise, (1, SIZE, SIZE), num_steps=steps)
+    raise ValueError(f"model must be one of {', '.join(PROBLEM_MODELS)}, got {model!r}")
 
 
 def _terrain():
