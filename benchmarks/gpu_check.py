@@ -133,7 +133,15 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=50, help="DDPM steps of the timed loop (default 50)")
     parser.add_argument("--reps", type=int, default=7, help="timed repetitions (default 7)")
     parser.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
+    parser.add_argument(
+        "--tf32",
+        action="store_true",
+        help="keep cuDNN's TF32 convolutions (PyTorch's default); without it they are turned off, since on an "
+        "H200 they made the float32 UNet loop's output depend on the batch by 0.0059 and the repeat check refused it",
+    )
     args = parser.parse_args(argv)
+    torch.backends.cudnn.allow_tf32 = args.tf32
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = torch.cuda.is_available()
@@ -165,7 +173,7 @@ def main(argv=None):
         args.out,
         "gpu_check_quick" if args.quick else "gpu_check",
         title="GPU checks: CPU vs CUDA noise, capture timing, repeats",
-        intro=[f"Device: {device_name(device)}."],
+        intro=[f"Device: {device_name(device)}; TF32 convolutions and matmuls {'on' if args.tf32 else 'off'}."],
         table="\n".join(parts),
         data=data,
         notes=notes,

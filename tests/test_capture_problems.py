@@ -236,6 +236,30 @@ def test_batch_dependence_fix_fits_a_captured_sampler():
     assert check_repeatable(fixed, budget=4).ok
 
 
+def test_batch_dependence_on_cuda_with_tf32_names_tf32(monkeypatch):
+    """On a GPU with TF32 on (PyTorch's cuDNN default) the message says so; without CUDA it does not."""
+    g = Captured(batch_normalised)
+    stream = IID().stream(np.arange(4), seed=0)
+
+    def message():
+        with pytest.raises(RepeatCheckError) as err:
+            check_first_batch(g, stream[0:1], g(stream)[0:1], batch=4, where="noise 0")
+        return str(err.value)
+
+    assert "allow_tf32" not in message()  # this machine: no CUDA
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    assert "torch.backends.cudnn.allow_tf32 = False" in message()
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    matmul = torch.backends.cuda.matmul.allow_tf32  # a cuBLAS flag monkeypatch cannot restore
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        assert "allow_tf32" not in message()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
 def test_a_captured_samplers_stray_randomness_fix_does_not_say_capture_it():
     rng = np.random.default_rng(0)
     g = Captured(lambda n: torch.randn(n, 2) + torch.from_numpy(rng.standard_normal((n, 2))).float())

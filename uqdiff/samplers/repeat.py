@@ -61,6 +61,22 @@ FIX_BATCH = (
 )
 
 
+def tf32_hint() -> str:
+    """A note on TF32 when CUDA has run with it on: cuDNN's default, and a cause of batch dependence."""
+    import torch
+
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return ""
+    if not (torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32):
+        return ""
+    return (
+        ". On CUDA, TF32 is on (torch.backends.cudnn.allow_tf32 is PyTorch's default True): TF32 convolutions "
+        "keep 10 mantissa bits and cuDNN picks kernels by batch size, which made a float32 UNet loop on an H200 "
+        "differ by 0.006 between batch 1 and 64 (benchmarks/results/gpu/gpu_check.md); set "
+        "torch.backends.cudnn.allow_tf32 = False and torch.backends.cuda.matmul.allow_tf32 = False"
+    )
+
+
 class RepeatCheckError(RuntimeError):
     """The generator is not a function of its noise: repeats differ, or a sample depends on its batch."""
 
@@ -122,7 +138,7 @@ def check_first_batch(generator: Callable, noise_one: Any, output_one: Any, *, b
             f"the generator's output for a noise depends on the rest of its batch (batch dependence): {where} alone "
             f"gave the same output twice, but one that differs by up to {diff:.4g} from the same noise inside a batch "
             f"of {batch} ({limit}). Samples must not interact, or results change with batch_size, sharding and "
-            f"resuming. {FIX_BATCH}"
+            f"resuming. {FIX_BATCH}{tf32_hint()}"
         )
     raise RepeatCheckError(  # batch of one: the first run and the repeat differ, the two repeats agree
         f"the generator is not a function of its noise: the same noise ({where}) gave {diff:.4g} apart on its "
