@@ -13,12 +13,14 @@ on the log scale (images are independent), the issue's goal being at least 2 on 
 
     python benchmarks/solver_designs.py            # 4 images, inpainting, 10 steps, budget 128
     python benchmarks/solver_designs.py --quick    # 2 images, 3 steps, budget 32 (smoke test)
+    python benchmarks/solver_designs.py --task gaussian_blur --images 8 --out benchmarks/results/gpu  # on a GPU
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 import warnings
 
@@ -26,7 +28,7 @@ import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
 import numpy as np
 import pandas as pd
 import torch
-from _common import add_common_arguments, write_results
+from _common import ROOT, add_common_arguments, write_results
 from scipy import stats
 
 from uqdiff import ControlVariates, DCTFeatures, KAntithetic, RunSettings, SobolRQMC, estimate, subspace_rqmc
@@ -68,6 +70,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument(
         "--task", default="inpainting", choices=list(TASKS["fashion"]), help="task (default inpainting)"
     )
+    parser.add_argument(
+        "--solvers",
+        nargs="+",
+        default=["DPS", "DDS"],
+        choices=["DPS", "DDS", "DiffPIR"],
+        help="solvers (default DPS DDS; DiffPIR: examples/diffpir.py under capture, float32 prior)",
+    )
+    parser.add_argument("--device", default=None, help="torch device of the model (default: CUDA when available)")
     add_common_arguments(parser, "solver_designs")
     args = parser.parse_args(argv)
     if args.quick:
@@ -76,8 +86,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         torch.set_num_threads(args.threads)
     n = 8 if args.budget >= 128 else 4  # Sobol' points per replicate: budget / n replicates (16 at 128)
     truths, source = ground_truths("fashion", args.images)
-    prior = fashion_prior(num_inference_steps=args.steps, dtype=torch.float64)
+    prior = fashion_prior(num_inference_steps=args.steps, device=args.device, dtype=torch.float64)
     solvers = {"DPS": lambda m: DPS(prior, m), "DDS": lambda m: DDS(prior, m)}
+    if "DiffPIR" in args.solvers:
+        sys.path.insert(0, str(ROOT))
+        from examples.diffpir import factory
+
+        solvers["DiffPIR"] = factory("fashion", steps=args.steps, device=args.device)
+    solvers = {name: solvers[name] for name in args.solvers}
     per_image, seconds = [], {}
     for solver, make in solvers.items():
         start = time.perf_counter()
@@ -140,10 +156,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print("\n".join(verdict))
     write_results(
         args.out,
-        "solver_designs_quick" if args.quick else "solver_designs",
+        "solver_designs"
+        + ("" if args.task == "inpainting" else f"_{args.task}")
+        + ("" if args.solvers == ["DPS", "DDS"] else "_" + "_".join(args.solvers).lower())
+        + ("_quick" if args.quick else ""),
         title="Designs for the metrics solvers are judged by: efficiency against MC on per-image L1 and PSNR",
         intro=[
-            f"Fashion-MNIST DDPM (float64), {args.task}, {args.steps} steps, {args.images} test images "
+            f"Fashion-MNIST DDPM (float64 for DPS and DDS, float32 for DiffPIR, on {prior.device}), {args.task}, {args.steps} steps, {args.images} test images "
             f"({source}), {args.budget} posterior samples per image and design. Efficiency: each run's "
             "implied efficiency against plain MC at the same budget; over images, the geometric mean with a "
             "95% t interval on the log scale. Seconds per solver: "

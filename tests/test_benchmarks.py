@@ -324,8 +324,17 @@ def test_gpu_check_quick_runs_on_the_cpu_without_cuda(load, tmp_path):
 @needs_fashion_data
 def test_solver_population_quick(load, tmp_path):
     frame = load("solver_population").main(["--quick", "--out", str(tmp_path)])
-    assert set(frame["row"]) >= {"DPS", "DDS"} and (frame["low"] <= frame["high"]).all()
+    means = frame[frame.kind == "mean"]
+    assert set(means["solver"]) == {"DPS", "DDS", "RSD", "DiffPIR"} and (frame["low"] <= frame["high"]).all()
+    assert len(frame[frame.kind == "difference"]) == 2 * 6  # every pair of 4 solvers, L1 and PSNR
     assert (tmp_path / "solver_population_quick.json").is_file()
+
+
+def test_solver_population_quick_on_terrain(load, tmp_path):
+    needs_terrain()
+    frame = load("solver_population").main(["--quick", "--model", "terrain", "--out", str(tmp_path)])
+    assert set(frame[frame.kind == "mean"]["solver"]) == {"DDS", "DiffPIR"}
+    assert "antithetic pairs" in (tmp_path / "solver_population_terrain_quick.md").read_text()
 
 
 @needs_fashion_data
@@ -339,6 +348,12 @@ def test_solver_designs_quick(load, tmp_path):
         & (finite["efficiency (geometric mean)"] <= finite["high"])
     ).all()
     assert "goal 2" in (tmp_path / "solver_designs_quick.md").read_text()
+    diffpir = load("solver_designs").main(
+        ["--quick", "--solvers", "DiffPIR", "--task", "gaussian_blur", "--out", str(tmp_path)]
+    )
+    assert (
+        set(diffpir["solver"]) == {"DiffPIR"} and (tmp_path / "solver_designs_gaussian_blur_diffpir_quick.md").is_file()
+    )
 
 
 @needs_fashion_data
