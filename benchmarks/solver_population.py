@@ -6,8 +6,8 @@ set, gamma 3 on the classifier's features) and DiffPIR written the way research 
 (``examples/diffpir.py``: torch.randn inside its loop, run unmodified under ``Captured``).
 For each task, ``--images`` test images (the same ones for every solver), ``--budget`` posterior
 samples per image and solver on common noise, ``--steps`` solver steps. The design is antithetic
-particle sets: a group is 8 noises, two sets of 4 independent noises where the second set is the
-negation of the first. Each set of 4 is one RSD particle set with the joint law RSD is defined with
+particle sets (``uqdiff.AntitheticSets(4)``): a group is 8 noises, two sets of 4 independent noises
+where the second set is the negation of the first. Each set of 4 is one RSD particle set with the joint law RSD is defined with
 (4 independent N(0, I)), and for the other solvers a group is 4 antithetic pairs.
 ``--model terrain``: DDS and DiffPIR on the terrain consistency model's denoiser (a black box: no
 network gradient for DPS, no classifier for RSD), sparse elevations (92-96% missing) and
@@ -30,12 +30,11 @@ import time
 import warnings
 
 import _common  # noqa: F401  (first: puts this checkout's uqdiff on the path)
-import numpy as np
 import pandas as pd
 import torch
 from _common import ROOT, add_common_arguments, write_results
 
-from uqdiff import GaussianCoupling, evaluate_solvers
+from uqdiff import AntitheticSets, evaluate_solvers
 from uqdiff.estimators.results import markdown_table
 from uqdiff.models.classifier import classifier_features
 from uqdiff.models.problems import TASKS, ground_truths, model_prior
@@ -46,12 +45,7 @@ K = 4  # RSD particles per set
 GAMMA = 3.0  # RSD repulsion on the classifier features: the factory default (uqdiff.models.problems)
 
 
-def antithetic_sets(k: int = K) -> GaussianCoupling:
-    """Groups of 2k noises: k independent ones, then their negations (rows of [I; -I])."""
-    return GaussianCoupling(np.vstack([np.eye(k), -np.eye(k)]), name=f"antithetic sets of {k}")
-
-
-def solvers(model: str, steps: int, device: str | None) -> tuple[dict, GaussianCoupling | str, str]:
+def solvers(model: str, steps: int, device: str | None) -> tuple[dict, AntitheticSets | str, str]:
     """The model's solvers as factories measurement -> sampler (priors built once), their design and its story.
 
     Fashion-MNIST: DPS, DDS, RSD and DiffPIR under antithetic particle sets. Terrain (a black-box
@@ -76,10 +70,10 @@ def solvers(model: str, steps: int, device: str | None) -> tuple[dict, GaussianC
         "DiffPIR": diffpir("fashion", steps=steps, device=device),
     }
     story = (
-        f"{antithetic_sets().name} (a group: one RSD particle set of {K} and its negation; for DPS, DDS and DiffPIR "
+        f"{AntitheticSets(K).name} (a group: one RSD particle set of {K} and its negation; for DPS, DDS and DiffPIR "
         f"{K} antithetic pairs); RSD gamma {GAMMA:g}"
     )
-    return factories, antithetic_sets(), story
+    return factories, AntitheticSets(K), story
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:

@@ -398,12 +398,24 @@ def test_evaluate_ranks_several_solvers_over_images(tmp_path, monkeypatch, capsy
     assert pd.read_csv(tmp_path / "rank" / "differences.csv").resolved.all()
 
 
+@pytest.mark.skipif(not FASHION_DATA.is_dir(), reason="needs Debian's dataset-fashion-mnist")
+def test_evaluate_runs_rsd_beside_dds_on_antithetic_particle_sets(tmp_path):
+    args = ["evaluate", "--model", "fashion", "--solvers", "dds", "rsd", "--task", "inpainting", "--steps", "2"]
+    assert main([*args, "--statistics", "psnr", "--images", "2", "--budget", "16", "--out", str(tmp_path), "-q"]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "16 posterior samples per image and solver on common noise (antithetic-sets:4)" in report
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert set(board.solver) == {"DDS", "RSD"} and (board.samples_per_image == 16).all()
+
+
 @pytest.mark.parametrize(
     "extra, match",
     [
         (["--solvers", "dds"], "two or more different solvers"),
         (["--solvers", "dds", "dds"], "two or more different solvers"),
-        (["--solvers", "dds", "nope"], "dps, dds or module:factory"),
+        (["--solvers", "dds", "nope"], "dps, dds, rsd or module:factory"),
+        (["--solvers", "dds", "rsd", "--designs", "antithetic"], "AntitheticSets(4)"),
+        (["--solvers", "dds", "rsd", "--designs", "kantithetic:4"], "couples the noises inside a set of 4"),
         (["--solvers", "dps", "dds", "--images", "1"], "at least 2"),
         (["--solvers", "dps", "dds", "--designs", "mc", "antithetic"], "one design"),
     ],

@@ -174,21 +174,24 @@ def test_a_batch_of_partial_particle_sets_is_refused():
 def test_the_engine_keeps_particle_sets_inside_groups(tmp_path):
     g = problem(particles=K, gamma=1.0, steps=10)
     stat = lambda x: x.mean(dim=(1, 2, 3))  # noqa: E731
-    with pytest.raises(ValueError, match=r"group size is a multiple of 4.*Equicorrelated\(4, 0.0\)"):
+    with pytest.raises(ValueError, match=r"groups of 2.*AntitheticSets\(4\).*Equicorrelated\(4, 0.0\)"):
         uqdiff.estimate(g, stat, budget=16, design="antithetic", seed=0)
+    # a coupling inside a set changes the solver's law (K-antithetic starts are spread out): refused
+    for coupled in (KAntithetic(K), Equicorrelated(2 * K, 0.2), uqdiff.SobolRQMC(K)):
+        with pytest.raises(ValueError, match=r"couples the noises inside a set of 4.*AntitheticSets\(4\)"):
+            uqdiff.estimate(g, stat, budget=64, design=coupled, seed=0)
     # groups of 2K hold two particle sets; a batch_size that is no multiple of K (6, or 3 < K) is
     # rounded down to whole sets (at least one), and results do not depend on it
-    for design in (Equicorrelated(2 * K, 0.0), Equicorrelated(K, 0.0)):
+    for design in (Equicorrelated(2 * K, 0.0), Equicorrelated(K, 0.0), uqdiff.AntitheticSets(K)):
         ref = uqdiff.estimate(g, stat, budget=128, design=design, seed=0, run=RunSettings(batch_size=16))
         for batch_size in (6, 3):
             odd = uqdiff.estimate(g, stat, budget=128, design=design, seed=0, run=RunSettings(batch_size=batch_size))
             assert ref["statistic"].estimate == pytest.approx(odd["statistic"].estimate, rel=1e-9)
-    # a checkpointed run fingerprints the sampler on a whole particle set; K-antithetic groups work too
+    # a checkpointed run fingerprints the sampler on a whole particle set; antithetic sets work too
     path = tmp_path / "rsd.ckpt"
-    saved = uqdiff.estimate(
-        g, stat, budget=64, design=KAntithetic(K), seed=0, run=RunSettings(batch_size=8, checkpoint=path)
-    )
-    plain = uqdiff.estimate(g, stat, budget=64, design=KAntithetic(K), seed=0, run=RunSettings(batch_size=8))
+    sets = uqdiff.AntitheticSets(K)
+    saved = uqdiff.estimate(g, stat, budget=64, design=sets, seed=0, run=RunSettings(batch_size=8, checkpoint=path))
+    plain = uqdiff.estimate(g, stat, budget=64, design=sets, seed=0, run=RunSettings(batch_size=8))
     assert saved.budget == 64 and saved["statistic"].estimate == pytest.approx(plain["statistic"].estimate, rel=1e-9)
 
 
@@ -207,7 +210,7 @@ def test_repulsive_and_plain_particles_on_common_noise():
     )
     c = r.contrast("RSD - RED", "diversity").result
     assert c.confidence_interval.low > 0
-    with pytest.raises(ValueError, match="group size is a multiple of 4"):
+    with pytest.raises(ValueError, match="must lie inside one group"):
         uqdiff.paired_estimate({"RSD": repulsive, "RED": plain}, diversity, budget=64, design="antithetic", seed=0)
 
 

@@ -14,6 +14,7 @@ from uqdiff._util import package_version
 from uqdiff.designs import (
     IID,
     Antithetic,
+    AntitheticSets,
     DCTFeatures,
     Equicorrelated,
     GaussianCoupling,
@@ -107,6 +108,7 @@ __all__ = [
     "AutoDesign",
     "IID",
     "Antithetic",
+    "AntitheticSets",
     "AuditResult",
     "Checkpoint",
     "CheckpointError",

@@ -136,7 +136,7 @@ class RunConfig:
 
     def _check_inverse_problem(self) -> None:
         from uqdiff.estimators.solvers import RECONSTRUCTION_STATISTICS
-        from uqdiff.models.problems import PROBLEM_MODELS, SOLVERS, TASKS, check_problem
+        from uqdiff.models.problems import PARTICLE_SOLVERS, PROBLEM_MODELS, SOLVERS, TASKS, check_problem
 
         _check(
             self.model in PROBLEM_MODELS, "model", f"evaluate runs on {' or '.join(PROBLEM_MODELS)}, got {self.model!r}"
@@ -149,14 +149,14 @@ class RunConfig:
                 "solvers",
                 f"give two or more different solvers to compare over the images, got {list(self.solvers)}",
             )
+            named = SOLVERS + PARTICLE_SOLVERS
             for name in self.solvers:
                 _check(
-                    name in SOLVERS or ":" in name,
+                    name in named or ":" in name,
                     "solvers",
-                    f"each must be one of {', '.join(SOLVERS)} or module:factory (measurement -> sampler), "
-                    f"got {name!r}",
+                    f"each must be one of {', '.join(named)} or module:factory (measurement -> sampler), got {name!r}",
                 )
-                if name in SOLVERS:
+                if name in named:
                     try:
                         check_problem(self.model, name, self.task)
                     except ValueError as err:
@@ -171,6 +171,15 @@ class RunConfig:
                 "designs",
                 f"with several solvers give one design for the common noise, got {list(self.designs)}",
             )
+            if self.designs and any(name in PARTICLE_SOLVERS for name in self.solvers):
+                from uqdiff.designs import parse_design
+                from uqdiff.estimators.engine import check_particle_sets
+                from uqdiff.models.problems import RSD_PARTICLES
+
+                try:
+                    check_particle_sets(parse_design(self.designs[0]), RSD_PARTICLES)
+                except ValueError as err:
+                    raise ConfigError("designs", str(err)) from None
         _check(
             self.task in TASKS[self.model],
             "task",

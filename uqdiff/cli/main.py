@@ -227,9 +227,9 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
         "--solvers",
         nargs="+",
         metavar="NAME",
-        help="two or more solvers (dps, dds or module:factory taking a measurement) compared over the images on "
-        "common noise: population means with two-level intervals, Holm-adjusted differences, a ranking "
-        "(uqdiff.evaluate_solvers; one design, default antithetic)",
+        help="two or more solvers (dps, dds, rsd or module:factory taking a measurement) compared over the images "
+        "on common noise: population means with two-level intervals, Holm-adjusted differences, a ranking "
+        "(uqdiff.evaluate_solvers; one design, default antithetic, antithetic-sets:4 with rsd)",
     )
     p.add_argument(
         "--task",
@@ -332,16 +332,19 @@ def _rank_solvers(config: RunConfig, truths, source) -> int:
     from uqdiff.estimators.population import evaluate_solvers
     from uqdiff.estimators.settings import RunSettings
     from uqdiff.estimators.solvers import RECONSTRUCTION_STATISTICS
-    from uqdiff.models.problems import SOLVERS, TASKS, solver_factory
+    from uqdiff.models.problems import PARTICLE_SOLVERS, SOLVERS, TASKS, solver_factory
     from uqdiff.statistics import STATISTICS
 
     factories = {}
     for name in config.solvers:
-        if name in SOLVERS:
+        if name in SOLVERS + PARTICLE_SOLVERS:
             factories[name.upper()] = solver_factory(config.model, name, steps=config.steps, device=config.device)
         else:
             factories[name] = _import_factory(name)
-    design = config.designs[0] if config.designs else "antithetic"
+    # RSD moves sets of 4 interacting particles: a set of 4 independent noises and its negation is one
+    # group, antithetic between sets (uqdiff.AntitheticSets); for the other solvers, 4 antithetic pairs
+    particle_sets = any(name in PARTICLE_SOLVERS for name in config.solvers)
+    design = config.designs[0] if config.designs else ("antithetic-sets:4" if particle_sets else "antithetic")
     c = evaluate_solvers(
         factories,
         truths,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from uqdiff.designs.base import NoiseDesign
 from uqdiff.designs.coupling_file import load_coupling, save_coupling
 from uqdiff.designs.features import DCTFeatures, NoiseFeatures, dct_basis
-from uqdiff.designs.gaussian import IID, Antithetic, Equicorrelated, GaussianCoupling, KAntithetic
+from uqdiff.designs.gaussian import IID, Antithetic, AntitheticSets, Equicorrelated, GaussianCoupling, KAntithetic
 from uqdiff.designs.seeds import SeedLike
 from uqdiff.designs.sobol import SobolRQMC
 from uqdiff.designs.subspace import SubspaceCoupling, on_leading_coordinates, subspace_rqmc
@@ -19,6 +19,7 @@ DESIGNS: dict[str, type[NoiseDesign]] = {
     "iid": IID,
     "antithetic": Antithetic,
     "amc": Antithetic,
+    "antithetic-sets": AntitheticSets,
     "k-antithetic": KAntithetic,
     "kantithetic": KAntithetic,
     "equicorrelated": Equicorrelated,
@@ -40,6 +41,7 @@ def get_design(name: str, **kwargs) -> NoiseDesign:
 #: Parameters a design spec "name:p1:p2" gives positionally, by class.
 SPEC_PARAMETERS: dict[type[NoiseDesign], tuple[str, ...]] = {
     KAntithetic: ("k",),
+    AntitheticSets: ("k",),
     Equicorrelated: ("k", "c"),
     SobolRQMC: ("n", "scramble", "lead"),
 }
@@ -102,6 +104,7 @@ __all__ = [
     "DESIGNS",
     "IID",
     "Antithetic",
+    "AntitheticSets",
     "DCTFeatures",
     "Equicorrelated",
     "GaussianCoupling",

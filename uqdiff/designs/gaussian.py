@@ -133,6 +133,30 @@ class KAntithetic(Equicorrelated):
         return f"KAntithetic(k={self.k})"
 
 
+class AntitheticSets(GaussianCoupling):
+    """Groups of 2k noises: k independent ones, then their negations (A = [I; -I]).
+
+    The design for samplers whose k outputs interact (a particle set, :class:`uqdiff.samplers.RSD`):
+    each half of a group is one set of k independent N(0, I) noises, exactly the joint law such a
+    sampler is defined with, so its estimand is unchanged, and the second set mirrors the first as an
+    antithetic pair would. For samplers of independent outputs a group is k antithetic pairs.
+
+    >>> d = AntitheticSets(2)
+    >>> d.group_size, (d.correlation() + 0.0).tolist()
+    (4, [[1.0, 0.0, -1.0, 0.0], [0.0, 1.0, 0.0, -1.0], [-1.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 1.0]])
+    """
+
+    def __init__(self, k: int = 4) -> None:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"AntitheticSets needs a set size k >= 1, got {k!r}")
+        k = int(k)
+        super().__init__(np.vstack([np.eye(k), -np.eye(k)]), name=f"antithetic-sets(k={k})")
+        self.k = k
+
+    def __repr__(self) -> str:
+        return f"AntitheticSets(k={self.k})"
+
+
 def _check_k(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
         raise ValueError(f"group size k must be an integer >= 2, got {k!r}")

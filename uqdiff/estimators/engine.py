@@ -70,6 +70,38 @@ def named_statistics(statistics: StatisticsLike, *, kind: str = "statistic") -> 
     return named
 
 
+def check_particle_sets(design: NoiseDesign, particles: int) -> None:
+    """Refuse a design that breaks the particle sets of a sampler moving ``particles`` outputs together.
+
+    Each set of K consecutive noises must lie inside one group (or groups would not be independent)
+    and its K noises must be independent N(0, I): a particle solver is defined on independent
+    starts, so a coupling inside a set (K-antithetic, Sobol' points) would change what is estimated:
+    spread-out starts inflate a set's diversity even without repulsion. Couplings between sets are
+    fine (:class:`~uqdiff.designs.gaussian.AntitheticSets` mirrors one set by the next).
+    """
+    if particles <= 1:
+        return
+    k = design.group_size
+    fix = (
+        f"Use uqdiff.AntitheticSets({particles}) (a set of {particles} independent noises and its negation) or "
+        f"uqdiff.Equicorrelated({particles}, 0.0) ({particles} independent noises per group)"
+    )
+    if k % particles:
+        raise ValueError(
+            f"the sampler moves {particles} particles together (its `particles`), so each set of {particles} "
+            f"noises must lie inside one group, or groups would not be independent; design {design.name} has "
+            f"groups of {k}. {fix}"
+        )
+    corr = design.correlation() if hasattr(design, "correlation") else None
+    blocks = [] if corr is None else [corr[i : i + particles, i : i + particles] for i in range(0, k, particles)]
+    if corr is None or not all(np.allclose(b, np.eye(particles), atol=1e-9) for b in blocks):
+        raise ValueError(
+            f"the sampler moves {particles} particles together (its `particles`) and is defined on independent "
+            f"starts, but design {design.name} couples the noises inside a set of {particles}: that changes what "
+            f"is estimated (spread-out starts inflate a set's diversity). {fix}"
+        )
+
+
 def evaluate_groups(
     generator: Callable,
     statistics: Mapping[str, Callable],
@@ -114,13 +146,7 @@ def evaluate_groups(
     generator = as_sampler(generator, noise_shape=noise_shape, device=device)
     batch_size = min(batch_size, getattr(generator, "max_batch", None) or batch_size)  # a sampler's largest batch
     particles = int(getattr(generator, "particles", None) or 1)  # outputs that interact in sets of K noises
-    if k % particles:
-        raise ValueError(
-            f"the sampler moves {particles} particles together (its `particles`), so each set of {particles} "
-            f"noises must lie inside one group, or groups would not be independent; design {design.name} has "
-            f"groups of {k}. Use a design whose group size is a multiple of {particles}, e.g. "
-            f"uqdiff.Equicorrelated({particles}, 0.0) (independent noises) or uqdiff.KAntithetic({particles})"
-        )
+    check_particle_sets(design, particles)
     batch_size = max(particles, batch_size - batch_size % particles)  # whole particle sets per call
     noise = design.stream(indices, seed=seed, dtype=dtype)
     values: dict[str, list[np.ndarray]] = {name: [] for name in statistics}

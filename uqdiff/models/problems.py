@@ -24,15 +24,17 @@ from uqdiff.samplers.repulsive import RSD
 
 PROBLEM_MODELS = ("fashion", "terrain")
 SOLVERS = ("dps", "dds")
-#: Solvers whose K particles per measurement interact, so they are one group of a design of group
-#: size K (``Equicorrelated(4, 0.0)``): built here for Python and the benchmarks, not offered by
-#: the command line, whose designs do not have such groups.
+#: Solvers whose K particles per measurement interact, so a set of them lies inside one group of
+#: independent noises (``AntitheticSets(4)``, ``Equicorrelated(4, 0.0)``): ``uqdiff evaluate
+#: --solvers`` offers them (with ``antithetic-sets:4`` by default), ``--solver`` does not.
 PARTICLE_SOLVERS = ("rsd",)
 #: Per model, the tasks and their operator parameters (see the benchmark's docstring for why).
 TASKS: dict[str, dict[str, dict[str, Any]]] = {
     "fashion": {"inpainting": {}, "super_resolution": {"factor": 2}, "gaussian_blur": {"std": 1.0, "kernel_size": 7}},
     "terrain": {"inpainting": {"missing": (0.92, 0.96)}, "super_resolution": {"factor": 4, "mode": "avgpool"}},
 }
+#: RSD's particles per set on the command line and in :func:`solver_factory`.
+RSD_PARTICLES = 4
 DEFAULT_STEPS = {("fashion", "dps"): 50, ("fashion", "dds"): 50, ("fashion", "rsd"): 50, ("terrain", "dds"): 10}
 FASHION_TRUTH_SEED = 2024
 TERRAIN_TRUTH_SEED = 909_090
@@ -78,7 +80,7 @@ def solver_factory(
     RSD's repulsion kernel defaults to the Fashion-MNIST classifier's features
     (:func:`uqdiff.models.classifier.classifier_features`; ``features=None`` for pixels) and its
     weight to ``gamma=3.0``, a mild repulsion on those features (see :class:`~uqdiff.samplers.RSD`).
-    Run RSD with a design whose groups are its particle sets (``Equicorrelated(4, 0.0)``).
+    Run RSD with a design whose groups are whole sets of independent noises (``AntitheticSets(4)``).
     """
     check_problem(model, solver)
     steps = DEFAULT_STEPS[model, solver] if steps is None else steps
@@ -91,6 +93,7 @@ def solver_factory(
         if "features" not in options:
             options["features"] = classifier_features(device=prior.device)
         options.setdefault("gamma", 3.0)
+        options.setdefault("particles", RSD_PARTICLES)
         return lambda m: RSD(prior, m, **options)
     cls = DPS if solver == "dps" else DDS
     return lambda m: cls(prior, m, **options)

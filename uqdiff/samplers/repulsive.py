@@ -23,8 +23,10 @@ the bracket with a minus sign, the authors' code adds it as here).
 
 The K particles of one measurement interact, so they are **one group** of a noise design: the
 sampler declares ``particles = K``, takes batches of whole particle sets (K consecutive rows), and
-is run with a design whose group size is a multiple of K (``Equicorrelated(K, 0.0)`` for K
-independent noises, ``KAntithetic(K)``). Groups stay independent, so every interval stays valid.
+is run with a design whose groups are whole sets of K independent noises (``Equicorrelated(K, 0.0)``,
+or ``AntitheticSets(K)``: a set and its negation). Groups stay independent, so every interval stays
+valid; a coupling inside a set (``KAntithetic(K)``, Sobol' points) would change the solver's law
+and is refused.
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ class RSD(PosteriorSampler):
         The observation all particles explain.
     particles : int
         K, the particles of one measurement, moved together: the group size of the design to run
-        it with (``uqdiff.Equicorrelated(K, 0.0)`` for independent starts and eps). K = 1 is plain
+        it with (``uqdiff.Equicorrelated(K, 0.0)`` or ``uqdiff.AntitheticSets(K)``). K = 1 is plain
         RED-diff (then gamma must be 0).
     gamma : float
         Repulsion weight, >= 0, required: no value suits every feature map and task. 0 is the
