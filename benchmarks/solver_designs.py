@@ -4,7 +4,8 @@ Per-image expected L1 and PSNR of a posterior sampler are close to even function
 which antithetic pairs cannot help. This script measures what can: K-antithetic groups, RQMC on
 a low-frequency DCT subspace of x_T (K-antithetic on the rest), RQMC on the solver's whole stream
 (x_T and every step's noise) and noise control variates (DCT features of x_T and their squares,
-which reach the even part). For each solver (DPS, DDS on the project's Fashion-MNIST DDPM, float64),
+which reach the even part), and ``design="auto"`` with a 25% pilot choosing per metric (its
+efficiency counts the pilot: the main stage's times its share of the budget). For each solver (DPS, DDS on the project's Fashion-MNIST DDPM, float64),
 each test image and each design, one run of ``--budget`` posterior samples gives the design's
 within-run efficiency against plain MC at the same budget (``implied_efficiency``: marginal
 variance / (k x variance of group means); for control variates against MC on the raw metric,
@@ -12,7 +13,7 @@ pilot included). Over images the efficiency is summarized by its geometric mean 
 on the log scale (images are independent), the issue's goal being at least 2 on L1 and PSNR.
 
     python benchmarks/solver_designs.py            # 4 images, inpainting, 10 steps, budget 128
-    python benchmarks/solver_designs.py --quick    # 2 images, 3 steps, budget 32 (smoke test)
+    python benchmarks/solver_designs.py --quick    # 2 images, 3 steps, budget 64 (smoke test)
     python benchmarks/solver_designs.py --task gaussian_blur --images 8 --out benchmarks/results/gpu  # on a GPU
 """
 
@@ -31,7 +32,16 @@ import torch
 from _common import ROOT, add_common_arguments, write_results
 from scipy import stats
 
-from uqdiff import ControlVariates, DCTFeatures, KAntithetic, RunSettings, SobolRQMC, estimate, subspace_rqmc
+from uqdiff import (
+    AutoDesign,
+    ControlVariates,
+    DCTFeatures,
+    KAntithetic,
+    RunSettings,
+    SobolRQMC,
+    estimate,
+    subspace_rqmc,
+)
 from uqdiff.estimators.results import markdown_table
 from uqdiff.inverse import measure
 from uqdiff.models.fashion import fashion_prior
@@ -49,6 +59,7 @@ def designs(noise_shape: tuple[int, ...], n: int) -> dict[str, dict]:
         f"subspace RQMC (n={n})": {"design": subspace_rqmc(noise_shape, n, dims=16)},
         f"RQMC whole stream (n={n})": {"design": SobolRQMC(n)},
         "MC + control variates": {"control_variates": ControlVariates(DCTFeatures(), pilot_share=0.25)},
+        "auto (pilot 25%)": {"design": AutoDesign(pilot_share=0.25)},
     }
 
 
@@ -81,7 +92,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     add_common_arguments(parser, "solver_designs")
     args = parser.parse_args(argv)
     if args.quick:
-        args.images, args.budget, args.steps = 2, 32, 3
+        args.images, args.budget, args.steps = 2, 64, 3
     if args.threads:
         torch.set_num_threads(args.threads)
     n = 8 if args.budget >= 128 else 4  # Sobol' points per replicate: budget / n replicates (16 at 128)
@@ -113,6 +124,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                         **options,
                     )
                 for stat, res in r.results.items():
+                    # auto's main stage ran res.n_noises of the budget: its efficiency against MC at the
+                    # full budget counts the pilot (its interval is the main stage's, scaled alike)
+                    spent = res.n_noises / args.budget if name.startswith("auto") else 1.0
                     per_image.append(
                         {
                             "solver": solver,
@@ -121,9 +135,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                             "statistic": stat,
                             "estimate": float(res.estimate),
                             "groups": res.n_groups,
-                            "efficiency": res.implied_efficiency,
-                            "low": res.implied_efficiency_low,
-                            "high": res.implied_efficiency_high,
+                            "efficiency": res.implied_efficiency * spent,
+                            "low": res.implied_efficiency_low * spent,
+                            "high": res.implied_efficiency_high * spent,
+                            "chosen": res.design,
                         }
                     )
             print(f"{solver} image {j}: done ({time.perf_counter() - start:.0f} s)", flush=True)
@@ -142,6 +157,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 "low": lo,
                 "high": hi,
                 "per image": " ".join(f"{v:.2f}" for v in part["efficiency"]),
+                "chosen": ", ".join(sorted(set(part["chosen"]))) if design.startswith("auto") else "",
             }
         )
     summary = pd.DataFrame(rows)
