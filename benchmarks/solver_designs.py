@@ -88,6 +88,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         choices=["DPS", "DDS", "DiffPIR"],
         help="solvers (default DPS DDS; DiffPIR: examples/diffpir.py under capture, float32 prior)",
     )
+    parser.add_argument(
+        "--designs",
+        nargs="+",
+        default=None,
+        help="only the designs whose names start with these words (e.g. auto; default: all)",
+    )
     parser.add_argument("--device", default=None, help="torch device of the model (default: CUDA when available)")
     add_common_arguments(parser, "solver_designs")
     args = parser.parse_args(argv)
@@ -112,7 +118,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             m = measure(truth.double(), args.task, sigma_y=0.05, seed=[args.seed, j], **TASKS["fashion"][args.task])
             sampler = make(m)
             metrics = {"l1": L1(m.truth), "psnr": PSNR(m.truth)}
-            for name, options in designs(as_sampler(sampler).noise_shape, n).items():
+            candidates = designs(as_sampler(sampler).noise_shape, n)
+            if args.designs:
+                candidates = {k: v for k, v in candidates.items() if any(k.startswith(w) for w in args.designs)}
+            for name, options in candidates.items():
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)  # few groups per image: summarized over images
                     r = estimate(
@@ -175,6 +184,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         "solver_designs"
         + ("" if args.task == "inpainting" else f"_{args.task}")
         + ("" if args.solvers == ["DPS", "DDS"] else "_" + "_".join(args.solvers).lower())
+        + ("" if not args.designs else "_" + "_".join(args.designs).lower())
         + ("_quick" if args.quick else ""),
         title="Designs for the metrics solvers are judged by: efficiency against MC on per-image L1 and PSNR",
         intro=[
