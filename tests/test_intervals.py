@@ -126,3 +126,18 @@ def test_the_measured_efficiency_interval_covers_the_true_ratio():
         covered += low <= truth <= high
     assert c.efficiency_interval("s", "mc") == (1.0, 1.0)
     assert 0.92 <= covered / runs <= 0.98, covered / runs
+
+
+def test_ratio_of_means_interval_covers_a_known_efficiency():
+    """Units with chi-square variance estimates around a known ratio: the delta-method interval covers it."""
+    from uqdiff.estimators.intervals import ratio_of_means_interval
+
+    rng = np.random.default_rng(11)
+    truth, hits, reps = 3.0, 0, 2000
+    for _ in range(reps):
+        scale = rng.lognormal(0.0, 0.5, size=20)  # images differ in how noisy they are
+        den = scale * rng.chisquare(8, size=20) / 8
+        num = truth * scale * rng.chisquare(8, size=20) / 8
+        _, low, high = ratio_of_means_interval(num, den, 0.95)
+        hits += low <= truth <= high
+    assert 0.93 <= hits / reps <= 0.97

@@ -265,6 +265,29 @@ def variance_ratio_interval(
     return low, high
 
 
+def ratio_of_means_interval(
+    numerators: np.ndarray, denominators: np.ndarray, confidence_level: float
+) -> tuple[float, float, float]:
+    """mean(numerators) / mean(denominators) over n independent units, with a t interval on the log scale.
+
+    The delta method for a ratio estimator: var(R) ~ var(x_i - R y_i) / (n mean(y)^2), the units'
+    own spread carrying every source of noise in x_i and y_i. Used for an efficiency summed over
+    images (each image's variance under independent MC over its variance under the design).
+
+    >>> r, low, high = ratio_of_means_interval(np.array([4.0, 6.0, 5.0, 5.5]), np.array([1.0, 1.5, 1.2, 1.3]), 0.95)
+    >>> round(r, 3), bool(low < r < high)
+    (4.1, True)
+    """
+    x, y = np.asarray(numerators, dtype=np.float64), np.asarray(denominators, dtype=np.float64)
+    n = len(x)
+    if n < 2 or y.mean() <= 0 or x.mean() <= 0:
+        return (float(x.mean() / y.mean()) if n and y.mean() > 0 else math.nan), math.nan, math.nan
+    r = float(x.mean() / y.mean())
+    se_log = float(np.std(x - r * y, ddof=1)) / (math.sqrt(n) * y.mean() * r)
+    q = float(stats.t.ppf(0.5 + confidence_level / 2, n - 1))
+    return r, r * math.exp(-q * se_log), r * math.exp(q * se_log)
+
+
 def wilson_limits(estimate, standard_error, n_noises, q) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score limits of proportions on the effective sample size p (1 - p) / se^2 (at most n_noises).
 

@@ -38,7 +38,15 @@ import torch
 from uqdiff.designs import NoiseDesign
 from uqdiff.designs.seeds import SeedLike, entropy, substream
 from uqdiff.estimators.engine import named_statistics
-from uqdiff.estimators.intervals import excess_kurtosis, holm, interval_p_value, mean_interval, skewness, trust_warning
+from uqdiff.estimators.intervals import (
+    excess_kurtosis,
+    holm,
+    interval_p_value,
+    mean_interval,
+    ratio_of_means_interval,
+    skewness,
+    trust_warning,
+)
 from uqdiff.estimators.paired import paired_estimate
 from uqdiff.estimators.results import ConfidenceInterval, Exportable, markdown_table
 from uqdiff.estimators.settings import RunSettings, takes_run_settings
@@ -103,7 +111,9 @@ class SolverDifference(_WithInterval):
     Holm's correction over every pair of this metric; ``resolved`` when ``p_holm`` is below
     1 - confidence level. ``efficiency`` is the variance of the same difference from independent
     plain MC per solver (same images, same samples) over this run's, both including the images'
-    own spread; ``noise_efficiency`` is the same ratio for the noise part alone (per image).
+    own spread; ``noise_efficiency`` is the same ratio for the noise part alone (per image), with
+    ``noise_efficiency_low`` / ``_high`` its interval over the images (a ratio of means, delta method
+    on the log scale, at the result's level).
     """
 
     first: str
@@ -116,6 +126,8 @@ class SolverDifference(_WithInterval):
     resolved: bool
     efficiency: float
     noise_efficiency: float
+    noise_efficiency_low: float = math.nan
+    noise_efficiency_high: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -444,7 +456,7 @@ def _differences(stat, names, contrasts, level) -> dict[str, SolverDifference]:
             p = float(interval_p_value(d.mean(), se, 0.0, n, n - 1, 0.0, "t"))  # inverts the same t interval
             between = max(s2 - float(se2.mean()), 0.0)
             eff = (between + independent.mean()) / (between + se2.mean()) if between + se2.mean() > 0 else math.nan
-            noise_eff = independent.mean() / se2.mean() if se2.mean() > 0 else math.nan
+            noise_eff = ratio_of_means_interval(independent, se2, level)
             raw[f"{a} - {b}"] = (a, b, float(d.mean()), (low, high), p, eff, noise_eff)
     adjusted = dict(zip(raw, holm(np.array([v[4] for v in raw.values()]))))
     return {
@@ -458,7 +470,9 @@ def _differences(stat, names, contrasts, level) -> dict[str, SolverDifference]:
             p_holm=float(adjusted[name]),
             resolved=bool(adjusted[name] < 1 - level),
             efficiency=float(eff),
-            noise_efficiency=float(noise_eff),
+            noise_efficiency=float(noise_eff[0]),
+            noise_efficiency_low=float(noise_eff[1]),
+            noise_efficiency_high=float(noise_eff[2]),
         )
         for name, (a, b, est, ci, p, eff, noise_eff) in raw.items()
     }
