@@ -93,6 +93,11 @@ def factory(model: str = "fashion", *, steps: int | None = None, device: str | N
     prior = _prior(model, STEPS[model] if steps is None else steps, device)
 
     def make(measurement):
+        if tuple(measurement.operator.image_shape) != tuple(prior.image_shape):  # before any model call
+            raise ValueError(
+                f"DiffPIR on the {model} model restores images {tuple(prior.image_shape)}, but the measurement is "
+                f"of images {tuple(measurement.operator.image_shape)}"
+            )
         op = measurement.operator.to(prior.device)
         y = measurement.y.to(prior.device)
 

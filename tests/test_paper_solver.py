@@ -62,6 +62,14 @@ def test_captured_diffpir_takes_every_draw_from_the_design(fashion_case, one_thr
     assert not torch.allclose(first, other)
 
 
+def test_a_measurement_of_the_wrong_size_is_refused_before_any_model_call(fashion_case):
+    m = measure(torch.zeros(1, 32, 32), "inpainting", seed=0)
+    with pytest.raises(
+        ValueError, match=r"restores images \(1, 28, 28\), but the measurement is of images \(1, 32, 32\)"
+    ):
+        factory("fashion", steps=3)(m)
+
+
 @pytest.mark.filterwarnings("ignore:.*images:UserWarning")
 def test_diffpir_beside_dds_in_evaluate_solvers(fashion_case, one_thread):
     from uqdiff.models.problems import solver_factory
