@@ -146,3 +146,19 @@ def test_auto_is_refused_where_only_fixed_designs_run():
         parse_design("auto")
     with pytest.raises(ValueError, match="fixed designs"):
         compare(G, odd, budget=400, designs=["mc", "auto"])
+
+
+def test_an_mc_choice_reports_the_pilot_cost_as_its_efficiency():
+    """When auto falls back to plain MC its efficiency against MC is the main stage's share of the
+    budget (0.9 with the default pilot), read from the main stage itself, not from 16 pilot noises."""
+    from uqdiff.samplers import as_sampler
+
+    sampler = as_sampler(lambda z: z, noise_shape=(64,))
+    stat = lambda x: (x**4).mean(dim=1) + 3 * x[:, 0] ** 2  # even: pairs lose, features barely help  # noqa: E731
+    r = estimate(sampler, stat, budget=160, design="auto", seed=3)
+    res = r["statistic"]
+    if res.design != "auto: mc":
+        pytest.skip(f"the pilot chose {res.design}")
+    n = res.n_groups
+    assert res.implied_efficiency == pytest.approx(0.9 * (n - 3) / (n - 1), rel=1e-9)
+    assert res.implied_efficiency_low < 0.9 < res.implied_efficiency_high
