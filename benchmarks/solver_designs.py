@@ -6,7 +6,8 @@ a low-frequency DCT subspace of x_T (K-antithetic on the rest), RQMC on the solv
 (x_T and every step's noise) and noise control variates (DCT features of x_T and their squares,
 which reach the even part), and ``design="auto"`` as users get it (a 10 % pilot choosing per
 metric, at a budget of max(budget, 160); its efficiency is against MC spending the whole budget,
-pilot included, with MC's variance from the pilot's pairs, so falling back to MC scores about 0.9). For each solver (DPS, DDS on the project's Fashion-MNIST DDPM, float64),
+pilot included, so falling back to MC scores about 0.9). For each solver (DPS, DDS on the
+project's Fashion-MNIST DDPM, float64; DiffPIR from examples/diffpir.py under capture, float32),
 each test image and each design, one run of ``--budget`` posterior samples gives the design's
 within-run efficiency against plain MC at the same budget (``implied_efficiency``: marginal
 variance / (k x variance of group means); for control variates against MC on the raw metric,
@@ -138,8 +139,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                         **options,
                     )
                 for stat, res in r.results.items():
-                    # auto's implied efficiency is already against MC spending the whole budget, pilot
-                    # included (MC's variance from its pilot pairs)
+                    # auto's implied efficiency is already against MC spending the whole budget, pilot included
                     per_image.append(
                         {
                             "solver": solver,
@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         + ("_quick" if args.quick else ""),
         title="Designs for the metrics solvers are judged by: efficiency against MC on per-image L1 and PSNR",
         intro=[
-            f"Fashion-MNIST DDPM (float64 for DPS and DDS, float32 for DiffPIR, on {prior.device}), {args.task}, {args.steps} steps, {args.images} test images "
+            f"Fashion-MNIST DDPM (float64 for DPS and DDS, float32 for DiffPIR, on {prior.device}), {args.task}, "
+            f"{args.steps} steps, {args.images} test images "
             f"({source}), {args.budget} posterior samples per image and design. Efficiency: each run's "
             "implied efficiency against plain MC at the same budget; over images, the geometric mean with a "
             "95% t interval on the log scale. Seconds per solver: "

@@ -1,14 +1,14 @@
 """Which solver is better over a population of images: DPS, DDS, RSD and DiffPIR with uqdiff.evaluate_solvers.
 
-``--model fashion`` (default): four solvers on the project's Fashion-MNIST DDPM (float64 prior for DPS, whose guided steps grow
-float32 rounding; see docs/capture.md): DPS and DDS (uqdiff's), RSD (repulsive particles, K = 4 per
+``--model fashion`` (default): four solvers on the project's Fashion-MNIST DDPM (float64 prior for
+DPS, whose guided steps grow float32 rounding; see docs/capture.md): DPS and DDS (uqdiff's), RSD (repulsive particles, K = 4 per
 set, gamma 3 on the classifier's features) and DiffPIR written the way research code is written
 (``examples/diffpir.py``: torch.randn inside its loop, run unmodified under ``Captured``).
 For each task, ``--images`` test images (the same ones for every solver), ``--budget`` posterior
 samples per image and solver on common noise, ``--steps`` solver steps. The design is antithetic
 particle sets (``uqdiff.AntitheticSets(4)``): a group is 8 noises, two sets of 4 independent noises
-where the second set is the negation of the first. Each set of 4 is one RSD particle set with the joint law RSD is defined with
-(4 independent N(0, I)), and for the other solvers a group is 4 antithetic pairs.
+where the second set is the negation of the first. Each set of 4 is one RSD particle set with the
+joint law RSD is defined with (4 independent N(0, I)), and for the other solvers a group is 4 antithetic pairs.
 ``--model terrain``: DDS and DiffPIR on the terrain consistency model's denoiser (a black box: no
 network gradient for DPS, no classifier for RSD), sparse elevations (92-96% missing) and
 super-resolution x4, 8 samples per image and solver under antithetic pairs.
@@ -36,18 +36,17 @@ from _common import ROOT, add_common_arguments, write_results
 
 from uqdiff import AntitheticSets, evaluate_solvers
 from uqdiff.estimators.results import markdown_table
-from uqdiff.models.classifier import classifier_features
-from uqdiff.models.problems import TASKS, ground_truths, model_prior
-from uqdiff.samplers import DDS, DPS, RSD
+from uqdiff.models.problems import RSD_PARTICLES, TASKS, ground_truths, solver_factory
 from uqdiff.statistics import L1, PSNR
 
-K = 4  # RSD particles per set
-GAMMA = 3.0  # RSD repulsion on the classifier features: the factory default (uqdiff.models.problems)
+K = RSD_PARTICLES  # RSD particles per set (the factory's, as on the command line)
 
 
 def solvers(model: str, steps: int, device: str | None) -> tuple[dict, AntitheticSets | str, str]:
-    """The model's solvers as factories measurement -> sampler (priors built once), their design and its story.
+    """The model's solvers as factories measurement -> sampler, their design and its story.
 
+    The named solvers come from :func:`uqdiff.models.problems.solver_factory`, as ``uqdiff evaluate``
+    builds them (DPS on a float64 prior; RSD with the classifier's features and gamma 3).
     Fashion-MNIST: DPS, DDS, RSD and DiffPIR under antithetic particle sets. Terrain (a black-box
     denoiser: no network gradient, no classifier): DDS and DiffPIR under antithetic pairs.
     """
@@ -57,21 +56,15 @@ def solvers(model: str, steps: int, device: str | None) -> tuple[dict, Antitheti
     from examples.diffpir import factory as diffpir
 
     if model == "terrain":
-        prior = model_prior("terrain", steps)
-        story = "antithetic pairs"
-        return {"DDS": lambda m: DDS(prior, m), "DiffPIR": diffpir("terrain", steps=steps)}, "antithetic", story
-    prior64 = model_prior("fashion", steps, device=device, dtype=torch.float64)
-    prior32 = model_prior("fashion", steps, device=device)
-    features = classifier_features(device=prior32.device)
+        factories = {"DDS": solver_factory("terrain", "dds", steps=steps), "DiffPIR": diffpir("terrain", steps=steps)}
+        return factories, "antithetic", "antithetic pairs"
     factories = {
-        "DPS": lambda m: DPS(prior64, m),
-        "DDS": lambda m: DDS(prior32, m),
-        "RSD": lambda m: RSD(prior32, m, particles=K, gamma=GAMMA, features=features),
-        "DiffPIR": diffpir("fashion", steps=steps, device=device),
+        name.upper(): solver_factory("fashion", name, steps=steps, device=device) for name in ("dps", "dds", "rsd")
     }
+    factories["DiffPIR"] = diffpir("fashion", steps=steps, device=device)
     story = (
         f"{AntitheticSets(K).name} (a group: one RSD particle set of {K} and its negation; for DPS, DDS and DiffPIR "
-        f"{K} antithetic pairs); RSD gamma {GAMMA:g}"
+        f"{K} antithetic pairs); RSD gamma 3"
     )
     return factories, AntitheticSets(K), story
 

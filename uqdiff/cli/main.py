@@ -332,7 +332,7 @@ def _rank_solvers(config: RunConfig, truths, source) -> int:
     from uqdiff.estimators.population import evaluate_solvers
     from uqdiff.estimators.settings import RunSettings
     from uqdiff.estimators.solvers import RECONSTRUCTION_STATISTICS
-    from uqdiff.models.problems import PARTICLE_SOLVERS, SOLVERS, TASKS, solver_factory
+    from uqdiff.models.problems import PARTICLE_SOLVERS, RSD_PARTICLES, SOLVERS, TASKS, solver_factory
     from uqdiff.statistics import STATISTICS
 
     factories = {}
@@ -341,10 +341,11 @@ def _rank_solvers(config: RunConfig, truths, source) -> int:
             factories[name.upper()] = solver_factory(config.model, name, steps=config.steps, device=config.device)
         else:
             factories[name] = _import_factory(name)
-    # RSD moves sets of 4 interacting particles: a set of 4 independent noises and its negation is one
-    # group, antithetic between sets (uqdiff.AntitheticSets); for the other solvers, 4 antithetic pairs
+    # RSD moves sets of interacting particles: a set of independent noises and its negation is one group,
+    # antithetic between sets (uqdiff.AntitheticSets); for the other solvers, antithetic pairs
     particle_sets = any(name in PARTICLE_SOLVERS for name in config.solvers)
-    design = config.designs[0] if config.designs else ("antithetic-sets:4" if particle_sets else "antithetic")
+    default = f"antithetic-sets:{RSD_PARTICLES}" if particle_sets else "antithetic"
+    design = config.designs[0] if config.designs else default
     c = evaluate_solvers(
         factories,
         truths,
